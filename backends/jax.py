@@ -1,0 +1,92 @@
+"""JAX backend: ``jax.grad``/``jax.jvp`` nesting, Taylor mode via ``jax.experimental.jet``, ``jax.jit``."""
+
+from __future__ import annotations
+
+import functools
+
+import harness
+from harness.strategies import nest
+
+
+class JaxBackend:
+    name = "jax"
+    requires = ("jax", "jaxlib")
+    install_hint = "pip install 'gradient-harness[jax]'"
+    strategies = ("reverse", "forward", "forward-over-reverse", "taylor")
+    modes = ("eager", "jit")
+    dtypes = ("float32", "float64")
+
+    @functools.cached_property
+    def jax(self):
+        import jax
+
+        # float64 must be switched on before the first array is made; float32
+        # arrays stay float32 when it is on.
+        jax.config.update("jax_enable_x64", True)
+        return jax
+
+    def devices(self) -> list[str]:
+        try:
+            gpus = self.jax.devices("gpu")
+        except RuntimeError:  # no GPU platform in this jaxlib
+            gpus = []
+        return ["cpu"] + [f"cuda:{d.id}" for d in gpus]
+
+    def _device(self, device: str):
+        if device == "cpu":
+            return self.jax.devices("cpu")[0]
+        kind, _, index = device.partition(":")
+        return self.jax.devices("gpu")[int(index or 0)]
+
+    def namespace(self):
+        return self.jax.numpy
+
+    def asarray(self, x, dtype, device):
+        return self.jax.device_put(self.jax.numpy.asarray(x, dtype=dtype), self._device(device))
+
+    def to_numpy(self, x):
+        import numpy as np
+
+        return np.asarray(x)
+
+    def value_and_grad(self, f, argnums):
+        return self.jax.value_and_grad(f, argnums=argnums)
+
+    def derivative(self, f, order, strategy):
+        jax = self.jax
+        if strategy == "taylor":
+            return self._taylor(f, order)
+
+        def reverse(g):
+            return jax.grad(lambda x: g(x).sum())
+
+        def forward(g):
+            return lambda x: jax.jvp(g, (x,), (jax.numpy.ones_like(x),))[1]
+
+        return nest(f, order, strategy, reverse=reverse, forward=forward)
+
+    def _taylor(self, f, order):
+        from jax.experimental import jet
+
+        jnp = self.jax.numpy
+
+        def nth(x):
+            # Input path x(t) = x + t: first coefficient 1, the others 0. jet's
+            # coefficients are derivatives (not divided by k!), so term order-1
+            # of the output series is the order-th derivative.
+            series = [jnp.ones_like(x)] + [jnp.zeros_like(x)] * (order - 1)
+            _, out = jet.jet(f, (x,), (series,))
+            return out[order - 1]
+
+        return nth
+
+    def compile(self, fn, mode):
+        return self.jax.jit(fn)
+
+    def block_until_ready(self, x):
+        return self.jax.block_until_ready(x)
+
+
+@harness.hookimpl
+def harness_register_backends(register):
+    register(JaxBackend())

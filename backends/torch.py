@@ -1,0 +1,72 @@
+"""PyTorch backend: ``torch.func`` transforms, evaluated through ``array_api_compat.torch``."""
+
+from __future__ import annotations
+
+import functools
+
+import harness
+from harness.strategies import nest
+
+
+class TorchBackend:
+    name = "torch"
+    requires = ("torch", "array-api-compat")
+    install_hint = "pip install 'gradient-harness[torch]'"
+    strategies = ("reverse", "forward", "forward-over-reverse")
+    modes = ("eager",)
+    dtypes = ("float32", "float64")
+
+    @functools.cached_property
+    def torch(self):
+        import torch
+        import torch.func
+
+        return torch
+
+    def devices(self) -> list[str]:
+        cuda = self.torch.cuda
+        return ["cpu"] + [f"cuda:{i}" for i in range(cuda.device_count() if cuda.is_available() else 0)]
+
+    def namespace(self):
+        import array_api_compat.torch
+
+        return array_api_compat.torch
+
+    def asarray(self, x, dtype, device):
+        return self.torch.as_tensor(x, dtype=getattr(self.torch, dtype), device=device)
+
+    def to_numpy(self, x):
+        return x.detach().cpu().numpy()
+
+    def value_and_grad(self, f, argnums):
+        grad_and_value = self.torch.func.grad_and_value(f, argnums=argnums)
+
+        def value_and_grad(*args):
+            grads, value = grad_and_value(*args)
+            return value, grads
+
+        return value_and_grad
+
+    def derivative(self, f, order, strategy):
+        func = self.torch.func
+
+        def reverse(g):
+            return func.grad(lambda x: g(x).sum())
+
+        def forward(g):
+            return lambda x: func.jvp(g, (x,), (self.torch.ones_like(x),))[1]
+
+        return nest(f, order, strategy, reverse=reverse, forward=forward)
+
+    def compile(self, fn, mode):
+        raise NotImplementedError("torch.compile is not wired up yet")
+
+    def block_until_ready(self, x):
+        if self.torch.cuda.is_available():
+            self.torch.cuda.synchronize()
+        return x
+
+
+@harness.hookimpl
+def harness_register_backends(register):
+    register(TorchBackend())

@@ -1,0 +1,199 @@
+"""``python -m harness``: list backends and problems, validate derivatives.
+
+Exit codes: 0 everything passed (``unsupported`` is not a failure), 1 a check
+failed or errored, 2 a usage error (unknown name, bad order, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+from tabulate import tabulate
+
+from harness import __version__, files, plugins, report, validate
+from harness.plugins import DTYPES, MODES, UsageError
+from harness.strategies import STRATEGIES
+
+MAX_ORDER = 30
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def parse_orders(text: str) -> tuple[int, ...]:
+    """``"1-6"``, ``"2,4"`` or ``"3"`` as a tuple of derivative orders in 1..MAX_ORDER."""
+    orders: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            orders += range(int(lo), int(hi or lo) + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an order list like 1-6 or 1,3") from None
+    if not orders or min(orders) < 1 or max(orders) > MAX_ORDER:
+        raise argparse.ArgumentTypeError(f"orders must lie in 1..{MAX_ORDER}, got {text!r}")
+    return tuple(sorted(set(orders)))
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _choices(allowed):
+    def parse(text: str) -> list[str]:
+        names = _names(text)
+        bad = [n for n in names if n not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(
+                f"unknown {', '.join(map(repr, bad))}; choose from {', '.join(allowed)}")
+        return names
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness",
+        description="Validate and benchmark automatic-differentiation backends.",
+        epilog="Exit codes: 0 all checks pass, 1 a check failed or errored, 2 usage error.")
+    parser.add_argument("--version", action="version", version=f"gradient-harness {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    lister = sub.add_parser("list", help="backends (availability, version, devices), problems")
+    lister.add_argument("--format", choices=("table", "json"), default="table")
+    lister.add_argument("--no-devices", action="store_true",
+                        help="skip device detection (it imports each framework in a subprocess)")
+
+    val = sub.add_parser("validate", help="check derivatives against oracles and across backends")
+    val.add_argument("-b", "--backend", type=_names, action="extend",
+                     help=f"backends to run, comma-separated (default: ${plugins.BACKENDS_ENV} "
+                          "or all installed)")
+    val.add_argument("-p", "--problem", type=_names, action="extend", help="problems to run")
+    val.add_argument("-o", "--order", type=parse_orders,
+                     help="derivative orders, e.g. 1-10 (default: 1-6 float64, 1-4 float32)")
+    val.add_argument("--dtype", type=_choices(DTYPES), action="extend")
+    val.add_argument("--mode", type=_choices(MODES), action="extend")
+    val.add_argument("--strategy", type=_choices(tuple(STRATEGIES)), action="extend")
+    val.add_argument("--device", type=_names, action="extend",
+                     help="devices such as cpu or cuda:0 (default: every device detected)")
+    val.add_argument("--format", choices=("table", "json"), default="table")
+    val.add_argument("--output", help="write the report to this file (atomically) not stdout")
+
+    sub.add_parser("tolerances", help="the tolerance table by dtype and order")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"list": cmd_list, "validate": cmd_validate,
+                "tolerances": cmd_tolerances}[args.command](args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _probe_devices(name: str) -> list[str]:
+    """Run in a subprocess: import the framework and detect its devices."""
+    return plugins.load().backends[name].backend.devices()
+
+
+def detect_devices(entries: list[plugins.BackendEntry]) -> dict[str, str]:
+    """Each available backend's devices, found in child processes so this one imports no framework."""
+    found = {}
+    available = [e.name for e in entries if not e.unavailable]
+    if not available:
+        return found
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(available), mp_context=context) as pool:
+        futures = {name: pool.submit(_probe_devices, name) for name in available}
+        for name, future in futures.items():
+            try:
+                found[name] = ", ".join(future.result(timeout=120))
+            except Exception as exc:
+                found[name] = f"error: {type(exc).__name__}: {exc}"
+    return found
+
+
+def cmd_list(args) -> int:
+    registry = plugins.load()
+    entries = list(registry.backends.values())
+    devices = {} if args.no_devices else detect_devices(entries)
+    backends = [{
+        "name": e.name, "plugin": e.plugin, "available": e.unavailable is None,
+        "reason": e.unavailable, "version": e.version, "devices": devices.get(e.name),
+        "strategies": list(e.backend.strategies), "modes": list(e.backend.modes),
+        "dtypes": list(e.backend.dtypes),
+    } for e in entries]
+    problems = [{"name": p.name, "kind": type(p).__name__, "description": p.description}
+                for p in registry.problems.values()]
+    errors = [{"plugin": e.plugin, "message": e.message} for e in registry.errors]
+    if args.format == "json":
+        print(json.dumps({"backends": backends, "problems": problems, "plugin_errors": errors},
+                         indent=2))
+        return EXIT_OK
+    rows = [[b["name"], b["version"] or "-",
+             "yes" if b["available"] else f"no: {b['reason']}",
+             b["devices"] or "-", " ".join(b["strategies"]), " ".join(b["modes"])]
+            for b in backends]
+    print(tabulate(rows, headers=["backend", "version", "available", "devices", "strategies",
+                                  "modes"]))
+    print()
+    print(tabulate([[p["name"], p["kind"], p["description"]] for p in problems],
+                   headers=["problem", "kind", "description"]))
+    for error in registry.errors:
+        print(f"\nbroken {error}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_validate(args) -> int:
+    registry = plugins.load()
+    entries = registry.select_backends(args.backend)
+    plan = validate.Plan(
+        backends=entries,
+        problems=registry.select_problems(args.problem),
+        dtypes=tuple(args.dtype or DTYPES),
+        modes=tuple(args.mode) if args.mode else None,
+        strategies=tuple(args.strategy) if args.strategy else None,
+        devices=tuple(args.device) if args.device else None,
+        orders=args.order,
+    )
+    started = time.perf_counter()
+    checks = list(validate.run(plan))
+    elapsed = time.perf_counter() - started
+    unavailable = {e.name: e.unavailable for e in entries if e.unavailable}
+    explicit = args.backend is not None
+    errors = [str(e) for e in registry.errors] if not explicit else []
+    # A backend named explicitly but not installed cannot be validated: that is an error.
+    broken = errors or (explicit and unavailable)
+    failed = broken or any(c.status in ("fail", "error") for c in checks)
+
+    if args.format == "json":
+        text = json.dumps({
+            "harness": __version__, "seconds": round(elapsed, 3),
+            "unavailable": unavailable, "plugin_errors": errors,
+            "checks": [c.to_json() for c in checks],
+        }, indent=2)
+    else:
+        parts = [report.summary(checks)] if checks else ["no checks ran"]
+        parts += [report.mismatch(c) for c in checks if c.status in ("fail", "error")]
+        parts += [f"unavailable: {name}: {why}" for name, why in unavailable.items()]
+        parts += [f"broken {e}" for e in errors]
+        counts = {s: sum(c.status == s for c in checks) for s in validate.STATUSES}
+        parts.append(", ".join(f"{n} {s}" for s, n in counts.items())
+                     + f" in {elapsed:.1f} s" + (": FAILED" if failed else ": all passed"))
+        text = "\n\n".join(parts)
+    if args.output:
+        if args.format == "json":
+            files.write_json(args.output, json.loads(text))
+        else:
+            files.write_text(args.output, text + "\n")
+    else:
+        print(text)
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+def cmd_tolerances(args) -> int:
+    print(report.tolerance_table())
+    return EXIT_OK

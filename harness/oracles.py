@@ -1,0 +1,143 @@
+"""Independent references for derivatives, always computed in float64 or higher.
+
+- exact: polynomial derivatives in rational arithmetic;
+- mpmath: n-th derivatives of a scalar problem's own definition at 40 digits;
+- complex step: ``Im f(x + ih v) / h``, first derivatives to ~1e-16 with no cancellation;
+- central differences (numdifftools, Richardson extrapolation, with an error estimate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from typing import Any
+
+import mpmath
+import numdifftools
+import numpy as np
+
+from harness.pytree import flatten, unflatten
+
+MPMATH_DPS = 40
+COMPLEX_STEP = 1e-20
+FULL_GRADIENT_LIMIT = 32
+"""Up to this many parameters the full gradient is checked; beyond, random directions."""
+DIRECTIONS = 6
+
+
+class MpmathNamespace:
+    """The array-namespace functions scalar problems use, as mpmath functions."""
+
+    tanh = staticmethod(mpmath.tanh)
+    exp = staticmethod(mpmath.exp)
+    log = staticmethod(mpmath.log)
+    log1p = staticmethod(mpmath.log1p)
+    sin = staticmethod(mpmath.sin)
+    cos = staticmethod(mpmath.cos)
+    sqrt = staticmethod(mpmath.sqrt)
+
+    @staticmethod
+    def sum(x):
+        return x
+
+
+def exact_polynomial(coefficients: Sequence[int], points: np.ndarray, order: int) -> np.ndarray:
+    """The ``order``-th derivative of ``sum(c[k] x**k)`` at ``points``, in exact rational arithmetic."""
+    coeffs = [Fraction(c) for c in coefficients]
+    for _ in range(order):
+        coeffs = [k * c for k, c in enumerate(coeffs)][1:]
+
+    def horner(x: float) -> float:
+        total = Fraction(0)
+        for c in reversed(coeffs):
+            total = total * Fraction(x) + c
+        return float(total)
+
+    return np.array([horner(float(x)) for x in np.ravel(points)]).reshape(np.shape(points))
+
+
+def mpmath_derivative(fn: Callable, points: np.ndarray, order: int) -> np.ndarray:
+    """The ``order``-th derivative of elementwise ``fn(xp, x)`` at ``points``, via ``mpmath.diff``."""
+    with mpmath.workdps(MPMATH_DPS):
+        values = [
+            float(mpmath.diff(lambda t: fn(MpmathNamespace, t), mpmath.mpf(float(x)), order))
+            for x in np.ravel(points)
+        ]
+    return np.array(values).reshape(np.shape(points))
+
+
+def central_derivative(fn: Callable, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First derivative of elementwise numpy ``fn`` at ``points``, with numdifftools' error estimate.
+
+    Six steps from 1e-3 down by halves (13 calls of ``fn``; the default takes 31)
+    keep the error near 1e-13 on smooth functions: ``fn`` is often a costly
+    nested derivative.
+    """
+    steps = numdifftools.MinStepGenerator(base_step=1e-3, num_steps=6, step_ratio=2)
+    result = numdifftools.Derivative(fn, n=1, step=steps, full_output=True)(
+        np.asarray(points, np.float64))
+    return np.asarray(result.estimate), np.asarray(result.error_estimate)
+
+
+def step_sweep(fn: Callable, points: np.ndarray, claimed: np.ndarray, steps: Sequence[float]
+               ) -> list[float]:
+    """Largest gap between ``claimed`` and plain central differences of ``fn``, per step size.
+
+    The gap follows the step (falls as h**2, or grows as 1/h from rounding)
+    when it is the finite difference that is off; it stays put when the
+    claimed derivative is wrong.
+    """
+    x = np.asarray(points, np.float64)
+    return [
+        float(np.max(np.abs(claimed - (fn(x + h) - fn(x - h)) / (2 * h)), initial=0.0))
+        for h in steps
+    ]
+
+
+# --- Gradients of a problem's loss w.r.t. its selected arguments -----------------------------------
+
+
+def selected(args: tuple, argnums: int | tuple[int, ...]) -> Any:
+    """The differentiated part of ``args``: one pytree for an int, a tuple for a sequence."""
+    return args[argnums] if isinstance(argnums, int) else tuple(args[i] for i in argnums)
+
+
+def of_flat_parameters(fn: Callable, xp: Any, args: tuple, argnums: int | tuple[int, ...]
+                       ) -> tuple[Callable[[np.ndarray], Any], np.ndarray]:
+    """``F(theta) = fn(xp, *args)`` with the selected arguments read from the flat vector ``theta``."""
+    like = selected(args, argnums)
+    positions = (argnums,) if isinstance(argnums, int) else argnums
+
+    def F(theta: np.ndarray) -> Any:
+        values = unflatten(theta, like)
+        full = list(args)
+        for i, value in zip(positions, (values,) if isinstance(argnums, int) else values,
+                            strict=True):
+            full[i] = value
+        return fn(xp, *full)
+
+    return F, flatten(like)
+
+
+def directions(size: int, seed: int = 0) -> np.ndarray:
+    """Rows to project gradients on: the unit basis for small ``size``, else seeded random unit vectors."""
+    if size <= FULL_GRADIENT_LIMIT:
+        return np.eye(size)
+    v = np.random.default_rng(seed).standard_normal((DIRECTIONS, size))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def complex_step(F: Callable, theta: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Directional derivatives ``rows @ grad F(theta)`` by complex step (F must be complex-safe)."""
+    return np.array([np.imag(F(theta + 1j * COMPLEX_STEP * v)) / COMPLEX_STEP for v in rows])
+
+
+def central_difference(F: Callable, theta: np.ndarray, rows: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Directional derivatives ``rows @ grad F(theta)`` by numdifftools, with error estimates."""
+    values, errors = [], []
+    for v in rows:
+        result = numdifftools.Derivative(lambda t, v=v: F(theta + t * v), full_output=True)(0.0)
+        values.append(float(result.estimate))
+        errors.append(float(result.error_estimate))
+    return np.array(values), np.array(errors)

@@ -1,0 +1,192 @@
+"""Load plugins from the ``harness`` entry-point group, check them against the spec, isolate faults.
+
+A plugin that fails to import, breaks the spec or raises while registering is
+recorded in `Registry.errors` with its name and what is wrong; every other
+plugin still loads. Nothing here imports a framework.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from harness import hookspecs, problems
+from harness.strategies import STRATEGIES
+
+ENTRY_POINT_GROUP = "harness"
+BACKENDS_ENV = "HARNESS_BACKENDS"
+"""Comma-separated backend names to run; the CLI's ``--backend`` overrides it."""
+
+MODES = ("eager", "jit")
+DTYPES = ("float32", "float64")
+_ATTRIBUTES = ("name", "requires", "install_hint", "strategies", "modes", "dtypes")
+_METHODS = tuple(
+    name for name, _ in inspect.getmembers(hookspecs.Backend, inspect.isfunction)
+    if not name.startswith("_")
+)
+
+
+class UsageError(ValueError):
+    """The user asked for something that does not exist (exit code 2)."""
+
+
+@dataclass
+class PluginError:
+    plugin: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin!r}: {self.message}"
+
+
+@dataclass
+class BackendEntry:
+    """A registered backend with what the host knows about it without importing its framework."""
+
+    backend: hookspecs.Backend
+    plugin: str
+    version: str | None
+    unavailable: str | None
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+
+@dataclass
+class Registry:
+    backends: dict[str, BackendEntry] = field(default_factory=dict)
+    problems: dict[str, problems.Problem] = field(default_factory=dict)
+    errors: list[PluginError] = field(default_factory=list)
+
+    def add_backend(self, backend: Any, plugin: str) -> None:
+        problem = spec_violation(backend)
+        if problem is None and backend.name in self.backends:
+            problem = f"backend name {backend.name!r} is already taken"
+        if problem is not None:
+            self.errors.append(PluginError(plugin, f"registered a backend that breaks the spec: {problem}"))
+            return
+        version, unavailable = _availability(backend)
+        self.backends[backend.name] = BackendEntry(backend, plugin, version, unavailable)
+
+    def add_problem(self, problem: Any, plugin: str) -> None:
+        if not isinstance(problem, problems.ScalarProblem | problems.GradientProblem):
+            self.errors.append(PluginError(
+                plugin, f"registered {problem!r}, which is not a ScalarProblem or GradientProblem"))
+        elif problem.name in self.problems:
+            self.errors.append(PluginError(plugin, f"problem name {problem.name!r} is already taken"))
+        else:
+            self.problems[problem.name] = problem
+
+    def select_backends(self, names: Iterable[str] | None = None) -> list[BackendEntry]:
+        """Backends by name (default: ``$HARNESS_BACKENDS``, else all), in registration order."""
+        if names is None and os.environ.get(BACKENDS_ENV):
+            names = os.environ[BACKENDS_ENV].split(",")
+        if names is None:
+            return list(self.backends.values())
+        return [self.backends[n] for n in _known(names, self.backends, "backend")]
+
+    def select_problems(self, names: Iterable[str] | None = None) -> list[problems.Problem]:
+        if names is None:
+            return list(self.problems.values())
+        return [self.problems[n] for n in _known(names, self.problems, "problem")]
+
+
+def _known(names: Iterable[str], known: dict, what: str) -> list[str]:
+    names = [n.strip() for n in names if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(
+            f"unknown {what} {', '.join(map(repr, unknown))}; known: {', '.join(known) or 'none'}"
+        )
+    return names
+
+
+def spec_violation(backend: Any) -> str | None:
+    """What ``backend`` lacks of the `hookspecs.Backend` spec, or ``None`` if it conforms."""
+    missing = [a for a in _ATTRIBUTES if not hasattr(backend, a)]
+    missing += [m for m in _METHODS if not callable(getattr(backend, m, None))]
+    if missing:
+        return f"missing {', '.join(missing)} (see harness/hookspecs.py)"
+    if not isinstance(backend.name, str) or not backend.name:
+        return "name must be a non-empty string"
+    checks = [("strategies", STRATEGIES), ("modes", MODES), ("dtypes", DTYPES)]
+    for attribute, allowed in checks:
+        values = getattr(backend, attribute)
+        bad = [v for v in values if v not in allowed] if isinstance(values, tuple | list) else [values]
+        if bad:
+            return f"{attribute} has {bad!r}; allowed: {', '.join(allowed)}"
+    if "eager" not in backend.modes:
+        return "modes must include 'eager'"
+    return None
+
+
+def _availability(backend: hookspecs.Backend) -> tuple[str | None, str | None]:
+    """(version of the first required distribution, reason it is unavailable), from metadata alone."""
+    versions = []
+    for dist in backend.requires:
+        try:
+            versions.append(importlib.metadata.version(dist))
+        except importlib.metadata.PackageNotFoundError:
+            return None, f"{dist} is not installed ({backend.install_hint})"
+    return (versions[0] if versions else None), None
+
+
+def _manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _register(pm: pluggy.PluginManager, plugin: Any, name: str, errors: list[PluginError]) -> None:
+    try:
+        pm.register(plugin, name=name)
+        pm.check_pending()  # a misspelt hook name fails here instead of being ignored
+    except Exception as exc:
+        if pm.is_registered(plugin):
+            pm.unregister(plugin)
+        errors.append(PluginError(name, f"does not fit the hook spec: {exc}"))
+
+
+def load(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = True) -> Registry:
+    """Load the built-in problems, the ``harness`` entry points and ``extra`` (name, plugin) pairs.
+
+    pluggy's ``load_setuptools_entrypoints`` stops at the first plugin that fails
+    to import, and one hook call stops at the first implementation that raises,
+    so both loops are written out here to keep one plugin's fault its own.
+    """
+    pm = _manager()
+    registry = Registry()
+    _register(pm, problems, "harness.problems", registry.errors)
+    if entry_points:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                registry.errors.append(PluginError(
+                    ep.name, f"failed to import {ep.value}: {type(exc).__name__}: {exc}"))
+                continue
+            _register(pm, plugin, ep.name, registry.errors)
+    for name, plugin in extra:
+        _register(pm, plugin, name, registry.errors)
+
+    hooks = [
+        (pm.hook.harness_register_problems, registry.add_problem),
+        (pm.hook.harness_register_backends, registry.add_backend),
+    ]
+    for hook, add in hooks:
+        # get_hookimpls() lists implementations in load order (calls run LIFO).
+        for impl in hook.get_hookimpls():
+            name = impl.plugin_name
+            try:
+                impl.function(register=lambda obj, _name=name, _add=add: _add(obj, _name))
+            except Exception as exc:
+                registry.errors.append(PluginError(
+                    name, f"raised while registering: {type(exc).__name__}: {exc}"))
+    return registry

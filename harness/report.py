@@ -1,0 +1,69 @@
+"""Human-readable reports: the validation summary, mismatch reports, the tolerance table."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from tabulate import tabulate
+
+from harness.validate import DEFAULT_ORDERS, FD_RTOL, TOLERANCES, Check, tolerance
+
+
+def orders_text(orders: Iterable[int]) -> str:
+    """``[1, 2, 3, 5]`` as ``"1-3,5"``."""
+    runs: list[list[int]] = []
+    for order in sorted(set(orders)):
+        if runs and order == runs[-1][-1] + 1:
+            runs[-1].append(order)
+        else:
+            runs.append([order])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
+def summary(checks: list[Check]) -> str:
+    """One row per backend/device/dtype/mode/strategy/problem, counting statuses."""
+    groups: dict[tuple, list[Check]] = defaultdict(list)
+    for c in checks:
+        groups[(c.backend, c.device, c.dtype, c.mode, c.strategy, c.problem)].append(c)
+    rows = []
+    for key, group in groups.items():
+        counts = {s: sum(c.status == s for c in group) for s in ("pass", "fail", "unsupported", "error")}
+        ratios = [c.err_over_allowed for c in group if c.err_over_allowed is not None]
+        verdict = ("FAIL" if counts["fail"] or counts["error"]
+                   else "unsupported" if counts["unsupported"] and not counts["pass"] else "ok")
+        rows.append([*key, orders_text(c.order for c in group), counts["pass"], counts["fail"],
+                     counts["unsupported"], counts["error"],
+                     f"{max(ratios):.2g}" if ratios else "-", verdict])
+    headers = ["backend", "device", "dtype", "mode", "strategy", "problem", "orders", "pass",
+               "fail", "unsup", "error", "worst err/allowed", "verdict"]
+    return tabulate(rows, headers=headers)
+
+
+def mismatch(check: Check) -> str:
+    """A full mismatch report for one failing or erroring check."""
+    lines = [
+        f"{check.status.upper()} [{check.classification or check.status}] "
+        f"{check.problem} order {check.order}",
+        f"  backend  {check.backend} {check.version or ''} | strategy {check.strategy} | "
+        f"mode {check.mode} | dtype {check.dtype} | device {check.device}",
+    ]
+    if check.points is not None:
+        lines.append(f"  points   {check.points}")
+    if check.value is not None:
+        lines += [f"  value    {check.value}", f"  ref      {check.reference} ({check.oracle})",
+                  f"  errors   abs {check.max_abs_err:.3g}, rel {check.max_rel_err:.3g}; "
+                  f"rtol {check.tolerance:.3g}"]
+    if check.message:
+        lines.append(f"  note     {check.message}")
+    return "\n".join(lines)
+
+
+def tolerance_table() -> str:
+    orders = range(0, 11)
+    rows = [[dtype, *(f"{tolerance(dtype, n):.0e}" for n in orders)] for dtype in TOLERANCES]
+    note = (f"rtol by dtype and derivative order (0 = the loss value); allowed gap "
+            f"|a - r| <= rtol*|r| + rtol*max|r|. Against finite differences rtol is at least "
+            f"{FD_RTOL:g}, plus 4x the difference's own error estimate. Default orders: "
+            + ", ".join(f"{d} {orders_text(o)}" for d, o in DEFAULT_ORDERS.items()))
+    return tabulate(rows, headers=["dtype", *map(str, orders)]) + "\n\n" + note

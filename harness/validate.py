@@ -1,0 +1,366 @@
+"""Check every backend x device x dtype x mode x strategy x problem x order against the oracles.
+
+Each check compares a backend's result with a float64 (or higher) reference:
+
+``|value - reference| <= rtol * |reference| + rtol * S``, with ``S`` the largest
+``|reference|`` over the problem's points (so zeros, such as tanh's even
+derivatives at 0, need no special case). ``rtol`` comes from `TOLERANCES`; it
+grows with the order and with looser dtypes and is never scaled by array size.
+Finite-difference oracles add their own error estimate to the allowed gap.
+
+A failing check is classified: ``overflow/nan`` (the value is not finite where
+the reference is), ``nondeterministic`` (two calls disagree beyond the
+tolerance), ``oracle noise`` (the gap to a finite difference follows the step
+size) or ``wrong derivative``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from harness import oracles
+from harness.plugins import DTYPES, BackendEntry
+from harness.problems import GradientProblem, Problem, ScalarProblem
+from harness.pytree import flatten, structure, tree_map
+
+TOLERANCES: dict[str, tuple[float, float]] = {
+    # dtype: (rtol at order 1, growth factor per further order)
+    "float64": (1e-12, 4.0),
+    "float32": (4e-6, 4.0),
+}
+FD_RTOL = 1e-8
+"""Floor of the relative tolerance against float64 finite differences (self-consistency, gradients)."""
+AGREEMENT_FACTOR = 2.0
+"""Backend-vs-backend checks allow the error of both sides."""
+DEFAULT_ORDERS = {"float64": tuple(range(1, 7)), "float32": tuple(range(1, 5))}
+VALUE_LIMIT = 1000
+"""Values and references are written out for results up to this many elements."""
+STATUSES = ("pass", "fail", "unsupported", "error")
+SWEEP_STEPS = (1e-3, 2.5e-4)
+
+
+def tolerance(dtype: str, order: int) -> float:
+    """The relative tolerance for an ``order``-th derivative computed in ``dtype`` (order 0: the value)."""
+    base, growth = TOLERANCES[dtype]
+    return base * growth ** max(order - 1, 0)
+
+
+@dataclass
+class Check:
+    """One comparison of a backend's result with one oracle; a JSON record of ``validate``."""
+
+    backend: str
+    version: str | None
+    device: str
+    dtype: str
+    mode: str
+    strategy: str
+    problem: str
+    order: int
+    oracle: str
+    status: str
+    classification: str | None = None
+    value: list | float | None = None
+    reference: list | float | None = None
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    tolerance: float | None = None
+    err_over_allowed: float | None = None
+    points: list | str | None = None
+    message: str = ""
+    seconds: float | None = None
+    sweep: list | None = None
+    _raw: Any = field(default=None, repr=False, compare=False)
+
+    def to_json(self) -> dict:
+        record = asdict(self)
+        record.pop("_raw")
+        return record
+
+
+@dataclass
+class Plan:
+    """What to validate; ``None`` means everything the backend offers (orders: `DEFAULT_ORDERS`)."""
+
+    backends: list[BackendEntry]
+    problems: list[Problem]
+    dtypes: tuple[str, ...] = DTYPES
+    modes: tuple[str, ...] | None = None
+    strategies: tuple[str, ...] | None = None
+    devices: tuple[str, ...] | None = None
+    orders: tuple[int, ...] | None = None
+
+
+def run(plan: Plan) -> Iterator[Check]:
+    """Yield checks as they complete, then the backend-vs-backend agreement checks."""
+    results: list[Check] = []
+    for entry in plan.backends:
+        if entry.unavailable:
+            continue
+        for check in _backend_checks(entry, plan):
+            if check._raw is not None:
+                results.append(check)
+            yield check
+    yield from _agreement(results)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how one backend's checks run."""
+
+    entry: BackendEntry
+    device: str
+    dtype: str
+    mode: str
+    devices: tuple[str, ...]
+    self_consistency: bool
+    """Run the self-consistency oracle here (float64, once per backend: in its last mode)."""
+
+    def head(self, strategy: str, problem: str) -> partial:
+        e = self.entry
+        return partial(Check, e.name, e.version, self.device, self.dtype, self.mode, strategy,
+                       problem)
+
+    def unoffered(self, strategy: str | None) -> str | None:
+        """Why the backend does not offer this target (and ``strategy``), or ``None``."""
+        b = self.entry.backend
+        for what, value, offered in (
+            ("device", self.device, self.devices), ("dtype", self.dtype, b.dtypes),
+            ("mode", self.mode, b.modes), ("strategy", strategy, b.strategies),
+        ):
+            if value is not None and value not in offered:
+                return (f"{self.entry.name} does not offer {what} {value!r} "
+                        f"(offers {', '.join(offered)})")
+        return None
+
+    def compiled(self, fn):
+        return fn if self.mode == "eager" else self.entry.backend.compile(fn, self.mode)
+
+
+def _backend_checks(entry: BackendEntry, plan: Plan) -> Iterator[Check]:
+    backend = entry.backend
+    try:
+        devices = tuple(backend.devices())
+    except Exception as exc:
+        yield _error(partial(Check, entry.name, entry.version, "-", "-", "-", "-", "-"), 0, exc)
+        return
+    modes = plan.modes or backend.modes
+    for device in plan.devices or devices:
+        for dtype in plan.dtypes:
+            for mode in modes:
+                target = Target(entry, device, dtype, mode, devices,
+                                self_consistency=dtype == "float64" and mode == modes[-1])
+                for problem in plan.problems:
+                    if isinstance(problem, GradientProblem):
+                        yield from _gradient_checks(target, problem, plan.orders)
+                        continue
+                    for strategy in plan.strategies or backend.strategies:
+                        yield from _scalar_checks(target, strategy, problem,
+                                                  plan.orders or DEFAULT_ORDERS[dtype])
+
+
+def _scalar_checks(target: Target, strategy: str, problem: ScalarProblem, orders
+                   ) -> Iterator[Check]:
+    b, dtype = target.entry.backend, target.dtype
+    head = target.head(strategy, problem.name)
+    reason = target.unoffered(strategy)
+    if reason:
+        for order in orders:
+            yield head(order, "-", "unsupported", message=reason)
+        return
+    points = np.asarray(problem.points, dtype=dtype)
+    x64 = points.astype(np.float64)
+    try:
+        f = partial(problem.fn, b.namespace())
+        x = b.asarray(points, dtype, target.device)
+        previous = target.compiled(f)  # the order-0 "derivative", for self-consistency
+    except Exception as exc:
+        yield _error(head, 0, exc)
+        return
+    for order in orders:
+        started = time.perf_counter()
+        try:
+            d = target.compiled(b.derivative(f, order, strategy))
+            first = _scalar_result(b, d(x), points.shape)
+            second = _scalar_result(b, d(x), points.shape)
+        except NotImplementedError as exc:
+            yield head(order, "-", "unsupported", message=str(exc))
+            continue
+        except Exception as exc:
+            yield _error(head, order, exc)
+            continue
+        seconds = time.perf_counter() - started
+        rtol = tolerance(dtype, order)
+        if problem.polynomial is not None:
+            reference = oracles.exact_polynomial(problem.polynomial, x64, order)
+            oracle = "exact"
+        else:
+            reference = oracles.mpmath_derivative(problem.fn, x64, order)
+            oracle = f"mpmath({oracles.MPMATH_DPS} digits)"
+        yield _judge(head(order, oracle, "pass", points=x64.tolist(), seconds=seconds),
+                     first, second, reference, rtol)
+        if target.self_consistency:
+            yield _self_consistency(head(order, "self-consistency", "pass", points=x64.tolist()),
+                                    target, previous, x64, first, second, rtol)
+        previous = d
+
+
+def _scalar_result(backend, y, shape) -> np.ndarray:
+    value = np.asarray(backend.to_numpy(backend.block_until_ready(y)), dtype=np.float64)
+    if value.shape != shape:
+        raise ValueError(f"derivative has shape {value.shape}, expected {shape}")
+    return value
+
+
+def _self_consistency(check, target: Target, previous, x64, first, second, rtol) -> Check:
+    """Order n against a central difference of the backend's own order n-1 (float64 only)."""
+    backend = target.entry.backend
+
+    def lower(t):
+        t = np.asarray(t, np.float64)
+        return _scalar_result(backend, previous(backend.asarray(t, target.dtype, target.device)),
+                              t.shape)
+
+    try:
+        reference, error = oracles.central_derivative(lower, x64)
+    except Exception as exc:
+        return replace(check, status="error", message=f"{type(exc).__name__}: {exc}")
+    check = _judge(check, first, second, reference, max(rtol, FD_RTOL), slack=4 * error)
+    if check.classification == "wrong derivative":
+        check = _sweep(check, lower, x64, first)
+    return check
+
+
+def _gradient_checks(target: Target, problem: GradientProblem, orders) -> Iterator[Check]:
+    b, dtype = target.entry.backend, target.dtype
+    head = target.head("reverse", problem.name)
+    if orders is not None and 1 not in orders:
+        return
+    reason = target.unoffered(None)
+    if reason:
+        yield head(1, "-", "unsupported", message=reason)
+        return
+    args64 = problem.make_args(None)
+    rounded = tree_map(lambda a: np.asarray(a, dtype=dtype).astype(np.float64), args64)
+    started = time.perf_counter()
+    try:
+        args = tree_map(lambda a: b.asarray(np.asarray(a, dtype=dtype), dtype, target.device),
+                        args64)
+        vg = target.compiled(b.value_and_grad(partial(problem.fn, b.namespace()),
+                                              problem.argnums))
+        (v1, g1), (v2, g2) = (tree_map(lambda y: np.asarray(b.to_numpy(y), np.float64),
+                                       b.block_until_ready(vg(*args))) for _ in range(2))
+        expected = structure(oracles.selected(rounded, problem.argnums))
+        if structure(g1) != expected:
+            raise ValueError(f"gradient has structure {structure(g1)}, expected {expected}")
+    except NotImplementedError as exc:
+        yield head(1, "-", "unsupported", message=str(exc))
+        return
+    except Exception as exc:
+        yield _error(head, 1, exc)
+        return
+    seconds = time.perf_counter() - started
+
+    yield _judge(head(0, "numpy-float64", "pass", points="loss value", seconds=seconds),
+                 v1, v2, np.asarray(problem.fn(np, *rounded), np.float64), tolerance(dtype, 0))
+    rtol = tolerance(dtype, 1)
+    g, g_again = flatten(g1), flatten(g2)
+    if problem.gradient is not None:
+        yield _judge(head(1, "closed-form", "pass", points="full gradient"),
+                     g, g_again, flatten(problem.gradient(*rounded)), rtol)
+    F, theta = oracles.of_flat_parameters(problem.fn, np, rounded, problem.argnums)
+    rows = oracles.directions(theta.size)
+    where = ("full gradient" if theta.size <= oracles.FULL_GRADIENT_LIMIT
+             else f"{len(rows)} seeded random directions")
+    claimed, claimed_again = rows @ g, rows @ g_again
+    yield _judge(head(1, "complex-step", "pass", points=where),
+                 claimed, claimed_again, oracles.complex_step(F, theta, rows), rtol)
+    reference, error = oracles.central_difference(F, theta, rows)
+    check = _judge(head(1, "central-difference", "pass", points=where),
+                   claimed, claimed_again, reference, max(rtol, FD_RTOL), slack=4 * error)
+    if check.classification == "wrong derivative":
+
+        def along(t):
+            return np.array([F(theta + ti * v) for ti, v in zip(t, rows, strict=True)])
+
+        check = _sweep(check, along, np.zeros(len(rows)), claimed)
+    yield check
+
+
+def _judge(check: Check, value, second, reference, rtol: float, slack=0.0) -> Check:
+    """Fill in errors, status and classification of ``check`` from two calls' values."""
+    value, second = np.asarray(value, np.float64), np.asarray(second, np.float64)
+    reference = np.asarray(reference, np.float64)
+    scale = float(np.max(np.abs(reference), initial=0.0))
+    allowed = rtol * (np.abs(reference) + scale) + slack
+    error = np.abs(value - reference)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(reference != 0, error / np.abs(reference), error / (scale or 1.0))
+    finite = bool(np.all(np.isfinite(value)))
+    within = finite and bool(np.all(error <= allowed))
+    check.max_abs_err = float(np.max(error, initial=0.0))
+    check.max_rel_err = float(np.max(relative, initial=0.0))
+    check.tolerance = rtol
+    with np.errstate(divide="ignore", invalid="ignore"):
+        check.err_over_allowed = float(np.max(np.where(error > 0, error / allowed, 0.0),
+                                              initial=0.0))
+    check._raw = value
+    if value.size <= VALUE_LIMIT:
+        check.value, check.reference = value.tolist(), reference.tolist()
+    if not within:
+        check.status = "fail"
+        if not finite and np.all(np.isfinite(reference)):
+            check.classification = "overflow/nan"
+        elif not np.all(np.abs(value - second) <= allowed):
+            check.classification = "nondeterministic"
+        else:
+            check.classification = "wrong derivative"
+    elif not np.all(np.abs(second - reference) <= allowed):
+        check.status, check.classification = "fail", "nondeterministic"
+    return check
+
+
+def _sweep(check: Check, fn, points, claimed) -> Check:
+    """Reclassify a miss against a finite difference: does the gap follow the step size?"""
+    gaps = oracles.step_sweep(fn, points, claimed, SWEEP_STEPS)
+    check.sweep = [[h, gap] for h, gap in zip(SWEEP_STEPS, gaps, strict=True)]
+    ratio = gaps[1] / gaps[0] if gaps[0] else 1.0
+    if not 0.5 < ratio < 2.0:
+        check.classification = "oracle noise"
+    check.message = (f"gap {gaps[0]:.3g} at h={SWEEP_STEPS[0]:g}, {gaps[1]:.3g} at "
+                     f"h={SWEEP_STEPS[1]:g}: " + ("follows the step (the oracle is off)"
+                     if check.classification == "oracle noise" else "independent of the step"))
+    return check
+
+
+def _agreement(results: list[Check]) -> Iterator[Check]:
+    """Each result against the first one for the same device, dtype, problem and order.
+
+    Only a combination's first check (its primary oracle) takes part, so each
+    backend, mode and strategy is compared once with the reference per order.
+    """
+    reference: dict[tuple, Check] = {}
+    seen: set[tuple] = set()
+    for check in results:
+        own = (check.backend, check.mode, check.strategy, check.device, check.dtype,
+               check.problem, check.order)
+        if own in seen:
+            continue
+        seen.add(own)
+        ref = reference.setdefault(own[3:], check)
+        if ref is check:
+            continue
+        label = f"agreement:{ref.backend}/{ref.mode}/{ref.strategy}"
+        yield _judge(replace(check, oracle=label, status="pass", classification=None,
+                             message="", sweep=None, seconds=None),
+                     check._raw, check._raw, ref._raw, AGREEMENT_FACTOR * check.tolerance)
+
+
+def _error(head: partial, order: int, exc: Exception) -> Check:
+    return head(order, "-", "error", message=f"{type(exc).__name__}: {exc}")
