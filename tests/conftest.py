@@ -1,0 +1,49 @@
+"""Shared fixtures: the plugin registry and a fixture parametrized over the built-in backends.
+
+A backend that is not installed is skipped, unless ``$HARNESS_REQUIRE_BACKENDS``
+names it (tox's ``all`` environment does): then its absence fails the test, so
+a run that was meant to cross-validate all three cannot pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from harness import plugins
+
+BUILTIN = ("jax", "autograd", "torch")
+REQUIRED = {n for n in os.environ.get("HARNESS_REQUIRE_BACKENDS", "").split(",") if n}
+
+
+@pytest.fixture(scope="session")
+def registry() -> plugins.Registry:
+    return plugins.load()
+
+
+def require(entry: plugins.BackendEntry) -> plugins.BackendEntry:
+    """Skip (or fail, if required) when ``entry``'s framework is not installed."""
+    if entry.unavailable:
+        if entry.name in REQUIRED:
+            pytest.fail(f"required backend {entry.name} is unavailable: {entry.unavailable}")
+        pytest.skip(entry.unavailable)
+    return entry
+
+
+@pytest.fixture(params=BUILTIN)
+def entry(request, registry) -> plugins.BackendEntry:
+    """Each built-in backend in turn."""
+    return require(registry.backends[request.param])
+
+
+@pytest.fixture
+def installed(registry) -> list[plugins.BackendEntry]:
+    """The built-in backends that are installed (at least one, else the test is skipped)."""
+    entries = [registry.backends[n] for n in BUILTIN if not registry.backends[n].unavailable]
+    missing = REQUIRED - {e.name for e in entries}
+    if missing:
+        pytest.fail(f"required backends are unavailable: {', '.join(sorted(missing))}")
+    if not entries:
+        pytest.skip("no built-in backend is installed")
+    return entries
