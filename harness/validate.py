@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from harness import oracles
+from harness.calls import Target
 from harness.plugins import DTYPES, BackendEntry
 from harness.problems import GradientProblem, Problem, ScalarProblem
 from harness.pytree import flatten, structure, tree_map
@@ -111,36 +112,29 @@ def run(plan: Plan) -> Iterator[Check]:
 
 
 @dataclass(frozen=True)
-class Target:
-    """Where and how one backend's checks run."""
+class _Job:
+    """One backend on one device, dtype and mode, with what validation needs besides."""
 
-    entry: BackendEntry
-    device: str
-    dtype: str
-    mode: str
+    target: Target
     devices: tuple[str, ...]
     self_consistency: bool
     """Run the self-consistency oracle here (float64, once per backend: in its last mode)."""
 
     def head(self, strategy: str, problem: str) -> partial:
-        e = self.entry
-        return partial(Check, e.name, e.version, self.device, self.dtype, self.mode, strategy,
+        t = self.target
+        return partial(Check, t.entry.name, t.entry.version, t.device, t.dtype, t.mode, strategy,
                        problem)
 
     def unoffered(self, strategy: str | None) -> str | None:
         """Why the backend does not offer this target (and ``strategy``), or ``None``."""
-        b = self.entry.backend
+        t, b = self.target, self.target.backend
         for what, value, offered in (
-            ("device", self.device, self.devices), ("dtype", self.dtype, b.dtypes),
-            ("mode", self.mode, b.modes), ("strategy", strategy, b.strategies),
+            ("device", t.device, self.devices), ("dtype", t.dtype, b.dtypes),
+            ("mode", t.mode, b.modes), ("strategy", strategy, b.strategies),
         ):
             if value is not None and value not in offered:
-                return (f"{self.entry.name} does not offer {what} {value!r} "
-                        f"(offers {', '.join(offered)})")
+                return f"{b.name} does not offer {what} {value!r} (offers {', '.join(offered)})"
         return None
-
-    def compiled(self, fn):
-        return fn if self.mode == "eager" else self.entry.backend.compile(fn, self.mode)
 
 
 def _backend_checks(entry: BackendEntry, plan: Plan) -> Iterator[Check]:
@@ -154,41 +148,38 @@ def _backend_checks(entry: BackendEntry, plan: Plan) -> Iterator[Check]:
     for device in plan.devices or devices:
         for dtype in plan.dtypes:
             for mode in modes:
-                target = Target(entry, device, dtype, mode, devices,
-                                self_consistency=dtype == "float64" and mode == modes[-1])
+                job = _Job(Target(entry, device, dtype, mode), devices,
+                           self_consistency=dtype == "float64" and mode == modes[-1])
                 for problem in plan.problems:
                     if isinstance(problem, GradientProblem):
-                        yield from _gradient_checks(target, problem, plan.orders)
+                        yield from _gradient_checks(job, problem, plan.orders)
                         continue
                     for strategy in plan.strategies or backend.strategies:
-                        yield from _scalar_checks(target, strategy, problem,
+                        yield from _scalar_checks(job, strategy, problem,
                                                   plan.orders or DEFAULT_ORDERS[dtype])
 
 
-def _scalar_checks(target: Target, strategy: str, problem: ScalarProblem, orders
-                   ) -> Iterator[Check]:
-    b, dtype = target.entry.backend, target.dtype
-    head = target.head(strategy, problem.name)
-    reason = target.unoffered(strategy)
+def _scalar_checks(job: _Job, strategy: str, problem: ScalarProblem, orders) -> Iterator[Check]:
+    target = job.target
+    head = job.head(strategy, problem.name)
+    reason = job.unoffered(strategy)
     if reason:
         for order in orders:
             yield head(order, "-", "unsupported", message=reason)
         return
-    points = np.asarray(problem.points, dtype=dtype)
+    points = np.asarray(problem.points, dtype=target.dtype)
     x64 = points.astype(np.float64)
     try:
-        f = partial(problem.fn, b.namespace())
-        x = b.asarray(points, dtype, target.device)
-        previous = target.compiled(f)  # the order-0 "derivative", for self-consistency
+        x = target.array(points)
+        previous = target.compiled(partial(problem.fn, target.backend.namespace()))  # order 0
     except Exception as exc:
         yield _error(head, 0, exc)
         return
     for order in orders:
         started = time.perf_counter()
         try:
-            d = target.compiled(b.derivative(f, order, strategy))
-            first = _scalar_result(b, d(x), points.shape)
-            second = _scalar_result(b, d(x), points.shape)
+            d = target.derivative(problem, order, strategy)
+            first, second = (_shaped(target.numpy(d(x)), points.shape) for _ in range(2))
         except NotImplementedError as exc:
             yield head(order, "-", "unsupported", message=str(exc))
             continue
@@ -196,7 +187,7 @@ def _scalar_checks(target: Target, strategy: str, problem: ScalarProblem, orders
             yield _error(head, order, exc)
             continue
         seconds = time.perf_counter() - started
-        rtol = tolerance(dtype, order)
+        rtol = tolerance(target.dtype, order)
         if problem.polynomial is not None:
             reference = oracles.exact_polynomial(problem.polynomial, x64, order)
             oracle = "exact"
@@ -205,14 +196,13 @@ def _scalar_checks(target: Target, strategy: str, problem: ScalarProblem, orders
             oracle = f"mpmath({oracles.MPMATH_DPS} digits)"
         yield _judge(head(order, oracle, "pass", points=x64.tolist(), seconds=seconds),
                      first, second, reference, rtol)
-        if target.self_consistency:
+        if job.self_consistency:
             yield _self_consistency(head(order, "self-consistency", "pass", points=x64.tolist()),
                                     target, previous, x64, first, second, rtol)
         previous = d
 
 
-def _scalar_result(backend, y, shape) -> np.ndarray:
-    value = np.asarray(backend.to_numpy(backend.block_until_ready(y)), dtype=np.float64)
+def _shaped(value: np.ndarray, shape: tuple) -> np.ndarray:
     if value.shape != shape:
         raise ValueError(f"derivative has shape {value.shape}, expected {shape}")
     return value
@@ -220,12 +210,9 @@ def _scalar_result(backend, y, shape) -> np.ndarray:
 
 def _self_consistency(check, target: Target, previous, x64, first, second, rtol) -> Check:
     """Order n against a central difference of the backend's own order n-1 (float64 only)."""
-    backend = target.entry.backend
 
     def lower(t):
-        t = np.asarray(t, np.float64)
-        return _scalar_result(backend, previous(backend.asarray(t, target.dtype, target.device)),
-                              t.shape)
+        return _shaped(target.numpy(previous(target.array(t))), np.shape(t))
 
     try:
         reference, error = oracles.central_derivative(lower, x64)
@@ -237,25 +224,22 @@ def _self_consistency(check, target: Target, previous, x64, first, second, rtol)
     return check
 
 
-def _gradient_checks(target: Target, problem: GradientProblem, orders) -> Iterator[Check]:
-    b, dtype = target.entry.backend, target.dtype
-    head = target.head("reverse", problem.name)
+def _gradient_checks(job: _Job, problem: GradientProblem, orders) -> Iterator[Check]:
+    target = job.target
+    head = job.head("reverse", problem.name)
     if orders is not None and 1 not in orders:
         return
-    reason = target.unoffered(None)
+    reason = job.unoffered(None)
     if reason:
         yield head(1, "-", "unsupported", message=reason)
         return
     args64 = problem.make_args(None)
-    rounded = tree_map(lambda a: np.asarray(a, dtype=dtype).astype(np.float64), args64)
+    rounded = tree_map(lambda a: np.asarray(a, dtype=target.dtype).astype(np.float64), args64)
     started = time.perf_counter()
     try:
-        args = tree_map(lambda a: b.asarray(np.asarray(a, dtype=dtype), dtype, target.device),
-                        args64)
-        vg = target.compiled(b.value_and_grad(partial(problem.fn, b.namespace()),
-                                              problem.argnums))
-        (v1, g1), (v2, g2) = (tree_map(lambda y: np.asarray(b.to_numpy(y), np.float64),
-                                       b.block_until_ready(vg(*args))) for _ in range(2))
+        args = target.array(args64)
+        vg = target.value_and_grad(problem)
+        (v1, g1), (v2, g2) = (target.numpy(vg(*args)) for _ in range(2))
         expected = structure(oracles.selected(rounded, problem.argnums))
         if structure(g1) != expected:
             raise ValueError(f"gradient has structure {structure(g1)}, expected {expected}")
@@ -268,8 +252,8 @@ def _gradient_checks(target: Target, problem: GradientProblem, orders) -> Iterat
     seconds = time.perf_counter() - started
 
     yield _judge(head(0, "numpy-float64", "pass", points="loss value", seconds=seconds),
-                 v1, v2, np.asarray(problem.fn(np, *rounded), np.float64), tolerance(dtype, 0))
-    rtol = tolerance(dtype, 1)
+                 v1, v2, np.asarray(problem.fn(np, *rounded), np.float64), tolerance(target.dtype, 0))
+    rtol = tolerance(target.dtype, 1)
     g, g_again = flatten(g1), flatten(g2)
     if problem.gradient is not None:
         yield _judge(head(1, "closed-form", "pass", points="full gradient"),

@@ -1,0 +1,58 @@
+"""A backend bound to a device, dtype and mode: problems turned into ready-to-call functions.
+
+Validation, benchmarks and tests all go through `Target`, so a problem is
+prepared the same way wherever it runs: data moved to the device once and
+passed as arguments (never baked into a compiled function), results waited
+for and brought back as float64 numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from harness.hookspecs import Backend
+from harness.plugins import BackendEntry
+from harness.problems import GradientProblem, ScalarProblem
+from harness.pytree import tree_map
+
+
+@dataclass(frozen=True)
+class Target:
+    entry: BackendEntry
+    device: str = "cpu"
+    dtype: str = "float64"
+    mode: str = "eager"
+
+    @property
+    def backend(self) -> Backend:
+        return self.entry.backend
+
+    def compiled(self, fn: Callable) -> Callable:
+        return fn if self.mode == "eager" else self.backend.compile(fn, self.mode)
+
+    def array(self, tree: Any) -> Any:
+        """A numpy pytree as the backend's arrays of this dtype on this device."""
+        return tree_map(lambda a: self.backend.asarray(np.asarray(a, dtype=self.dtype), self.dtype,
+                                                       self.device), tree)
+
+    def numpy(self, tree: Any) -> Any:
+        """Wait for a backend pytree and bring it back as float64 numpy."""
+        ready = self.backend.block_until_ready(tree)
+        return tree_map(lambda y: np.asarray(self.backend.to_numpy(y), dtype=np.float64), ready)
+
+    def derivative(self, problem: ScalarProblem, order: int, strategy: str) -> Callable:
+        """``problem``'s ``order``-th derivative, compiled for this mode, on backend arrays."""
+        f = partial(problem.fn, self.backend.namespace())
+        return self.compiled(self.backend.derivative(f, order, strategy))
+
+    def value_and_grad(self, problem: GradientProblem,
+                       argnums: int | tuple[int, ...] | None = None) -> Callable:
+        """``problem``'s value and gradient w.r.t. ``argnums`` (default: the problem's own)."""
+        f = partial(problem.fn, self.backend.namespace())
+        chosen = problem.argnums if argnums is None else argnums
+        return self.compiled(self.backend.value_and_grad(f, chosen))
