@@ -37,5 +37,5 @@ def write_text(path: str | Path, text: str, *, overwrite: bool = True) -> Path:
 
 
 def write_json(path: str | Path, data: Any, *, overwrite: bool = True) -> Path:
-    """`write_text` of ``data`` as indented JSON."""
-    return write_text(path, json.dumps(data, indent=2) + "\n", overwrite=overwrite)
+    """`write_text` of ``data`` as indented JSON; other objects (pytest params) as ``str``."""
+    return write_text(path, json.dumps(data, indent=2, default=str) + "\n", overwrite=overwrite)

@@ -145,6 +145,9 @@ def _manager() -> pluggy.PluginManager:
 
 
 def _register(pm: pluggy.PluginManager, plugin: Any, name: str, errors: list[PluginError]) -> None:
+    if pm.is_registered(plugin):
+        errors.append(PluginError(name, f"is already registered as {pm.get_name(plugin)!r}"))
+        return
     try:
         pm.register(plugin, name=name)
         pm.check_pending()  # a misspelt hook name fails here instead of being ignored

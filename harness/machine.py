@@ -1,0 +1,99 @@
+"""What machine a run was measured on: CPU and GPU models, framework versions, copy bandwidth.
+
+The bandwidth is measured, not looked up: the best of several large array
+copies (bytes read plus bytes written, over the time). It is the physical
+bound that memory-bound benchmarks are divided by.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+import time
+
+import numpy as np
+
+FRAMEWORKS = ("jax", "jaxlib", "torch", "autograd", "numpy", "pytest-benchmark")
+COPY_BYTES = 256 * 2**20
+
+
+def host_copy_bandwidth(nbytes: int = COPY_BYTES, repeats: int = 5) -> float:
+    """Best host-memory copy rate in bytes/s (numpy ``copyto`` of ``nbytes``: read + write)."""
+    src = np.ones(nbytes // 8)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - started)
+    return 2 * src.nbytes / best
+
+
+def cuda_copy_bandwidth(nbytes: int = 4 * COPY_BYTES, repeats: int = 10) -> float | None:
+    """Best device-memory copy rate in bytes/s on ``cuda:0`` via torch, or ``None`` without a GPU."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    src = torch.ones(nbytes // 4, device="cuda")
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = float("inf")
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        dst.copy_(src)
+        end.record()
+        torch.cuda.synchronize()
+        best = min(best, start.elapsed_time(end) / 1e3)
+    return 2 * src.numel() * 4 / best
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpus() -> list[dict]:
+    """NVIDIA GPUs as reported by ``nvidia-smi`` (name, driver, memory), empty if none."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    query = "--query-gpu=name,driver_version,memory.total"
+    try:
+        out = subprocess.run(["nvidia-smi", query, "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [dict(zip(("name", "driver", "memory"), (p.strip() for p in line.split(",")), strict=False))
+            for line in out.splitlines() if line.strip()]
+
+
+def versions() -> dict[str, str | None]:
+    found = {}
+    for dist in FRAMEWORKS:
+        try:
+            found[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            found[dist] = None
+    return found
+
+
+def info(measure: bool = True) -> dict:
+    """The ``harness`` section of a run's ``machine_info``."""
+    record = {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "gpus": gpus(),
+              "versions": versions()}
+    if measure:
+        record["host_copy_bandwidth"] = host_copy_bandwidth()
+        record["cuda_copy_bandwidth"] = cuda_copy_bandwidth()
+    return record

@@ -1,0 +1,196 @@
+"""Benchmark cases and the measurement protocol shared by the pytest-benchmark suite and ``compare``.
+
+The protocol (see DESIGN.md's pitfalls):
+
+- data goes to the device once and is passed as arguments, never closed over;
+- every timed call waits for its result (`Backend.block_until_ready`);
+- the first call (trace, compile, run) is timed on its own and reported apart;
+- the result is validated against an oracle before anything is timed: a wrong
+  fast answer is not a result;
+- rounds and iterations are calibrated on a warm call; GC is off while timing.
+
+``tests/benchmarks`` times prepared cases with pytest-benchmark's
+``benchmark.pedantic``. `measure` is the same loop for ``python -m harness
+compare``'s one-minute run, which has no pytest session to lean on; both
+write pytest-benchmark's JSON format and statistics (`pytest_benchmark.stats`).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness import oracles, problems, validate
+from harness.calls import Target
+from harness.plugins import BackendEntry
+from harness.problems import GradientProblem, ScalarProblem
+from harness.pytree import flatten
+
+FORMAT_VERSION = 1
+"""Version of the harness fields in a saved run; `compare` refuses newer ones."""
+SAMPLES = 16
+"""Points of an elementwise derivative that are validated against mpmath before timing."""
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # logistic sizes (N, D); elementwise derivative sizes M and orders; scalar-latency orders
+    "quick": {"logistic": [(4, 3), (100_000, 64)], "points": [10_000], "orders": [1, 2, 4],
+              "latency": [1, 2, 3], "budget": 0.05},
+    "cpu": {"logistic": [(4, 3), (1_000_000, 64)], "points": [10_000], "orders": list(range(1, 9)),
+            "latency": [1, 2, 3], "budget": 0.3},
+    "gpu": {"logistic": [(4, 3), (4_194_304, 256), (16_777_216, 64)], "points": [16_777_216],
+            "orders": list(range(1, 9)), "latency": [1, 2, 3], "budget": 0.3},
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One thing to time: a problem on a target, at a size (and order, for derivatives)."""
+
+    target: Target
+    problem: ScalarProblem | GradientProblem
+    size: tuple[int, ...]
+    order: int = 1
+    strategy: str = "reverse"
+
+    @property
+    def group(self) -> str:
+        if isinstance(self.problem, GradientProblem):
+            return f"{self.problem.name} value+grad {'x'.join(map(str, self.size))}"
+        what = "scalar latency" if self.size == () else f"over {self.size[0]} points"
+        return f"{self.problem.name} d^{self.order} {what}"
+
+    @property
+    def name(self) -> str:
+        t = self.target
+        return (f"{self.group} | {t.entry.name} {t.mode} {self.strategy} {t.dtype} {t.device}")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def cost(self) -> tuple[float | None, float | None]:
+        """(bytes moved, flops) per call; ``None`` where there is no model."""
+        itemsize = np.dtype(self.target.dtype).itemsize
+        if isinstance(self.problem, GradientProblem):
+            n, d = self.size
+            return 2.0 * n * d * itemsize, 4.0 * n * d  # inputs read forward and backward
+        points = int(np.prod(self.size))
+        return 2.0 * points * itemsize, None  # read x, write the derivative
+
+    def extra_info(self) -> dict:
+        t = self.target
+        nbytes, flops = self.cost()
+        return {"harness_format": FORMAT_VERSION, "backend": t.entry.name, "version": t.entry.version,
+                "device": t.device, "dtype": t.dtype, "mode": t.mode, "strategy": self.strategy,
+                "problem": self.problem.name, "size": list(self.size), "order": self.order,
+                "bytes": nbytes, "flops": flops}
+
+
+@dataclass
+class Prepared:
+    """A case ready to time: ``call()`` runs it once and waits for the result."""
+
+    case: Case
+    call: Callable[[], Any]
+    first_call_s: float
+    validated: bool
+    detail: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def extra_info(self) -> dict:
+        return {**self.case.extra_info(), "first_call_s": self.first_call_s,
+                "validated": self.validated, "validation": self.detail}
+
+
+def cases(entries: Iterable[BackendEntry], profile: str = "cpu",
+          devices: Iterable[str] | None = None) -> list[Case]:
+    """Every benchmark case of a profile for the given (available) backends and devices."""
+    spec = PROFILES[profile]
+    builtin = {p.name: p for p in problems.BUILTIN}
+    found: list[Case] = []
+    for entry in entries:
+        if entry.unavailable:
+            continue
+        backend = entry.backend
+        for device in devices or backend.devices():
+            for mode in backend.modes:
+                t32 = Target(entry, device, "float32", mode)
+                found += [Case(t32, builtin["logistic"], size) for size in spec["logistic"]]
+                for strategy in backend.strategies:
+                    found += [Case(t32, builtin["tanh"], (m,), order, strategy)
+                              for m in spec["points"] for order in spec["orders"]]
+                t64 = Target(entry, device, "float64", mode)
+                found += [Case(t64, builtin["tanh"], (), order, "reverse")
+                          for order in spec["latency"]]
+    return found
+
+
+def prepare(case: Case) -> Prepared:
+    """Move data to the device, run and time the first call, validate the result."""
+    target = case.target
+    if isinstance(case.problem, GradientProblem):
+        size = case.size if case.problem.name == "logistic" else None
+        args64 = case.problem.make_args(size)
+        args = target.array(args64)
+        fn = target.value_and_grad(case.problem)
+    else:
+        x64 = np.array(2.0) if case.size == () else np.linspace(-3.0, 3.0, case.size[0])
+        args64 = (x64,)
+        args = (target.array(x64),)
+        fn = target.derivative(case.problem, case.order, case.strategy)
+
+    def call():
+        return target.backend.block_until_ready(fn(*args))
+
+    started = time.perf_counter()
+    result = call()
+    first = time.perf_counter() - started
+    validated, detail = _validate(case, target.numpy(result), args64)
+    return Prepared(case, call, first, validated, detail)
+
+
+def _validate(case: Case, result: Any, args64: tuple) -> tuple[bool, str]:
+    dtype = case.target.dtype
+    rounded = tuple(np.asarray(a, dtype=dtype).astype(np.float64) for a in args64)
+    problem = case.problem
+    if isinstance(problem, GradientProblem):
+        ok = validate.agrees(flatten(result[1]), flatten(problem.gradient(*rounded)), dtype, 1,
+                             flatten(problem.magnitude(*rounded)))
+        return ok, "closed-form gradient"
+    x = rounded[0]
+    pick = (np.linspace(0, x.size - 1, min(SAMPLES, x.size)).astype(int) if x.ndim else ())
+    sample, claimed = (x[pick], result[pick]) if x.ndim else (x, result)
+    reference = oracles.mpmath_derivative(problem.fn, sample, case.order)
+    return validate.agrees(claimed, reference, dtype, case.order), f"mpmath at {np.size(sample)} points"
+
+
+def calibrate(call: Callable[[], Any], budget: float) -> tuple[int, int]:
+    """(rounds, iterations): iterations lift a round above ~100 us; rounds fill ``budget`` seconds."""
+    started = time.perf_counter()
+    call()
+    once = max(time.perf_counter() - started, 1e-9)
+    iterations = max(1, int(1e-4 / once))
+    rounds = int(min(max(budget / (once * iterations), 5), 1000))
+    return rounds, iterations
+
+
+def measure(call: Callable[[], Any], rounds: int, iterations: int) -> list[float]:
+    """Seconds per call for each round, after one warm-up round, with the GC off."""
+    call()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            for _ in range(iterations):
+                call()
+            times.append((time.perf_counter() - started) / iterations)
+    finally:
+        if enabled:
+            gc.enable()
+    return times
