@@ -1,4 +1,4 @@
-"""``python -m harness``: list backends and problems, validate derivatives.
+"""``python -m harness``: list backends and problems, validate derivatives, compare benchmarks.
 
 Exit codes: 0 everything passed (``unsupported`` is not a failure), 1 a check
 failed or errored, 2 a usage error (unknown name, bad order, ...).
@@ -7,16 +7,21 @@ failed or errored, 2 a usage error (unknown name, bad order, ...).
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import multiprocessing
 import os
 import sys
+import tempfile
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from pathlib import Path
 
 from tabulate import tabulate
 
-from harness import __version__, files, plugins, report, validate
+from harness import __version__, compare, files, plugins, report, timing, validate
 from harness.plugins import DTYPES, MODES, UsageError
 from harness.strategies import STRATEGIES
 
@@ -81,6 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--format", choices=("table", "json"), default="table")
     val.add_argument("--output", help="write the report to this file (atomically) not stdout")
 
+    cmp = sub.add_parser(
+        "compare", help="benchmark side by side: saved runs, or a quick run on this machine",
+        description="With no RUN: validate and time the installed backends here (about a minute). "
+                    "RUN is a results file, or a run name (stem or unique prefix, or 'latest') "
+                    "in --results.")
+    cmp.add_argument("runs", nargs="*", metavar="RUN")
+    cmp.add_argument("--results", default="results", help="folder of saved runs (default: results)")
+    cmp.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
+    cmp.add_argument("--baseline", metavar="RUN", help="run to compare against for --fail-on")
+    cmp.add_argument("--fail-on", default="median:10%", metavar="STAT:N%",
+                     help="with --baseline: exit 1 when STAT (median or min) is slower by more "
+                          "than N%% and beyond noise (default: median:10%%)")
+    cmp.add_argument("--plot", metavar="DIR", help="write PNG figures to DIR")
+    cmp.add_argument("--save", action="store_true", help="save the quick run to --results")
+    cmp.add_argument("-b", "--backend", type=_names, action="extend",
+                     help="backends for the quick run (default: all installed)")
+
     sub.add_parser("tolerances", help="the tolerance table by dtype and order")
     return parser
 
@@ -88,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"list": cmd_list, "validate": cmd_validate,
+        return {"list": cmd_list, "validate": cmd_validate, "compare": cmd_compare,
                 "tolerances": cmd_tolerances}[args.command](args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -192,6 +214,55 @@ def cmd_validate(args) -> int:
             files.write_text(args.output, text + "\n")
     else:
         print(text)
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+def cmd_compare(args) -> int:
+    folder = Path(args.results)
+    try:
+        stat, threshold = compare.parse_threshold(args.fail_on)
+        paths = compare.resolve(args.runs, folder)
+        base_path = compare.resolve([args.baseline], folder)[0] if args.baseline else None
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    failed = False
+    rows: list[compare.Row] = []
+    if not paths:
+        entries = plugins.load().select_backends(args.backend)
+        log = partial(print, file=sys.stderr)
+        run = timing.run(timing.cases(entries, "quick"), timing.PROFILES["quick"]["budget"], log)
+        if args.save:
+            stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            path = files.write_json(folder / f"{stamp}_quick_{uuid.uuid4().hex[:8]}.json", run,
+                                    overwrite=False)
+            log(f"saved this run to {path}")
+            paths = [path]
+        else:
+            tmp = Path(tempfile.mkdtemp()) / "quick.json"
+            paths = [files.write_json(tmp, run)]
+    for path in paths:
+        try:
+            rows += compare.load(path)
+        except compare.RunError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed = True
+    if rows:
+        print(compare.table(rows, args.format))
+    invalid = [r for r in rows if not r.validated]
+    failed = failed or bool(invalid) or not rows
+    if args.plot and rows:
+        for path in compare.plot(rows, Path(args.plot)):
+            print(f"wrote {path}", file=sys.stderr)
+    if base_path is not None:
+        try:
+            slower = compare.regressions(rows, compare.load(base_path), stat, threshold)
+        except compare.RunError as exc:
+            raise UsageError(f"baseline {exc}") from None
+        for line in slower:
+            print(f"REGRESSION {line}", file=sys.stderr)
+        print(f"{len(slower)} regression(s) beyond {args.fail_on} against {base_path.stem}",
+              file=sys.stderr)
+        failed = failed or bool(slower)
     return EXIT_FAIL if failed else EXIT_OK
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import oracles, problems, validate
+from harness import machine, oracles, problems, validate
 from harness.calls import Target
 from harness.plugins import BackendEntry
 from harness.problems import GradientProblem, ScalarProblem
@@ -194,3 +194,39 @@ def measure(call: Callable[[], Any], rounds: int, iterations: int) -> list[float
         if enabled:
             gc.enable()
     return times
+
+
+def run(found: Iterable[Case], budget: float, log: Callable[[str], None] = print) -> dict:
+    """Prepare, validate and time each case; a pytest-benchmark-shaped run (what `compare` reads).
+
+    A case that raises or disagrees with its oracle is logged and left out.
+    """
+    import datetime
+
+    import pytest_benchmark
+    from pytest_benchmark.stats import Stats
+
+    benchmarks = []
+    for case in found:
+        try:
+            prepared = prepare(case)
+        except Exception as exc:
+            log(f"error: {case.name}: {type(exc).__name__}: {exc}")
+            continue
+        if not prepared.validated:
+            log(f"wrong: {case.name}: disagrees with {prepared.detail}; not timed")
+            continue
+        rounds, iterations = calibrate(prepared.call, budget)
+        stats = Stats()
+        for seconds in measure(prepared.call, rounds, iterations):
+            stats.update(seconds)
+        benchmarks.append({
+            "group": case.group, "name": case.name, "fullname": case.name, "params": None,
+            "param": None, "extra_info": prepared.extra_info(),
+            "options": {"disable_gc": True, "timer": "perf_counter", "warmup": 1},
+            "stats": {**stats.as_dict(), "data": list(stats.data), "iterations": iterations},
+        })
+    return {"machine_info": {"harness": machine.info()}, "commit_info": {},
+            "benchmarks": benchmarks,
+            "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "version": pytest_benchmark.__version__}
