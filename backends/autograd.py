@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import harness
 from harness.strategies import nest
@@ -15,6 +16,7 @@ class AutogradBackend:
     strategies = ("reverse", "forward", "forward-over-reverse")
     modes = ("eager",)
     dtypes = ("float32", "float64")
+    expected = str(Path(__file__).with_suffix(".expected"))
 
     @functools.cached_property
     def autograd(self):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from harness import __version__, compare, files, plugins, report, timing, validate
+from harness import __version__, compare, expected, files, plugins, report, timing, validate
 from harness.plugins import DTYPES, MODES, UsageError
 from harness.strategies import STRATEGIES
 
@@ -187,25 +187,31 @@ def cmd_validate(args) -> int:
     elapsed = time.perf_counter() - started
     unavailable = {e.name: e.unavailable for e in entries if e.unavailable}
     errors = [str(e) for e in registry.errors]
+    surprises = expected.reconcile(checks, {e.name: e.expected for e in entries})
     # Backends chosen by name must run; a broken plugin fails only an unrestricted run.
     explicit = args.backend is not None or bool(os.environ.get(plugins.BACKENDS_ENV))
     broken = bool(unavailable) if explicit else bool(errors)
-    failed = broken or any(c.status in ("fail", "error") for c in checks)
+    failed = (broken or bool(surprises)
+              or any(c.status in ("fail", "error") and not c.expected for c in checks))
 
     if args.format == "json":
         text = json.dumps({
             "harness": __version__, "seconds": round(elapsed, 3),
-            "unavailable": unavailable, "plugin_errors": errors,
+            "unavailable": unavailable, "plugin_errors": errors, "surprises": surprises,
             "checks": [c.to_json() for c in checks],
         }, indent=2)
     else:
         parts = [report.summary(checks)] if checks else ["no checks ran"]
         parts += [report.mismatch(c) for c in checks if c.status in ("fail", "error")]
+        parts += [f"surprise: {s}" for s in surprises]
         parts += [f"unavailable: {name}: {why}" for name, why in unavailable.items()]
         parts += [f"broken {e}" for e in errors]
         counts = {s: sum(c.status == s for c in checks) for s in validate.STATUSES}
+        known = sum(c.expected for c in checks)
         parts.append(", ".join(f"{n} {s}" for s, n in counts.items())
-                     + f" in {elapsed:.1f} s" + (": FAILED" if failed else ": all passed"))
+                     + (f" ({known} of them expected)" if known else "")
+                     + f" in {elapsed:.1f} s"
+                     + (": FAILED" if failed else ": all as expected" if known else ": all passed"))
         text = "\n\n".join(parts)
     if args.output:
         if args.format == "json":

@@ -65,6 +65,9 @@ class Backend(Protocol):
       ``"forward-over-reverse"``, ``"taylor"``).
     - ``modes``: execution modes, from ``("eager", "jit")``; ``"eager"`` is required.
     - ``dtypes``: from ``("float32", "float64")``.
+
+    Optional: ``expected``, the path of a text file listing the combinations the
+    backend is known to fail or not support (format: `harness.expected`).
     """
 
     name: str

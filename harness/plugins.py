@@ -16,7 +16,7 @@ from typing import Any
 
 import pluggy
 
-from harness import hookspecs, problems
+from harness import expected, hookspecs, problems
 from harness.strategies import STRATEGIES
 
 ENTRY_POINT_GROUP = "harness"
@@ -53,6 +53,7 @@ class BackendEntry:
     plugin: str
     version: str | None
     unavailable: str | None
+    expected: list[expected.Expectation] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -72,8 +73,13 @@ class Registry:
         if problem is not None:
             self.errors.append(PluginError(plugin, f"registered a backend that breaks the spec: {problem}"))
             return
+        try:
+            known = expected.of_backend(backend)
+        except (OSError, ValueError) as exc:
+            self.errors.append(PluginError(plugin, f"has an unreadable expected-outcomes file: {exc}"))
+            return
         version, unavailable = _availability(backend)
-        self.backends[backend.name] = BackendEntry(backend, plugin, version, unavailable)
+        self.backends[backend.name] = BackendEntry(backend, plugin, version, unavailable, known)
 
     def add_problem(self, problem: Any, plugin: str) -> None:
         if not isinstance(problem, problems.ScalarProblem | problems.GradientProblem):

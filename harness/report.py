@@ -30,7 +30,9 @@ def summary(checks: list[Check]) -> str:
     for key, group in groups.items():
         counts = {s: sum(c.status == s for c in group) for s in ("pass", "fail", "unsupported", "error")}
         ratios = [c.err_over_allowed for c in group if c.err_over_allowed is not None]
-        verdict = ("FAIL" if counts["fail"] or counts["error"]
+        unexpected = [c for c in group if c.status in ("fail", "error") and not c.expected]
+        verdict = ("FAIL" if unexpected
+                   else "expected fail" if counts["fail"] or counts["error"]
                    else "unsupported" if counts["unsupported"] and not counts["pass"] else "ok")
         rows.append([*key, orders_text(c.order for c in group), counts["pass"], counts["fail"],
                      counts["unsupported"], counts["error"],
@@ -44,7 +46,8 @@ def mismatch(check: Check) -> str:
     """A full mismatch report for one failing or erroring check."""
     lines = [
         f"{check.status.upper()} [{check.classification or check.status}] "
-        f"{check.problem} order {check.order}",
+        f"{check.problem} order {check.order} vs {check.oracle}"
+        + (" (expected: listed in the backend's expected-outcomes file)" if check.expected else ""),
         f"  backend  {check.backend} {check.version or ''} | strategy {check.strategy} | "
         f"mode {check.mode} | dtype {check.dtype} | device {check.device}",
     ]

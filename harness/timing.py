@@ -168,6 +168,13 @@ def _validate(case: Case, result: Any, args64: tuple) -> tuple[bool, str]:
     return validate.agrees(claimed, reference, dtype, case.order), f"mpmath at {np.size(sample)} points"
 
 
+def known_failure(case: Case):
+    """The backend's expectation that this case fails, if it declares one (`harness.expected`)."""
+    t = case.target
+    return next((e for e in t.entry.expected if e.outcome == "fail" and e.matches(
+        case.problem.name, case.strategy, t.mode, t.dtype, case.order)), None)
+
+
 def calibrate(call: Callable[[], Any], budget: float) -> tuple[int, int]:
     """(rounds, iterations): iterations lift a round above ~100 us; rounds fill ``budget`` seconds."""
     started = time.perf_counter()
@@ -214,7 +221,9 @@ def run(found: Iterable[Case], budget: float, log: Callable[[str], None] = print
             log(f"error: {case.name}: {type(exc).__name__}: {exc}")
             continue
         if not prepared.validated:
-            log(f"wrong: {case.name}: disagrees with {prepared.detail}; not timed")
+            known = known_failure(case)
+            why = f"a known failure ({known.source})" if known else "NOT an expected failure"
+            log(f"wrong: {case.name}: disagrees with {prepared.detail}, {why}; not timed")
             continue
         rounds, iterations = calibrate(prepared.call, budget)
         stats = Stats()

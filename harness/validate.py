@@ -77,6 +77,8 @@ class Check:
     message: str = ""
     seconds: float | None = None
     sweep: list | None = None
+    expected: bool = False
+    """The backend's expected-outcomes file lists this failure (`harness.expected`)."""
     _raw: Any = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict:
@@ -104,10 +106,11 @@ def run(plan: Plan) -> Iterator[Check]:
     for entry in plan.backends:
         if entry.unavailable:
             continue
-        for check in _backend_checks(entry, plan):
-            if check._raw is not None:
-                results.append(check)
-            yield check
+        with np.errstate(all="ignore"):  # overflow is classified, not warned about
+            for check in _backend_checks(entry, plan):
+                if check._raw is not None:
+                    results.append(check)
+                yield check
     yield from _agreement(results)
 
 
@@ -346,7 +349,7 @@ def _sweep(check: Check, fn, points, claimed) -> Check:
 
 
 def _agreement(results: list[Check]) -> Iterator[Check]:
-    """Each result against the first one for the same device, dtype, problem and order.
+    """Each result against the first passing one for the same device, dtype, problem and order.
 
     Only a combination's first check (its primary oracle) takes part, so each
     backend, mode and strategy is compared once with the reference per order.
@@ -359,7 +362,11 @@ def _agreement(results: list[Check]) -> Iterator[Check]:
         if own in seen:
             continue
         seen.add(own)
-        ref = reference.setdefault(own[3:], check)
+        if check.status == "pass":  # a reference must itself agree with its oracle
+            reference.setdefault(own[3:], check)
+        ref = reference.get(own[3:])
+        if ref is None:
+            continue
         if ref is check:
             continue
         label = f"agreement:{ref.backend}/{ref.mode}/{ref.strategy}"
