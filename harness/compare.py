@@ -93,41 +93,49 @@ def resolve(names: Iterable[str], folder: Path) -> list[Path]:
 
 
 def load(path: Path) -> list[Row]:
-    """The rows of one saved run, or `RunError` saying what is wrong with the file."""
+    """The rows of one saved run, or `RunError` saying what is wrong with the file and what to do."""
     try:
-        doc = json.loads(Path(path).read_text())
+        return _load(path)
+    except RunError:
+        raise
     except (OSError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path}: cannot read it ({exc})") from None
+        raise RunError(f"{path}: cannot read it ({exc}); check the path and permissions, or "
+                       "delete the file if it is not a saved run") from None
     except json.JSONDecodeError as exc:
         raise RunError(f"{path}: not valid JSON ({exc}); the file is corrupt or truncated: "
                        "delete it and rerun the benchmarks") from None
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise RunError(f"{path}: damaged run ({type(exc).__name__}: {exc}); delete it and "
+                       "rerun the benchmarks") from None
+
+
+def _load(path: Path) -> list[Row]:
+    doc = json.loads(Path(path).read_text())
     if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list) \
             or not isinstance(doc.get("machine_info"), dict):
-        raise RunError(f"{path}: not a pytest-benchmark run (no 'benchmarks' and 'machine_info')")
-    extras = [b.get("extra_info", {}) for b in doc["benchmarks"] if isinstance(b, dict)]
-    if not extras or not all("harness_format" in e for e in extras):
+        raise RunError(f"{path}: not a pytest-benchmark run (no 'benchmarks' and 'machine_info'); "
+                       "pass a file saved by `pytest --benchmark-only` or `compare --save`")
+    extras = [b.get("extra_info") for b in doc["benchmarks"] if isinstance(b, dict)]
+    if not extras or not all(isinstance(e, dict) and "harness_format" in e for e in extras):
         raise RunError(f"{path}: a pytest-benchmark run without gradient-harness fields (from "
                        "another project?); compare reads runs saved by gradient-harness only")
-    newest = max(e["harness_format"] for e in extras)
+    newest = max(int(e["harness_format"]) for e in extras)
     if newest > FORMAT_VERSION:
         raise RunError(f"{path}: written by a newer gradient-harness (format {newest}; this one "
                        f"reads up to {FORMAT_VERSION}): upgrade gradient-harness to compare it")
-    machine = doc["machine_info"].get("harness", {})
+    machine = doc["machine_info"].get("harness") or {}
     bounds = {"cpu": machine.get("host_copy_bandwidth"), "cuda": machine.get("cuda_copy_bandwidth")}
     rows = []
-    try:
-        for bench in doc["benchmarks"]:
-            e, s = bench["extra_info"], bench["stats"]
-            rows.append(Row(
-                run=Path(path).stem, group=bench["group"], backend=e["backend"], mode=e["mode"],
-                strategy=e["strategy"], dtype=e["dtype"], device=e["device"],
-                problem=e["problem"], size=tuple(e["size"]), order=e["order"],
-                median=s["median"], iqr=s["iqr"], q1=s["q1"], q3=s["q3"], min=s["min"],
-                first_call_s=e.get("first_call_s"), bytes=e.get("bytes"), flops=e.get("flops"),
-                validated=bool(e.get("validated")), bound=bounds.get(e["device"].split(":")[0]),
-                data=s.get("data")))
-    except (KeyError, TypeError) as exc:
-        raise RunError(f"{path}: a benchmark lacks field {exc}; the file is damaged") from None
+    for bench in doc["benchmarks"]:
+        e, s = bench["extra_info"], bench["stats"]
+        rows.append(Row(
+            run=Path(path).stem, group=bench["group"], backend=e["backend"], mode=e["mode"],
+            strategy=e["strategy"], dtype=e["dtype"], device=e["device"],
+            problem=e["problem"], size=tuple(e["size"]), order=e["order"],
+            median=float(s["median"]), iqr=float(s["iqr"]), q1=float(s["q1"]), q3=float(s["q3"]),
+            min=float(s["min"]), first_call_s=e.get("first_call_s"), bytes=e.get("bytes"),
+            flops=e.get("flops"), validated=bool(e.get("validated")),
+            bound=bounds.get(e["device"].split(":")[0]), data=s.get("data")))
     return rows
 
 

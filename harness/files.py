@@ -21,6 +21,9 @@ def write_text(path: str | Path, text: str, *, overwrite: bool = True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a result file is an ordinary file
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)

@@ -69,6 +69,26 @@ def cubic(xp, x):
     return x**3 + 2 * x**2 - 3 * x + 1
 
 
+def logistic_sigmoid(xp, x):
+    return sigmoid(xp, x)
+
+
+def softplus(xp, x):
+    return xp.log1p(xp.exp(x))
+
+
+def exp_sin(xp, x):
+    return xp.exp(xp.sin(x))
+
+
+def reciprocal(xp, x):
+    return 1 / x
+
+
+def rational(xp, x):
+    return (x**2 - 2 * x + 3) / (x**2 + 1)
+
+
 # --- The notebook's logistic regression ---------------------------------------------------------
 
 
@@ -158,6 +178,22 @@ BUILTIN: tuple[Problem, ...] = (
         description="x**3 + 2*x**2 - 3*x + 1; the notebook differentiates it at x = 1.0",
         polynomial=(1, -3, 2, 1),
     ),
+    ScalarProblem(
+        "tanh-wide",
+        tanh,
+        points=(-200.0, -30.0, -3.0, 0.5, 3.0, 30.0, 200.0),
+        description="tanh out to |x| = 200, where nested derivative rules overflow",
+    ),
+    ScalarProblem("sigmoid", logistic_sigmoid, points=(-8.0, -2.0, -0.5, 0.0, 0.5, 2.0, 8.0),
+                  description="0.5 * (tanh(x / 2) + 1), the notebook's sigmoid"),
+    ScalarProblem("softplus", softplus, points=(-8.0, -2.0, -0.5, 0.0, 0.5, 2.0, 8.0),
+                  description="log1p(exp(x))"),
+    ScalarProblem("exp-sin", exp_sin, points=(-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0),
+                  description="exp(sin(x))"),
+    ScalarProblem("reciprocal", reciprocal, points=(-2.0, -0.5, 0.25, 0.5, 1.0, 3.0),
+                  description="1 / x; its n-th derivative grows as n! / x**(n+1)"),
+    ScalarProblem("rational", rational, points=(-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0),
+                  description="(x**2 - 2x + 3) / (x**2 + 1)"),
     GradientProblem(
         "logistic-notebook",
         logistic_loss,

@@ -175,13 +175,19 @@ def known_failure(case: Case):
         case.problem.name, case.strategy, t.mode, t.dtype, case.order)), None)
 
 
+MIN_ROUNDS = 10
+"""Enough samples for the regression gate's Mann-Whitney test to reach p < 0.01 (5 cannot
+when a single pair is out of order)."""
+
+
 def calibrate(call: Callable[[], Any], budget: float) -> tuple[int, int]:
-    """(rounds, iterations): iterations lift a round above ~100 us; rounds fill ``budget`` seconds."""
+    """(rounds, iterations): iterations lift a round above ~100 us; rounds fill ``budget`` seconds
+    (at least `MIN_ROUNDS`)."""
     started = time.perf_counter()
     call()
     once = max(time.perf_counter() - started, 1e-9)
     iterations = max(1, int(1e-4 / once))
-    rounds = int(min(max(budget / (once * iterations), 5), 1000))
+    rounds = int(min(max(budget / (once * iterations), MIN_ROUNDS), 1000))
     return rounds, iterations
 
 
@@ -225,9 +231,14 @@ def run(found: Iterable[Case], budget: float, log: Callable[[str], None] = print
             why = f"a known failure ({known.source})" if known else "NOT an expected failure"
             log(f"wrong: {case.name}: disagrees with {prepared.detail}, {why}; not timed")
             continue
-        rounds, iterations = calibrate(prepared.call, budget)
+        try:
+            rounds, iterations = calibrate(prepared.call, budget)
+            times = measure(prepared.call, rounds, iterations)
+        except Exception as exc:
+            log(f"error: {case.name}: {type(exc).__name__}: {exc} (while timing)")
+            continue
         stats = Stats()
-        for seconds in measure(prepared.call, rounds, iterations):
+        for seconds in times:
             stats.update(seconds)
         benchmarks.append({
             "group": case.group, "name": case.name, "fullname": case.name, "params": None,

@@ -1,0 +1,464 @@
+"""``compare``: reading saved runs (and refusing bad ones by name), the CLI, the regression gate, plots.
+
+Synthetic runs are built like `timing.run` builds real ones (pytest-benchmark
+``Stats`` over a list of per-call times), from seeded lognormal samples, so the
+gate's verdicts here are deterministic. One check times a real backend.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pytest_benchmark.stats import Stats
+
+import harness
+from harness import cli, compare, files, machine, plugins, problems, timing
+from harness.calls import Target
+from harness.timing import Case
+
+PNG = b"\x89PNG\r\n\x1a\n"
+PROBLEMS = {p.name: p for p in problems.BUILTIN}
+REMEDY = re.compile(
+    r"delete|rerun|re-run|regenerate|upgrade|reads runs saved by|save it|pass a file saved by")
+"""What a RunError message tells the user to do."""
+
+# (problem, size, order) of the synthetic cases, and each one's median seconds per call.
+CASES = [("tanh", (10_000,), 1, 20e-6), ("tanh", (10_000,), 2, 80e-6), ("logistic", (4, 3), 1, 200e-6)]
+
+
+# --- Building runs --------------------------------------------------------------------------------
+
+
+def group_of(problem: str, size: tuple[int, ...], order: int) -> str:
+    if problem == "logistic":
+        return f"logistic value+grad {'x'.join(map(str, size))}"
+    return f"{problem} d^{order} " + ("scalar latency" if size == () else f"over {size[0]} points")
+
+
+def bench(data, problem="tanh", size=(10_000,), order=1, backend="fake", device="cpu",
+          dtype="float32", **extra) -> dict:
+    """One benchmark entry as `timing.run` (and pytest-benchmark) writes it."""
+    stats = Stats()
+    for seconds in data:
+        stats.update(float(seconds))
+    group = group_of(problem, size, order)
+    name = f"{group} | {backend} eager reverse {dtype} {device}"
+    info = {"harness_format": timing.FORMAT_VERSION, "backend": backend, "version": "0.0",
+            "device": device, "dtype": dtype, "mode": "eager", "strategy": "reverse",
+            "problem": problem, "size": list(size), "order": order, "bytes": 8.0 * np.prod(size),
+            "flops": None, "first_call_s": 0.01, "validated": True, "validation": "synthetic",
+            **extra}
+    return {"group": group, "name": name, "fullname": name, "params": None, "param": None,
+            "extra_info": info, "options": {"disable_gc": True, "timer": "perf_counter", "warmup": 1},
+            "stats": {**stats.as_dict(), "data": list(stats.data), "iterations": 1}}
+
+
+def run_of(benchmarks: list[dict]) -> dict:
+    return {"machine_info": {"harness": {"cpu_model": "synthetic", "host_copy_bandwidth": 1.0e10,
+                                         "cuda_copy_bandwidth": None}},
+            "commit_info": {}, "benchmarks": benchmarks, "datetime": "2026-01-01T00:00:00+00:00",
+            "version": "5.0.0"}
+
+
+def synthetic(seed: int, slowdown: float = 1.0, samples: int = 30, sigma: float = 0.05) -> dict:
+    """A run of CASES with ``samples`` seeded lognormal times per case, all scaled by ``slowdown``."""
+    rng = np.random.default_rng(seed)
+    return run_of([bench(median * slowdown * rng.lognormal(0.0, sigma, samples), problem, size, order)
+                   for problem, size, order, median in CASES])
+
+
+def save(folder: Path, name: str, run: dict) -> Path:
+    return files.write_json(folder / f"{name}.json", run)
+
+
+def compare_cli(capsys, *args) -> tuple[int, str, str]:
+    code = cli.main(["compare", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(autouse=True)
+def no_backends_env(monkeypatch):
+    monkeypatch.delenv(plugins.BACKENDS_ENV, raising=False)
+
+
+@pytest.fixture
+def quick_machine(monkeypatch):
+    """`machine.info` without its 256 MiB copy loops (seconds each): a fixed bandwidth instead."""
+    monkeypatch.setattr(machine, "host_copy_bandwidth", lambda *a, **k: 1.0e10)
+    monkeypatch.setattr(machine, "cuda_copy_bandwidth", lambda *a, **k: None)
+
+
+@pytest.fixture
+def good(tmp_path) -> Path:
+    return save(tmp_path, "good", synthetic(seed=1))
+
+
+@pytest.fixture
+def fast(installed) -> plugins.BackendEntry:
+    """One installed built-in backend, the quickest to run (autograd has no compile step)."""
+    return next((e for e in installed if e.name == "autograd"), installed[0])
+
+
+# --- load -----------------------------------------------------------------------------------------
+
+
+def test_load_a_valid_synthetic_run(good):
+    rows = compare.load(good)
+    assert [(r.problem, r.size, r.order) for r in rows] == [c[:3] for c in CASES]
+    doc = json.loads(good.read_text())
+    for row, b in zip(rows, doc["benchmarks"], strict=True):
+        assert row.run == "good" and row.group == b["group"] and row.validated
+        assert row.median == b["stats"]["median"] and row.data == b["stats"]["data"]
+        assert row.bound == 1.0e10 and row.gbps == row.bytes / row.median / 1e9
+
+
+def test_load_a_valid_timed_run(fast, quick_machine, tmp_path):
+    found = [Case(Target(fast, "cpu", "float32"), PROBLEMS["tanh"], (1_000,), 1),
+             Case(Target(fast, "cpu", "float64"), PROBLEMS["tanh"], (), 2),
+             Case(Target(fast, "cpu", "float32"), PROBLEMS["logistic"], (16, 3))]
+    path = save(tmp_path, "timed", timing.run(found, 0.01, log=pytest.fail))
+    rows = compare.load(path)
+    assert [r.group for r in rows] == [c.group for c in found]
+    assert all(r.validated and r.median > 0 and r.backend == fast.name for r in rows)
+
+
+def truncated(path: Path, good: Path):
+    text = good.read_text()
+    path.write_text(text[: len(text) // 2])
+
+
+def random_bytes(path: Path, good: Path):
+    # Seeded; 0xff never occurs in UTF-8, so this cannot decode by chance.
+    path.write_bytes(b"\xff" + np.random.default_rng(7).bytes(4096))
+
+
+def foreign(path: Path, good: Path):
+    doc = json.loads(good.read_text())
+    for b in doc["benchmarks"]:  # a pytest-benchmark run from another project: its own extra_info
+        b["extra_info"] = {"note": "not ours"}
+    path.write_text(json.dumps(doc))
+
+
+def future(path: Path, good: Path):
+    doc = json.loads(good.read_text())
+    doc["benchmarks"][0]["extra_info"]["harness_format"] = timing.FORMAT_VERSION + 1
+    path.write_text(json.dumps(doc))
+
+
+def json_list(path: Path, good: Path):
+    path.write_text(json.dumps(json.loads(good.read_text())["benchmarks"]))
+
+
+def damaged_benchmark(path: Path, good: Path):
+    doc = json.loads(good.read_text())
+    del doc["benchmarks"][1]["stats"]["median"]
+    path.write_text(json.dumps(doc))
+
+
+BAD_FILES = [truncated, foreign, future, damaged_benchmark, random_bytes, json_list]
+
+
+@pytest.mark.parametrize("make", BAD_FILES)
+def test_bad_file_is_a_run_error_naming_the_file_and_what_to_do(make, good, tmp_path):
+    path = tmp_path / f"{make.__name__}.json"
+    make(path, good)
+    with pytest.raises(compare.RunError) as info:
+        compare.load(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert REMEDY.search(message), message
+
+
+@pytest.mark.parametrize("make", [truncated, random_bytes, foreign, future, json_list, damaged_benchmark])
+def test_bad_file_is_a_run_error_naming_the_file(make, good, tmp_path):
+    path = tmp_path / f"{make.__name__}.json"
+    make(path, good)
+    with pytest.raises(compare.RunError, match=re.escape(str(path))):
+        compare.load(path)
+
+
+def test_future_format_names_both_versions(good, tmp_path):
+    path = tmp_path / "future.json"
+    future(path, good)
+    with pytest.raises(compare.RunError, match=f"format {timing.FORMAT_VERSION + 1}.*up to "
+                                               f"{timing.FORMAT_VERSION}"):
+        compare.load(path)
+
+
+@pytest.mark.parametrize("doc", [
+    {"machine_info": {}, "benchmarks": [{"extra_info": None}]},
+    {"machine_info": {}, "benchmarks": [{"extra_info": {"harness_format": "1"}}]},
+    {"machine_info": {"harness": None}, "benchmarks": [{"extra_info": {"harness_format": 1}}]},
+], ids=["null-extra-info", "string-format", "null-machine-harness"])
+def test_damaged_fields_are_run_errors(doc, tmp_path):
+    path = tmp_path / "damaged.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(compare.RunError, match=re.escape(str(path))):
+        compare.load(path)
+
+
+# --- The CLI --------------------------------------------------------------------------------------
+
+
+def test_cli_good_and_corrupt(capsys, good, tmp_path):
+    corrupt = tmp_path / "corrupt.json"
+    truncated(corrupt, good)
+    assert compare_cli(capsys, good)[0] == 0  # the good run alone passes ...
+    code, out, err = compare_cli(capsys, good, corrupt)
+    assert code == 1  # ... so exit 1 is the corrupt file's
+    for row in compare.load(good):
+        assert any(row.group in line and "good" in line and row.label in line for line in out.splitlines())
+    assert str(corrupt) in err and "error:" in err
+    assert "corrupt" not in out
+
+
+def test_cli_missing_run_name_lists_the_runs(capsys, good, tmp_path):
+    save(tmp_path, "other", synthetic(seed=2))
+    code, out, err = compare_cli(capsys, "missing-name", "--results", tmp_path)
+    assert code == 2
+    assert "missing-name" in err and "good" in err and "other" in err
+    assert out == ""
+
+
+def test_cli_run_by_name_in_results(capsys, good, tmp_path):
+    code, out, _ = compare_cli(capsys, "goo", "--results", tmp_path)
+    assert code == 0 and "good" in out
+
+
+def test_cli_format_md(capsys, good):
+    code, out, _ = compare_cli(capsys, good, "--format", "md")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[1].startswith("|---")
+    assert all(line.startswith("|") and line.endswith("|") for line in lines)
+    assert len(lines) == 2 + len(CASES)
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == compare.COLUMNS
+
+
+def test_cli_format_csv(capsys, good):
+    code, out, _ = compare_cli(capsys, good, "--format", "csv")
+    assert code == 0
+    parsed = list(csv.DictReader(io.StringIO(out)))
+    rows = compare.load(good)
+    assert len(parsed) == len(rows)
+    medians = {r.group: r.median for r in rows}
+    for record in parsed:
+        assert float(record["median_s"]) == medians[record["group"]]
+        assert record["validated"] == "True" and record["run"] == "good"
+
+
+def test_cli_format_json(capsys, good):
+    code, out, _ = compare_cli(capsys, good, "--format", "json")
+    assert code == 0
+    parsed = json.loads(out)
+    rows = compare.load(good)
+    assert len(parsed) == len(rows)
+    by_group = {r.group: r for r in rows}
+    for record in parsed:
+        row = by_group[record["group"]]
+        assert record["median"] == row.median and record["size"] == list(row.size)
+        assert "data" not in record and record["x_fastest"] == 1.0
+
+
+# --- The regression gate --------------------------------------------------------------------------
+
+
+def gate(capsys, folder: Path, current: dict, baseline: dict, fail_on="median:10%"):
+    cur, base = save(folder, "current", current), save(folder, "baseline", baseline)
+    return compare_cli(capsys, cur, "--baseline", base, "--fail-on", fail_on)
+
+
+def test_gate_rerun_is_quiet(capsys, tmp_path):
+    code, _, err = gate(capsys, tmp_path, synthetic(seed=2), synthetic(seed=1))
+    assert code == 0
+    assert "REGRESSION" not in err and "0 regression(s) beyond median:10%" in err
+
+
+def test_gate_catches_a_planted_2x_slowdown(capsys, tmp_path):
+    code, _, err = gate(capsys, tmp_path, synthetic(seed=2, slowdown=2.0), synthetic(seed=1))
+    assert code == 1
+    flagged = [line for line in err.splitlines() if line.startswith("REGRESSION")]
+    assert len(flagged) == len(CASES)
+    assert all("x1.9" in line or "x2.0" in line or "x2.1" in line for line in flagged), flagged
+    assert f"{len(CASES)} regression(s)" in err
+
+
+def test_gate_ignores_5_percent_under_10_percent(capsys, tmp_path):
+    code, _, err = gate(capsys, tmp_path, synthetic(seed=2, slowdown=1.05), synthetic(seed=1))
+    assert code == 0 and "REGRESSION" not in err
+
+
+def test_gate_catches_5_percent_under_2_percent(capsys, tmp_path):
+    # The same 5% is not invisible to the gate: a tighter threshold flags it.
+    code, _, err = gate(capsys, tmp_path, synthetic(seed=2, slowdown=1.05), synthetic(seed=1),
+                        "median:2%")
+    assert code == 1 and "REGRESSION" in err
+
+
+def test_gate_min_statistic(capsys, tmp_path):
+    code, _, err = gate(capsys, tmp_path, synthetic(seed=2, slowdown=2.0), synthetic(seed=1), "min:50%")
+    assert code == 1 and "min " in err
+
+
+def test_gate_noise_is_not_a_regression(tmp_path):
+    # The median is 14% slower, but the samples interleave: Mann-Whitney does not call it a slowdown.
+    old = compare.load(save(tmp_path, "old", run_of([bench(np.arange(1.0, 7.0) * 1e-3)])))
+    new = compare.load(save(tmp_path, "new", run_of([bench(np.arange(1.5, 7.5) * 1e-3)])))
+    assert new[0].median / old[0].median > 1.1
+    assert compare.regressions(new, old, "median", 0.1) == []
+    # Without samples the quartiles decide, and they overlap too.
+    old[0].data = new[0].data = None
+    assert compare.regressions(new, old, "median", 0.1) == []
+
+
+def test_parse_threshold():
+    assert compare.parse_threshold("median:10%") == ("median", 0.10)
+    assert compare.parse_threshold(" min:2.5% ") == ("min", 0.025)
+    for bad in ("mean:10%", "median:10", "median:-5%", "10%"):
+        with pytest.raises(ValueError, match="STAT:N%"):
+            compare.parse_threshold(bad)
+
+
+class Slowed:
+    """The backend ``inner`` under its own name, but every derivative call also sleeps ``pause`` seconds.
+
+    Set ``pause`` to the baseline's median and each call takes at least that median plus its own
+    work: a 2x slowdown that CPU contention from other processes cannot hide (computing twice can
+    be hidden by a baseline measured while the CPUs were busy).
+    """
+
+    def __init__(self, inner):
+        self.inner, self.pause = inner, 0.0
+        for attribute in ("name", "requires", "install_hint", "strategies", "modes", "dtypes"):
+            setattr(self, attribute, getattr(inner, attribute))
+
+    def derivative(self, f, order, strategy):
+        d = self.inner.derivative(f, order, strategy)
+
+        def slowed(x):
+            time.sleep(self.pause)
+            return d(x)
+
+        return slowed
+
+    def __getattr__(self, name):  # the rest of the spec: delegated
+        return getattr(self.inner, name)
+
+
+def plugin_of(backend):
+    class Plugin:
+        @harness.hookimpl
+        def harness_register_backends(self, register):
+            register(backend)
+
+    return Plugin()
+
+
+def test_gate_on_real_timings(entry, quick_machine, capsys, tmp_path):
+    # Registered without the entry points, the slowed wrapper takes the real backend's name, so its
+    # rows have the same keys as the real backend's.
+    slower = Slowed(entry.backend)
+    registry = plugins.load(extra=[("slowed", plugin_of(slower))], entry_points=False)
+    assert registry.errors == []
+    slowed = registry.backends[entry.name]
+    assert slowed.backend is slower
+
+    def timed(e):
+        # A cheap case (17 us to 1.3 ms a call on an idle 2-core CPU) so the budget buys a dozen
+        # rounds at least, even on a busy machine: with calibrate's floor of 5, Mann-Whitney reaches
+        # p < 0.01 only if the two samples barely overlap, and one outlier hides a 2x slowdown.
+        return timing.run([Case(Target(e, "cpu", "float32"), PROBLEMS["tanh"], (1_000,), 1)], 0.2,
+                          log=pytest.fail)
+
+    base = save(tmp_path, "base", timed(entry))
+    slower.pause = compare.load(base)[0].median
+    slow = save(tmp_path, "slow", timed(slowed))
+    assert min(len(compare.load(path)[0].data) for path in (base, slow)) >= 10
+    ratio = compare.load(slow)[0].median / compare.load(base)[0].median
+    assert ratio > 1.3, f"the slowed backend was only x{ratio:.2f} slower"
+
+    code, out, err = compare_cli(capsys, slow, "--baseline", base, "--fail-on", "median:10%")
+    assert code == 1, err
+    assert sum(line.startswith("REGRESSION") for line in err.splitlines()) == 1
+    assert "1 regression(s)" in err
+
+    code, out, err = compare_cli(capsys, base, "--baseline", base, "--fail-on", "median:10%")
+    assert code == 0 and "REGRESSION" not in err and "0 regression(s)" in err
+    assert compare.regressions(compare.load(base), compare.load(base), "median", 0.10) == []
+
+
+# --- Plots ----------------------------------------------------------------------------------------
+
+
+def test_plot_writes_pngs(capsys, tmp_path):
+    rng = np.random.default_rng(3)
+    benchmarks = []
+    for device in ("cpu", "cuda:0"):
+        for backend in ("fake", "other"):
+            benchmarks += [bench(1e-5 * order * rng.lognormal(0, 0.05, 10), "tanh", (10_000,), order,
+                                 backend, device) for order in range(1, 5)]
+            benchmarks += [bench(1e-9 * n * d * rng.lognormal(0, 0.05, 10), "logistic", (n, d), 1,
+                                 backend, device) for n, d in ((4, 3), (1_000, 8), (100_000, 64))]
+            benchmarks.append(bench(rng.lognormal(-11, 0.05, 10), "tanh", (), 1, backend, device,
+                                    dtype="float64"))
+    path = save(tmp_path, "plotted", run_of(benchmarks))
+    out_dir = tmp_path / "figures"
+    code, _, err = compare_cli(capsys, path, "--plot", out_dir)
+    assert code == 0
+    written = sorted(out_dir.iterdir())
+    assert [p.name for p in written] == ["time-vs-order-cpu.png", "time-vs-order-cuda-0.png",
+                                         "time-vs-size-cpu.png", "time-vs-size-cuda-0.png"]
+    for png in written:
+        assert png.read_bytes()[:8] == PNG and png.stat().st_size > 1000
+        assert f"wrote {png}" in err
+
+
+# --- resolve --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def runs(tmp_path) -> dict[str, Path]:
+    names = ["20260101T000000Z_cpu_aaaa1111", "20260102T000000Z_cpu_bbbb2222",
+             "20260102T000000Z_gpu_cccc3333"]
+    made = {}
+    for age, name in enumerate(names):
+        made[name] = save(tmp_path, name, synthetic(seed=age))
+        stamp = 1_700_000_000 + 1000 * (3 - age)  # the oldest name is the newest file
+        os.utime(made[name], (stamp, stamp))
+    return made
+
+
+def test_resolve_stem_name_prefix_and_latest(runs, tmp_path):
+    first, second, third = runs.values()
+    assert compare.resolve([first.stem], tmp_path) == [first]
+    assert compare.resolve([second.name], tmp_path) == [second]
+    assert compare.resolve(["20260101"], tmp_path) == [first]
+    assert compare.resolve(["20260102T000000Z_g"], tmp_path) == [third]
+    assert compare.resolve(["latest"], tmp_path) == [first]  # by modification time, not by name
+    assert compare.resolve([str(third)], tmp_path / "elsewhere") == [third]  # a path is a path
+
+
+def test_resolve_ambiguous_prefix(runs, tmp_path):
+    with pytest.raises(FileNotFoundError, match="matches several") as info:
+        compare.resolve(["20260102"], tmp_path)
+    assert all(path.stem in str(info.value) for path in runs.values())
+
+
+def test_resolve_missing_name(runs, tmp_path):
+    with pytest.raises(FileNotFoundError, match="'nope' is neither a file nor a run") as info:
+        compare.resolve(["nope"], tmp_path)
+    assert all(path.stem in str(info.value) for path in runs.values())
+
+
+def test_resolve_latest_with_no_runs(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"runs: none"):
+        compare.resolve(["latest"], tmp_path)

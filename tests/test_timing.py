@@ -1,0 +1,379 @@
+"""The measurement protocol: validate before timing, calibrate, measure with the GC off, `run` round trip.
+
+Wrappers here are registered the way a third-party plugin would register them
+(``plugins.load(extra=[(name, plugin)])``). A "do-nothing" backend meets the
+spec with numpy and an identity derivative: it exercises the call path with no
+framework, and its (wrong) answers must be caught by validation.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import json
+import time
+
+import numpy as np
+import pytest
+
+import harness
+from harness import compare, files, hookspecs, machine, plugins, problems, timing
+from harness.calls import Target
+from harness.timing import Case
+
+PROBLEMS = {p.name: p for p in problems.BUILTIN}
+TANH, LOGISTIC = PROBLEMS["tanh"], PROBLEMS["logistic"]
+EXTRA_KEYS = {"backend", "version", "device", "dtype", "mode", "strategy", "problem", "size", "order",
+              "first_call_s", "bytes", "flops", "validated", "harness_format"}
+
+
+# --- Backends -------------------------------------------------------------------------------------
+
+
+class DoNothing:
+    """Meets `hookspecs.Backend` with numpy; its derivative is the identity (so it is wrong)."""
+
+    name = "do-nothing"
+    requires = ()
+    install_hint = "nothing to install"
+    strategies = ("reverse",)
+    modes = ("eager",)
+    dtypes = ("float32", "float64")
+
+    def devices(self):
+        return ["cpu"]
+
+    def namespace(self):
+        return np
+
+    def asarray(self, x, dtype, device):
+        return np.asarray(x, dtype=dtype)
+
+    def to_numpy(self, x):
+        return np.asarray(x)
+
+    def value_and_grad(self, f, argnums):
+        picked = (lambda args: args[argnums]) if isinstance(argnums, int) else \
+            (lambda args: tuple(args[i] for i in argnums))
+        return lambda *args: (f(*args), picked(args))
+
+    def derivative(self, f, order, strategy):
+        return lambda x: x
+
+    def compile(self, fn, mode):
+        return fn
+
+    def block_until_ready(self, x):
+        return x
+
+
+class Wrapper:
+    """A backend that delegates the whole spec to ``inner`` under another name."""
+
+    def __init__(self, inner, name: str):
+        self.inner, self.name = inner, name
+        self.requires, self.install_hint = tuple(inner.requires), inner.install_hint
+        self.strategies, self.modes, self.dtypes = (tuple(inner.strategies), tuple(inner.modes),
+                                                    tuple(inner.dtypes))
+
+    def devices(self):
+        return self.inner.devices()
+
+    def namespace(self):
+        return self.inner.namespace()
+
+    def asarray(self, x, dtype, device):
+        return self.inner.asarray(x, dtype, device)
+
+    def to_numpy(self, x):
+        return self.inner.to_numpy(x)
+
+    def value_and_grad(self, f, argnums):
+        return self.inner.value_and_grad(f, argnums)
+
+    def derivative(self, f, order, strategy):
+        return self.inner.derivative(f, order, strategy)
+
+    def compile(self, fn, mode):
+        return self.inner.compile(fn, mode)
+
+    def block_until_ready(self, x):
+        return self.inner.block_until_ready(x)
+
+
+class Scaled(Wrapper):
+    """Every derivative and gradient is 1.01 times the right one: far outside any tolerance."""
+
+    def derivative(self, f, order, strategy):
+        d = self.inner.derivative(f, order, strategy)
+        return lambda x: d(x) * 1.01
+
+    def value_and_grad(self, f, argnums):
+        vg = self.inner.value_and_grad(f, argnums)
+
+        def scaled(*args):
+            value, grads = vg(*args)
+            return value, tuple(g * 1.01 for g in grads)
+
+        return scaled
+
+
+class Counting(Wrapper):
+    """Counts the calls of every derivative function it hands out."""
+
+    def __init__(self, inner, name: str):
+        super().__init__(inner, name)
+        self.calls = 0
+
+    def derivative(self, f, order, strategy):
+        d = self.inner.derivative(f, order, strategy)
+
+        def counted(x):
+            self.calls += 1
+            return d(x)
+
+        return counted
+
+
+class CountingScaled(Counting):
+    def derivative(self, f, order, strategy):
+        d = super().derivative(f, order, strategy)
+        return lambda x: d(x) * 1.01
+
+
+class Raising(Wrapper):
+    def derivative(self, f, order, strategy):
+        raise RuntimeError("planted failure in derivative")
+
+
+class FailsAfterFirstCall(Wrapper):
+    """Right on the first call (the validated one), raises on every later call."""
+
+    def derivative(self, f, order, strategy):
+        d = self.inner.derivative(f, order, strategy)
+        calls = itertools.count()
+
+        def once(x):
+            if next(calls):
+                raise RuntimeError("planted failure after the first call")
+            return d(x)
+
+        return once
+
+
+def plugin_of(*backends):
+    class Plugin:
+        @harness.hookimpl
+        def harness_register_backends(self, register):
+            for backend in backends:
+                register(backend)
+
+    return Plugin()
+
+
+def entry_of(backend) -> plugins.BackendEntry:
+    """``backend`` registered as a third-party plugin would be, without the entry points."""
+    registry = plugins.load(extra=[("thirdparty", plugin_of(backend))], entry_points=False)
+    assert registry.errors == []
+    return registry.backends[backend.name]
+
+
+# --- Fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fast(installed) -> plugins.BackendEntry:
+    """One installed built-in backend, the quickest to run (autograd has no compile step)."""
+    return next((e for e in installed if e.name == "autograd"), installed[0])
+
+
+@pytest.fixture
+def quick_machine(monkeypatch):
+    """`machine.info` without its 256 MiB copy loops (seconds each): a fixed bandwidth instead."""
+    monkeypatch.setattr(machine, "host_copy_bandwidth", lambda *a, **k: 1.0e10)
+    monkeypatch.setattr(machine, "cuda_copy_bandwidth", lambda *a, **k: None)
+
+
+def quick_cases(entry: plugins.BackendEntry) -> list[Case]:
+    return [Case(Target(entry, "cpu", "float32"), TANH, (1_000,), 2),
+            Case(Target(entry, "cpu", "float64"), TANH, (), 1),
+            Case(Target(entry, "cpu", "float32"), LOGISTIC, (64, 4))]
+
+
+# --- prepare --------------------------------------------------------------------------------------
+
+
+def test_do_nothing_meets_the_spec():
+    backend = DoNothing()
+    assert isinstance(backend, hookspecs.Backend)
+    assert plugins.spec_violation(backend) is None
+
+
+def test_correct_backend_is_validated_in_every_mode(entry):
+    for mode in entry.backend.modes:
+        for case in (Case(Target(entry, "cpu", "float32", mode), TANH, (1_000,), 2),
+                     Case(Target(entry, "cpu", "float64", mode), TANH, (), 3),
+                     Case(Target(entry, "cpu", "float32", mode), LOGISTIC, (64, 4))):
+            prepared = timing.prepare(case)
+            assert prepared.validated, f"{case.name}: {prepared.detail}"
+            assert prepared.first_call_s > 0
+
+
+def test_planted_wrong_backend_is_not_validated(entry):
+    wrong = entry_of(Scaled(entry.backend, f"scaled-{entry.name}"))
+    for mode in wrong.backend.modes:
+        for case in (Case(Target(wrong, "cpu", "float32", mode), TANH, (1_000,), 2),
+                     Case(Target(wrong, "cpu", "float64", mode), TANH, (), 1),
+                     Case(Target(wrong, "cpu", "float32", mode), LOGISTIC, (64, 4))):
+            prepared = timing.prepare(case)
+            assert not prepared.validated, case.name
+
+
+def test_prepare_calls_once_and_validates_that_call(fast):
+    counting = Counting(fast.backend, "counting")
+    entry = entry_of(counting)
+    prepared = timing.prepare(Case(Target(entry, "cpu", "float32"), TANH, (1_000,), 1))
+    assert counting.calls == 1
+    assert prepared.validated
+    prepared.call()
+    assert counting.calls == 2  # the prepared call runs the same function again
+
+
+def test_do_nothing_backend_runs_the_call_path_and_is_caught_by_validation():
+    entry = entry_of(DoNothing())
+    for size in ((), (100,)):
+        prepared = timing.prepare(Case(Target(entry, "cpu", "float64"), TANH, size, 1))
+        assert not prepared.validated  # the identity is not tanh'
+        assert "mpmath" in prepared.detail
+        expected = 2.0 if size == () else np.linspace(-3.0, 3.0, size[0])
+        np.testing.assert_array_equal(prepared.call(), expected)  # the call returns fn(x) = x
+
+
+@pytest.mark.parametrize("size, order", [((1_000,), 3), ((), 1), ((64, 4), 1)])
+def test_extra_info_fields(fast, size, order):
+    dtype = "float64" if size == () else "float32"
+    problem = LOGISTIC if len(size) == 2 else TANH
+    case = Case(Target(fast, "cpu", dtype), problem, size, order)
+    info = timing.prepare(case).extra_info()
+    assert not EXTRA_KEYS - set(info), f"missing {EXTRA_KEYS - set(info)}"
+    json.dumps(info)  # pytest-benchmark writes it as JSON: plain values only
+    assert info["harness_format"] == timing.FORMAT_VERSION
+    assert (info["backend"], info["version"], info["device"], info["dtype"], info["mode"],
+            info["strategy"], info["problem"]) == (fast.name, fast.version, "cpu", dtype, "eager",
+                                                   "reverse", problem.name)
+    assert info["size"] == list(size) and info["order"] == order
+    assert info["validated"] is True
+    assert isinstance(info["first_call_s"], float) and info["first_call_s"] > 0
+    itemsize = np.dtype(dtype).itemsize
+    if problem is LOGISTIC:
+        assert info["bytes"] == 2.0 * 64 * 4 * itemsize and info["flops"] == 4.0 * 64 * 4
+    else:
+        assert info["bytes"] == 2.0 * int(np.prod(size)) * itemsize and info["flops"] is None
+
+
+# --- calibrate and measure ------------------------------------------------------------------------
+
+
+def test_calibrate_a_fast_call_batches_iterations():
+    rounds, iterations = timing.calibrate(lambda: None, 0.01)
+    assert 5 <= rounds <= 1000
+    assert iterations > 1  # a no-op call is far below ~100 us: several per round
+
+
+def test_calibrate_a_slow_call():
+    rounds, iterations = timing.calibrate(lambda: time.sleep(1e-3), 0.02)
+    assert iterations == 1
+    assert 5 <= rounds <= 20  # each call takes >= 1 ms: at most 20 fill 0.02 s
+
+
+@pytest.mark.parametrize("budget", [0.0, 1e-9])
+def test_calibrate_never_fewer_than_five_rounds(budget):
+    rounds, iterations = timing.calibrate(lambda: time.sleep(1e-3), budget)
+    assert rounds >= 5 and iterations >= 1
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_measure_rounds_gc_off_and_restored(enabled):
+    seen = []
+
+    def call():
+        seen.append(gc.isenabled())
+
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        times = timing.measure(call, rounds=7, iterations=3)
+        after = gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert len(times) == 7 and all(isinstance(t, float) and t > 0 for t in times)
+    assert len(seen) == 1 + 7 * 3  # one warm-up call, then rounds x iterations
+    assert not any(seen[1:])  # GC off while timing
+    assert after is enabled
+
+
+def test_measure_restores_gc_when_the_call_raises():
+    calls = itertools.count()
+
+    def call():
+        if next(calls) == 2:
+            raise RuntimeError("planted")
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        timing.measure(call, rounds=5, iterations=1)
+    assert gc.isenabled()
+
+
+def test_measure_seconds_per_call():
+    times = timing.measure(lambda: time.sleep(2e-3), rounds=5, iterations=2)
+    assert all(2e-3 <= t < 0.5 for t in times)  # per call, not per round of two
+
+
+# --- run ------------------------------------------------------------------------------------------
+
+
+def test_run_round_trips_through_compare_load(fast, quick_machine, tmp_path):
+    found = quick_cases(fast)
+    logged = []
+    run = timing.run(found, 0.01, logged.append)
+    assert logged == []
+    json.dumps(run)  # plain JSON: nothing that files.write_json would turn into a string
+    path = files.write_json(tmp_path / "run.json", run)
+    rows = compare.load(path)
+    assert [r.group for r in rows] == [c.group for c in found]
+    for row, case, bench in zip(rows, found, run["benchmarks"], strict=True):
+        stats = bench["stats"]
+        assert row.run == "run" and row.backend == fast.name and row.validated
+        assert (row.problem, row.size, row.order, row.dtype) == (case.problem.name, case.size,
+                                                                  case.order, case.target.dtype)
+        assert row.median == stats["median"] > 0 and row.min == stats["min"]
+        assert len(row.data) == stats["rounds"] >= 5
+        assert row.first_call_s == bench["extra_info"]["first_call_s"]
+        assert row.bound == 1.0e10
+    assert compare.regressions(rows, rows, "median", 0.1) == []
+
+
+def test_run_leaves_out_and_logs_a_raising_and_a_wrong_backend(fast, quick_machine):
+    raising = entry_of(Raising(fast.backend, "raising"))
+    counting = CountingScaled(fast.backend, "wrong")
+    wrong = entry_of(counting)
+    found = [Case(Target(raising, "cpu", "float32"), TANH, (1_000,), 1),
+             Case(Target(wrong, "cpu", "float32"), TANH, (1_000,), 1),
+             *quick_cases(fast)[:1]]
+    logged = []
+    run = timing.run(found, 0.01, logged.append)
+    assert [b["name"] for b in run["benchmarks"]] == [found[2].name]
+    assert len(logged) == 2
+    assert logged[0].startswith(f"error: {found[0].name}: RuntimeError: planted failure")
+    assert logged[1].startswith(f"wrong: {found[1].name}: disagrees with mpmath")
+    assert counting.calls == 1  # a wrong answer is never timed
+
+
+def test_run_leaves_out_a_backend_that_raises_after_validation(fast, quick_machine):
+    flaky = entry_of(FailsAfterFirstCall(fast.backend, "fails-later"))
+    found = [Case(Target(flaky, "cpu", "float32"), TANH, (1_000,), 1), *quick_cases(fast)[:1]]
+    logged = []
+    run = timing.run(found, 0.01, logged.append)
+    assert [b["name"] for b in run["benchmarks"]] == [found[1].name]
+    assert logged and logged[0].startswith(f"error: {found[0].name}")
