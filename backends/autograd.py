@@ -1,4 +1,4 @@
-"""autograd backend (HIPS/autograd): nested ``elementwise_grad``, forward mode via ``make_jvp``."""
+"""autograd backend (HIPS/autograd): ``value_and_grad`` over tuples, forward mode via ``make_jvp``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 
 import harness
+from harness.pytree import select, substitute
 from harness.strategies import nest
 
 
@@ -50,22 +51,19 @@ class AutogradBackend:
 
         # autograd differentiates one argument: make the chosen ones a single
         # tuple argument (autograd differentiates through tuples, lists, dicts).
-        def of_selected(selected, *args):
-            full = list(args)
-            for i, value in zip(argnums, selected, strict=True):
-                full[i] = value
-            return f(*full)
+        def of_chosen(chosen, *args):
+            return f(*substitute(args, argnums, chosen))
 
-        return lambda *args: value_and_grad(of_selected)(tuple(args[i] for i in argnums), *args)
+        return lambda *args: value_and_grad(of_chosen)(select(args, argnums), *args)
 
-    def derivative(self, f, order, strategy):
-        from autograd import elementwise_grad
+    def jvp(self, f, primals, tangents):
         from autograd.differential_operators import make_jvp
 
-        def forward(g):
-            return lambda x: make_jvp(g)(x)(self.autograd.numpy.ones_like(x))[1]
+        # make_jvp differentiates one argument: pack the primals into one tuple.
+        return make_jvp(lambda packed: f(*packed))(tuple(primals))(tuple(tangents))
 
-        return nest(f, order, strategy, reverse=elementwise_grad, forward=forward)
+    def derivative(self, f, order, strategy):
+        return nest(self, f, order, strategy)
 
     def compile(self, fn, mode):
         raise NotImplementedError("autograd has no compiled mode")

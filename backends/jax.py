@@ -52,18 +52,13 @@ class JaxBackend:
     def value_and_grad(self, f, argnums):
         return self.jax.value_and_grad(f, argnums=argnums)
 
+    def jvp(self, f, primals, tangents):
+        return self.jax.jvp(f, primals, tangents)
+
     def derivative(self, f, order, strategy):
-        jax = self.jax
         if strategy == "taylor":
             return self._taylor(f, order)
-
-        def reverse(g):
-            return jax.grad(lambda x: g(x).sum())
-
-        def forward(g):
-            return lambda x: jax.jvp(g, (x,), (jax.numpy.ones_like(x),))[1]
-
-        return nest(f, order, strategy, reverse=reverse, forward=forward)
+        return nest(self, f, order, strategy)
 
     def _taylor(self, f, order):
         from jax.experimental import jet

@@ -47,16 +47,11 @@ class TorchBackend:
 
         return value_and_grad
 
+    def jvp(self, f, primals, tangents):
+        return self.torch.func.jvp(f, primals, tangents)
+
     def derivative(self, f, order, strategy):
-        func = self.torch.func
-
-        def reverse(g):
-            return func.grad(lambda x: g(x).sum())
-
-        def forward(g):
-            return lambda x: func.jvp(g, (x,), (self.torch.ones_like(x),))[1]
-
-        return nest(f, order, strategy, reverse=reverse, forward=forward)
+        return nest(self, f, order, strategy)
 
     def compile(self, fn, mode):
         raise NotImplementedError("torch.compile is not wired up yet")

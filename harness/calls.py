@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import strategies
 from harness.hookspecs import Backend
 from harness.plugins import BackendEntry
 from harness.problems import GradientProblem, ScalarProblem
@@ -56,3 +57,8 @@ class Target:
         f = partial(problem.fn, self.backend.namespace())
         chosen = problem.argnums if argnums is None else argnums
         return self.compiled(self.backend.value_and_grad(f, chosen))
+
+    def hvp(self, problem: GradientProblem, strategy: str) -> Callable:
+        """``hvp(v, *args)``: ``problem``'s Hessian times ``v`` by ``strategy`` (`strategies.hvp`)."""
+        f = partial(problem.fn, self.backend.namespace())
+        return self.compiled(strategies.hvp(self.backend, f, problem.argnums, strategy))

@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "than N%% and beyond noise (default: median:10%%)")
     cmp.add_argument("--plot", metavar="DIR", help="write PNG figures to DIR")
     cmp.add_argument("--save", action="store_true", help="save the quick run to --results")
+    cmp.add_argument("--profile", choices=tuple(timing.PROFILES), default="quick",
+                     help="cases for the run without RUN (default quick, about a minute; "
+                          "scaling: cost against order 1-10 for every strategy, a few minutes)")
     cmp.add_argument("-b", "--backend", type=_names, action="extend",
                      help="backends for the quick run (default: all installed)")
 
@@ -236,15 +239,17 @@ def cmd_compare(args) -> int:
     if not paths:
         entries = plugins.load().select_backends(args.backend)
         log = partial(print, file=sys.stderr)
-        run = timing.run(timing.cases(entries, "quick"), timing.PROFILES["quick"]["budget"], log)
+        spec = timing.PROFILES[args.profile]
+        run = timing.run(timing.cases(entries, args.profile), spec["budget"], log,
+                         spec.get("min_rounds", timing.MIN_ROUNDS))
         if args.save:
             stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-            path = files.write_json(folder / f"{stamp}_quick_{uuid.uuid4().hex[:8]}.json", run,
-                                    overwrite=False)
+            name = f"{stamp}_{args.profile}_{uuid.uuid4().hex[:8]}.json"
+            path = files.write_json(folder / name, run, overwrite=False)
             log(f"saved this run to {path}")
             paths = [path]
         else:
-            tmp = Path(tempfile.mkdtemp()) / "quick.json"
+            tmp = Path(tempfile.mkdtemp()) / f"{args.profile}.json"
             paths = [files.write_json(tmp, run)]
     for path in paths:
         try:
@@ -254,6 +259,9 @@ def cmd_compare(args) -> int:
             failed = True
     if rows:
         print(compare.table(rows, args.format))
+        fits = compare.growth(rows, args.format) if args.format in ("table", "md") else ""
+        if fits:
+            print(f"\ncost growth per derivative order (fit over validated orders):\n\n{fits}")
     invalid = [r for r in rows if not r.validated]
     failed = failed or bool(invalid) or not rows
     if args.plot and rows:

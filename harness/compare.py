@@ -49,6 +49,7 @@ class Row:
     bytes: float | None
     flops: float | None
     validated: bool
+    validation_error: float | None
     bound: float | None
     """The device's measured copy bandwidth in bytes/s, from the run's machine info."""
     data: list[float] | None = None
@@ -135,6 +136,7 @@ def _load(path: Path) -> list[Row]:
             median=float(s["median"]), iqr=float(s["iqr"]), q1=float(s["q1"]), q3=float(s["q3"]),
             min=float(s["min"]), first_call_s=e.get("first_call_s"), bytes=e.get("bytes"),
             flops=e.get("flops"), validated=bool(e.get("validated")),
+            validation_error=e.get("validation_error"),
             bound=bounds.get(e["device"].split(":")[0]), data=s.get("data")))
     return rows
 
@@ -182,6 +184,42 @@ def table(rows: list[Row], fmt: str = "table") -> str:
                     disable_numparse=True)
 
 
+def growth(rows: list[Row], fmt: str = "table") -> str:
+    """Per backend/mode/strategy: the fitted cost growth per derivative order, steady and first call.
+
+    The fit is least squares of log(time) against order over the validated
+    orders (3 or more), so ``x3.1`` means each order costs 3.1 times the last.
+    """
+    import numpy as np
+
+    series: dict[tuple, list[Row]] = defaultdict(list)
+    for r in rows:
+        if len(r.size) <= 1 and r.validated:
+            series[(r.run, r.problem, r.size, r.backend, r.mode, r.strategy, r.dtype, r.device)].append(r)
+
+    def per_order(points):
+        orders, times = zip(*points, strict=True)
+        return float(np.exp(np.polyfit(orders, np.log(times), 1)[0]))
+
+    body = []
+    for key, group in sorted(series.items()):
+        group.sort(key=lambda r: r.order)
+        if len(group) < 3:
+            continue
+        first = [(r.order, r.first_call_s) for r in group if r.first_call_s]
+        body.append([*key[3:], f"{group[0].order}-{group[-1].order}",
+                     f"x{per_order([(r.order, r.median) for r in group]):.2f}",
+                     f"x{per_order(first):.2f}" if len(first) >= 3 else "-",
+                     _time(group[0].median), _time(group[-1].median),
+                     f"{max(r.validation_error or 0.0 for r in group):.1e}"])
+    if not body:
+        return ""
+    headers = ["backend", "mode", "strategy", "dtype", "device", "orders", "growth/order",
+               "first-call growth", "time at first", "time at last", "max rel error"]
+    return tabulate(body, headers=headers, tablefmt="github" if fmt == "md" else "simple",
+                    disable_numparse=True)
+
+
 def parse_threshold(text: str) -> tuple[str, float]:
     """``"median:10%"`` as ``("median", 0.10)``."""
     match = re.fullmatch(r"(median|min):(\d+(?:\.\d+)?)%", text.strip())
@@ -218,7 +256,8 @@ def regressions(current: list[Row], baseline: list[Row], stat: str, threshold: f
 
 
 def plot(rows: list[Row], folder: Path) -> list[Path]:
-    """PNG figures per device: time against order per strategy, time against size per backend."""
+    """PNG figures per device: cost against order (steady state, first call, validation error,
+    one line per backend/mode/strategy), and time against size per backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -228,36 +267,51 @@ def plot(rows: list[Row], folder: Path) -> list[Path]:
     written = []
     for device in sorted({r.device for r in rows}):
         on = [r for r in rows if r.device == device]
-        panels = {
-            "order": [r for r in on if r.size and len(r.size) == 1],
-            "size": [r for r in on if len(r.size) == 2],
-        }
-        for axis, chosen in panels.items():
-            if not chosen:
-                continue
+        ordered = [r for r in on if len(r.size) == 1]
+        if ordered:
+            fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+            lines = defaultdict(list)
+            for r in ordered:
+                lines[f"{r.backend} {r.mode} {r.strategy} {r.dtype}"].append(r)
+            panels = [("median time per call (s)", lambda r: r.median),
+                      ("first call: trace + compile + run (s)", lambda r: r.first_call_s),
+                      ("max error / max |reference|", lambda r: r.validation_error)]
+            for ax, (title, value) in zip(axes, panels, strict=True):
+                for label, group in sorted(lines.items()):
+                    points = sorted((r.order, value(r)) for r in group if value(r))
+                    if points:
+                        ax.plot(*zip(*points, strict=True), marker="o", label=label)
+                ax.set_yscale("log")
+                ax.set_xlabel("derivative order")
+                ax.set_title(title)
+                ax.grid(True, which="both", alpha=0.3)
+            axes[0].legend(fontsize=7)
+            size = ordered[0].size[0]
+            fig.suptitle(f"{ordered[0].problem}: n-th derivative over {size} points, {device}")
+            fig.tight_layout()
+            written.append(_save(fig, folder, f"time-vs-order-{device}"))
+        sized = [r for r in on if len(r.size) == 2]
+        if sized:
             fig, ax = plt.subplots(figsize=(8, 5))
             lines = defaultdict(list)
-            for r in chosen:
-                x = r.order if axis == "order" else r.size[0] * r.size[1]
-                lines[f"{r.backend} {r.mode} {r.strategy} ({r.run})"].append((x, r.median))
+            for r in sized:
+                lines[f"{r.backend} {r.mode} {r.dtype} ({r.run})"].append((r.size[0] * r.size[1], r.median))
             for label, points in sorted(lines.items()):
-                xs, ys = zip(*sorted(points), strict=True)
-                ax.plot(xs, ys, marker="o", label=label)
+                ax.plot(*zip(*sorted(points), strict=True), marker="o", label=label)
+            ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.set_xlabel("N x D")
             ax.set_ylabel("median time per call (s)")
-            if axis == "order":
-                ax.set_xlabel("derivative order")
-                ax.set_title(f"{chosen[0].problem}: n-th derivative over {chosen[0].size[0]} "
-                             f"points, {device}")
-            else:
-                ax.set_xscale("log")
-                ax.set_xlabel("N x D")
-                ax.set_title(f"{chosen[0].problem} value and gradient, {device}")
+            ax.set_title(f"{sized[0].problem} value and gradient, {device}")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=7)
             fig.tight_layout()
-            path = folder / f"time-vs-{axis}-{re.sub(r'[^a-z0-9]+', '-', device)}.png"
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-            written.append(path)
+            written.append(_save(fig, folder, f"time-vs-size-{device}"))
+        plt.close("all")
     return written
+
+
+def _save(fig, folder: Path, stem: str) -> Path:
+    path = folder / f"{re.sub(r'[^a-z0-9]+', '-', stem.lower())}.png"
+    fig.savefig(path, dpi=110)
+    return path

@@ -66,8 +66,14 @@ class Backend(Protocol):
     - ``modes``: execution modes, from ``("eager", "jit")``; ``"eager"`` is required.
     - ``dtypes``: from ``("float32", "float64")``.
 
-    Optional: ``expected``, the path of a text file listing the combinations the
-    backend is known to fail or not support (format: `harness.expected`).
+    Optional:
+
+    - ``expected``: the path of a text file listing the combinations the backend
+      is known to fail or not support (format: `harness.expected`).
+    - ``jvp(f, primals, tangents) -> (f(*primals), tangent_out)``: forward mode
+      over pytrees, as ``jax.jvp``. With it the host builds forward-over-reverse
+      Hessian-vector products (`harness.strategies.hvp`); without it they are
+      reported ``unsupported``.
     """
 
     name: str
@@ -110,10 +116,11 @@ class Backend(Protocol):
 
         ``f`` maps an array of points to an array of values elementwise; the
         result maps an array of points to the n-th derivative at each point.
-        ``harness.strategies.nest`` builds the nested strategies from a
-        framework's first-derivative operators. Raise ``NotImplementedError``
-        for a strategy the backend does not offer: it is reported as
-        ``unsupported``, not as an error.
+        ``return harness.strategies.nest(self, f, order, strategy)`` builds the
+        nested strategies from ``value_and_grad`` and ``jvp``; handle only
+        framework-specific strategies (Taylor mode) yourself. Raise
+        ``NotImplementedError`` for a strategy the backend does not offer: it is
+        reported as ``unsupported``, not as an error.
         """
 
     def compile(self, fn: Callable, mode: str) -> Callable:

@@ -16,7 +16,7 @@ import mpmath
 import numdifftools
 import numpy as np
 
-from harness.pytree import flatten, unflatten
+from harness.pytree import flatten, select, substitute, unflatten
 
 MPMATH_DPS = 40
 COMPLEX_STEP = 1e-20
@@ -97,24 +97,13 @@ def step_sweep(fn: Callable, points: np.ndarray, claimed: np.ndarray, steps: Seq
 # --- Gradients of a problem's loss w.r.t. its selected arguments -----------------------------------
 
 
-def selected(args: tuple, argnums: int | tuple[int, ...]) -> Any:
-    """The differentiated part of ``args``: one pytree for an int, a tuple for a sequence."""
-    return args[argnums] if isinstance(argnums, int) else tuple(args[i] for i in argnums)
-
-
 def of_flat_parameters(fn: Callable, xp: Any, args: tuple, argnums: int | tuple[int, ...]
                        ) -> tuple[Callable[[np.ndarray], Any], np.ndarray]:
     """``F(theta) = fn(xp, *args)`` with the selected arguments read from the flat vector ``theta``."""
-    like = selected(args, argnums)
-    positions = (argnums,) if isinstance(argnums, int) else argnums
+    like = select(args, argnums)
 
     def F(theta: np.ndarray) -> Any:
-        values = unflatten(theta, like)
-        full = list(args)
-        for i, value in zip(positions, (values,) if isinstance(argnums, int) else values,
-                            strict=True):
-            full[i] = value
-        return fn(xp, *full)
+        return fn(xp, *substitute(args, argnums, unflatten(theta, like)))
 
     return F, flatten(like)
 

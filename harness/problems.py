@@ -44,6 +44,9 @@ class GradientProblem:
     values of the terms each gradient entry reduces: a correct reduction in
     dtype ``d`` can be off by about ``eps(d)`` times it, however large N is, so
     the tolerance grows with it (and not with the array size).
+    ``hvp(v, *args)``, when known, is the closed-form Hessian-vector product
+    (``v`` shaped like the gradient); it turns on the Hessian and HVP checks.
+    ``size`` is what validation passes to ``make_args``.
     """
 
     name: str
@@ -53,6 +56,8 @@ class GradientProblem:
     description: str = ""
     gradient: Callable[..., Any] | None = None
     magnitude: Callable[..., Any] | None = None
+    hvp: Callable[..., Any] | None = None
+    size: tuple[int, ...] | None = None
 
 
 Problem = ScalarProblem | GradientProblem
@@ -142,6 +147,14 @@ def notebook_dict_args(size=None):
     return {"W": W, "b": b}, inputs, targets
 
 
+def logistic_hvp(v, W, b, inputs, targets):
+    """Closed form: H = J.T diag(s) J with J = [inputs, 1] and s = sigmoid'(z) = p (1 - p)."""
+    vW, vb = v
+    p = sigmoid(np, inputs @ W + b)
+    weighted = p * (1 - p) * (inputs @ vW + vb)
+    return inputs.T @ weighted, np.sum(weighted)
+
+
 def as_dict(closed_form):
     """A (W, b) closed form as one of the dict-pytree problem."""
     def of_dict(params, inputs, targets):
@@ -151,6 +164,8 @@ def as_dict(closed_form):
 
 
 SYNTHETIC_SIZE = (256, 16)
+LARGE_SIZE = (64, 200_000)
+"""200,001 parameters: a float64 Hessian would take 320 GB, so only HVPs are checked."""
 
 
 def synthetic_args(size=None, seed=0):
@@ -202,6 +217,7 @@ BUILTIN: tuple[Problem, ...] = (
         description="the notebook's logistic loss on its 4x3 data, w.r.t. (W, b)",
         gradient=logistic_gradient,
         magnitude=logistic_magnitude,
+        hvp=logistic_hvp,
     ),
     GradientProblem(
         "logistic-notebook-dict",
@@ -220,6 +236,19 @@ BUILTIN: tuple[Problem, ...] = (
         description=f"synthetic logistic loss, N x D seeded data (default {SYNTHETIC_SIZE})",
         gradient=logistic_gradient,
         magnitude=logistic_magnitude,
+        hvp=logistic_hvp,
+    ),
+    GradientProblem(
+        "logistic-large",
+        logistic_loss,
+        synthetic_args,
+        argnums=(0, 1),
+        description=f"synthetic logistic loss {LARGE_SIZE[0]} x {LARGE_SIZE[1]}: its Hessian "
+                    "would need 320 GB, so Hessian-vector products only",
+        gradient=logistic_gradient,
+        magnitude=logistic_magnitude,
+        hvp=logistic_hvp,
+        size=LARGE_SIZE,
     ),
 )
 

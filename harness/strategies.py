@@ -1,14 +1,17 @@
-"""Named strategies for n-th derivatives, and the nesting every backend shares.
+"""Named strategies for n-th derivatives and Hessian-vector products, composed in one place.
 
-A backend supplies first-derivative operators for elementwise functions
-(``reverse(f)`` and, where it has forward mode, ``forward(f)``); `nest` composes
-them into the n-th derivative. Taylor mode is framework-specific (``jet``) and
-implemented by the backend itself.
+Both are built from a backend's two primitives, ``value_and_grad`` and the
+optional ``jvp``, so no backend writes its own nesting: `nest` composes the
+n-th derivative of an elementwise function, `hvp` the Hessian-vector product.
+Taylor mode is framework-specific (``jet``) and stays in the JAX backend.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+from harness.pytree import select, substitute, vdot
 
 STRATEGIES: dict[str, str] = {
     "reverse": "nested reverse mode: grad of grad of ... (n reverse passes)",
@@ -17,25 +20,31 @@ STRATEGIES: dict[str, str] = {
     "taylor": "Taylor mode: all n orders in one forward pass (jax.experimental.jet)",
 }
 
-Operator = Callable[[Callable], Callable]
+HVP_STRATEGIES = ("reverse", "forward-over-reverse")
+"""reverse: grad of <grad f, v> (reverse over reverse); forward-over-reverse: jvp of grad f along v."""
 
 
-def nest(
-    f: Callable,
-    order: int,
-    strategy: str,
-    *,
-    reverse: Operator | None = None,
-    forward: Operator | None = None,
-) -> Callable:
-    """The ``order``-th derivative of elementwise ``f`` by composing first-derivative operators.
+def nest(backend: Any, f: Callable, order: int, strategy: str) -> Callable:
+    """The ``order``-th derivative of elementwise ``f``, composed from the backend's primitives.
 
-    :param reverse: maps elementwise ``f`` to its elementwise derivative by reverse mode.
-    :param forward: the same by forward mode (``None`` if the framework has none).
-    :raises NotImplementedError: the strategy needs an operator that was not given.
+    ``reverse``: ``value_and_grad`` of ``sum(g(x))``, n times; ``forward``: ``jvp``
+    with unit tangents, n times; ``forward-over-reverse``: one reverse, then forward.
+
+    :raises NotImplementedError: an unknown strategy, or forward mode without ``jvp``.
     """
     if order < 1:
         raise ValueError(f"derivative order must be >= 1, got {order}")
+    xp = backend.namespace()
+    jvp = getattr(backend, "jvp", None)
+
+    def reverse(g):
+        return lambda x: backend.value_and_grad(lambda y: xp.sum(g(y)), 0)(x)[1]
+
+    def forward(g):
+        return lambda x: jvp(g, (x,), (xp.ones_like(x),))[1]
+
+    if jvp is None:
+        forward = None
     plans = {
         "reverse": [reverse] * order,
         "forward": [forward] * order,
@@ -46,3 +55,35 @@ def nest(
     for op in plans[strategy]:
         f = op(f)
     return f
+
+
+def hvp(backend: Any, f: Callable, argnums: int | tuple[int, ...], strategy: str) -> Callable:
+    """``hvp(v, *args)``: the Hessian of ``f`` w.r.t. ``args[argnums]`` times ``v``.
+
+    ``v`` is shaped like `harness.pytree.select` of the arguments, and so is
+    the result. Only the backend's own primitives are used, nested.
+
+    :raises NotImplementedError: forward-over-reverse on a backend without ``jvp``.
+    """
+    xp = backend.namespace()
+
+    def gradient(*args):
+        return backend.value_and_grad(f, argnums)(*args)[1]
+
+    if strategy == "reverse":
+        def along(chosen, v, *args):
+            return vdot(xp, gradient(*substitute(args, argnums, chosen)), v)
+
+        return lambda v, *args: backend.value_and_grad(along, 0)(select(args, argnums), v, *args)[1]
+    if strategy == "forward-over-reverse":
+        jvp = getattr(backend, "jvp", None)
+        if jvp is None:
+            raise NotImplementedError("forward-over-reverse needs the backend's optional jvp")
+
+        def product(v, *args):
+            return jvp(lambda chosen: gradient(*substitute(args, argnums, chosen)),
+                       (select(args, argnums),), (v,))[1]
+
+        return product
+    raise NotImplementedError(f"no Hessian-vector product strategy {strategy!r} "
+                              f"(known: {', '.join(HVP_STRATEGIES)})")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,9 @@ PROFILES: dict[str, dict[str, Any]] = {
             "latency": [1, 2, 3], "budget": 0.3},
     "gpu": {"logistic": [(4, 3), (4_194_304, 256), (16_777_216, 64)], "points": [16_777_216],
             "orders": list(range(1, 9)), "latency": [1, 2, 3], "budget": 0.3},
+    # the cost-against-order study: every strategy and mode, orders 1-10, float64
+    "scaling": {"logistic": [], "points": [1_000], "orders": list(range(1, 11)), "latency": [],
+                "budget": 0.05, "dtype": "float64", "min_rounds": 3},
 }
 
 
@@ -99,11 +102,13 @@ class Prepared:
     first_call_s: float
     validated: bool
     detail: str = ""
-    extra: dict = field(default_factory=dict)
+    error: float | None = None
+    """Largest error against the oracle, relative to the largest |reference|."""
 
     def extra_info(self) -> dict:
         return {**self.case.extra_info(), "first_call_s": self.first_call_s,
-                "validated": self.validated, "validation": self.detail}
+                "validated": self.validated, "validation": self.detail,
+                "validation_error": self.error}
 
 
 def cases(entries: Iterable[BackendEntry], profile: str = "cpu",
@@ -120,8 +125,9 @@ def cases(entries: Iterable[BackendEntry], profile: str = "cpu",
             for mode in backend.modes:
                 t32 = Target(entry, device, "float32", mode)
                 found += [Case(t32, builtin["logistic"], size) for size in spec["logistic"]]
+                elementwise = Target(entry, device, spec.get("dtype", "float32"), mode)
                 for strategy in backend.strategies:
-                    found += [Case(t32, builtin["tanh"], (m,), order, strategy)
+                    found += [Case(elementwise, builtin["tanh"], (m,), order, strategy)
                               for m in spec["points"] for order in spec["orders"]]
                 t64 = Target(entry, device, "float64", mode)
                 found += [Case(t64, builtin["tanh"], (), order, "reverse")
@@ -149,23 +155,31 @@ def prepare(case: Case) -> Prepared:
     started = time.perf_counter()
     result = call()
     first = time.perf_counter() - started
-    validated, detail = _validate(case, target.numpy(result), args64)
-    return Prepared(case, call, first, validated, detail)
+    validated, detail, error = _validate(case, target.numpy(result), args64)
+    return Prepared(case, call, first, validated, detail, error)
 
 
-def _validate(case: Case, result: Any, args64: tuple) -> tuple[bool, str]:
+def _validate(case: Case, result: Any, args64: tuple) -> tuple[bool, str, float]:
+    """(agrees with the oracle?, which oracle, largest error relative to the largest |reference|)."""
     dtype = case.target.dtype
     rounded = tuple(np.asarray(a, dtype=dtype).astype(np.float64) for a in args64)
     problem = case.problem
     if isinstance(problem, GradientProblem):
-        ok = validate.agrees(flatten(result[1]), flatten(problem.gradient(*rounded)), dtype, 1,
-                             flatten(problem.magnitude(*rounded)))
-        return ok, "closed-form gradient"
+        claimed, reference = flatten(result[1]), flatten(problem.gradient(*rounded))
+        ok = validate.agrees(claimed, reference, dtype, 1, flatten(problem.magnitude(*rounded)))
+        return ok, "closed-form gradient", _error(claimed, reference)
     x = rounded[0]
     pick = (np.linspace(0, x.size - 1, min(SAMPLES, x.size)).astype(int) if x.ndim else ())
     sample, claimed = (x[pick], result[pick]) if x.ndim else (x, result)
     reference = oracles.mpmath_derivative(problem.fn, sample, case.order)
-    return validate.agrees(claimed, reference, dtype, case.order), f"mpmath at {np.size(sample)} points"
+    ok = validate.agrees(claimed, reference, dtype, case.order)
+    return ok, f"mpmath at {np.size(sample)} points", _error(claimed, reference)
+
+
+def _error(claimed, reference) -> float:
+    scale = float(np.max(np.abs(reference), initial=0.0)) or 1.0
+    with np.errstate(invalid="ignore"):
+        return float(np.max(np.abs(np.asarray(claimed) - reference), initial=0.0) / scale)
 
 
 def known_failure(case: Case):
@@ -180,14 +194,15 @@ MIN_ROUNDS = 10
 when a single pair is out of order)."""
 
 
-def calibrate(call: Callable[[], Any], budget: float) -> tuple[int, int]:
+def calibrate(call: Callable[[], Any], budget: float, min_rounds: int = MIN_ROUNDS
+              ) -> tuple[int, int]:
     """(rounds, iterations): iterations lift a round above ~100 us; rounds fill ``budget`` seconds
-    (at least `MIN_ROUNDS`)."""
+    (at least ``min_rounds``)."""
     started = time.perf_counter()
     call()
     once = max(time.perf_counter() - started, 1e-9)
     iterations = max(1, int(1e-4 / once))
-    rounds = int(min(max(budget / (once * iterations), MIN_ROUNDS), 1000))
+    rounds = int(min(max(budget / (once * iterations), min_rounds), 1000))
     return rounds, iterations
 
 
@@ -209,7 +224,8 @@ def measure(call: Callable[[], Any], rounds: int, iterations: int) -> list[float
     return times
 
 
-def run(found: Iterable[Case], budget: float, log: Callable[[str], None] = print) -> dict:
+def run(found: Iterable[Case], budget: float, log: Callable[[str], None] = print,
+        min_rounds: int = MIN_ROUNDS) -> dict:
     """Prepare, validate and time each case; a pytest-benchmark-shaped run (what `compare` reads).
 
     A case that raises or disagrees with its oracle is logged and left out.
@@ -232,7 +248,7 @@ def run(found: Iterable[Case], budget: float, log: Callable[[str], None] = print
             log(f"wrong: {case.name}: disagrees with {prepared.detail}, {why}; not timed")
             continue
         try:
-            rounds, iterations = calibrate(prepared.call, budget)
+            rounds, iterations = calibrate(prepared.call, budget, min_rounds)
             times = measure(prepared.call, rounds, iterations)
         except Exception as exc:
             log(f"error: {case.name}: {type(exc).__name__}: {exc} (while timing)")

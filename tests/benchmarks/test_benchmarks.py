@@ -18,6 +18,7 @@ def test_benchmark(benchmark, case, request):
         pytest.xfail(f"{known.source}: {known.reason}")
     assert not known, f"{case.name} validated, but {known.source} says it fails: update that file"
     assert prepared.validated, f"{case.name}: result disagrees with {prepared.detail}; not timed"
-    budget = timing.PROFILES[request.config.harness_profile]["budget"]
-    rounds, iterations = timing.calibrate(prepared.call, budget)
+    spec = timing.PROFILES[request.config.harness_profile]
+    rounds, iterations = timing.calibrate(prepared.call, spec["budget"],
+                                          spec.get("min_rounds", timing.MIN_ROUNDS))
     benchmark.pedantic(prepared.call, rounds=rounds, iterations=iterations, warmup_rounds=1)
