@@ -15,13 +15,23 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
 from tabulate import tabulate
 
-from harness import __version__, compare, expected, files, plugins, report, timing, validate
+from harness import (
+    __version__,
+    compare,
+    expected,
+    files,
+    isolation,
+    plugins,
+    report,
+    timing,
+    validate,
+)
 from harness.plugins import DTYPES, MODES, UsageError
 from harness.strategies import STRATEGIES
 
@@ -83,8 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--strategy", type=_choices(tuple(STRATEGIES)), action="extend")
     val.add_argument("--device", type=_names, action="extend",
                      help="devices such as cpu or cuda:0 (default: every device detected)")
-    val.add_argument("--format", choices=("table", "json"), default="table")
+    val.add_argument("--format", choices=("table", "json", "jsonl"), default="table",
+                     help="jsonl: one check per line, written as each finishes")
     val.add_argument("--output", help="write the report to this file (atomically) not stdout")
+    val.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
+                     help="run each backend in its own process with a time limit, so a crash "
+                          "or hang is reported and the others go on (default: on)")
+    val.add_argument("--timeout", type=float, default=900.0,
+                     help="seconds each isolated backend may take (default 900)")
+    val.add_argument("--agreement", action=argparse.BooleanOptionalAction, default=True,
+                     help="check backends against each other (default: on)")
 
     cmp = sub.add_parser(
         "compare", help="benchmark side by side: saved runs, or a quick run on this machine",
@@ -186,8 +204,12 @@ def cmd_validate(args) -> int:
         orders=args.order,
     )
     started = time.perf_counter()
-    checks = list(validate.run(plan))
+    checks = _run_checks(args, registry, plan)
+    if args.agreement:
+        checks += list(validate.agreement(checks))
     elapsed = time.perf_counter() - started
+    if args.format == "jsonl" and not args.output:
+        return EXIT_OK  # streamed as they finished: the caller judges them
     unavailable = {e.name: e.unavailable for e in entries if e.unavailable}
     errors = [str(e) for e in registry.errors]
     surprises = expected.reconcile(checks, {e.name: e.expected for e in entries})
@@ -197,7 +219,9 @@ def cmd_validate(args) -> int:
     failed = (broken or bool(surprises)
               or any(c.status in ("fail", "error") and not c.expected for c in checks))
 
-    if args.format == "json":
+    if args.format == "jsonl":
+        text = "\n".join(json.dumps(c.to_json()) for c in checks)
+    elif args.format == "json":
         text = json.dumps({
             "harness": __version__, "seconds": round(elapsed, 3),
             "unavailable": unavailable, "plugin_errors": errors, "surprises": surprises,
@@ -224,6 +248,37 @@ def cmd_validate(args) -> int:
     else:
         print(text)
     return EXIT_FAIL if failed else EXIT_OK
+
+
+def _run_checks(args, registry: plugins.Registry, plan: validate.Plan) -> list[validate.Check]:
+    """Every selected backend's checks: in child processes where it can be isolated (side by
+    side), else here; in plan order either way. ``--format jsonl`` to stdout streams them."""
+    options = []
+    for flag, values in (("--problem", args.problem), ("--dtype", args.dtype),
+                         ("--mode", args.mode), ("--strategy", args.strategy),
+                         ("--device", args.device), ("--order", args.order)):
+        if values:
+            options += [flag, ",".join(map(str, values))]
+    isolated = [e for e in plan.backends
+                if args.isolate and not e.unavailable and e.plugin in registry.loadable]
+    stream = args.format == "jsonl" and not args.output
+    per_backend: dict[str, list[validate.Check]] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(len(isolated), os.cpu_count() or 1))) as pool:
+        futures = {e.name: pool.submit(isolation.validate_in_child, e, options, args.timeout)
+                   for e in isolated}
+        for entry in plan.backends:
+            if entry.name not in futures:
+                per_backend[entry.name] = []
+                for check in validate.backend_checks(entry, plan):
+                    per_backend[entry.name].append(check)
+                    if stream:
+                        print(json.dumps(check.to_json()), flush=True)
+        for name, future in futures.items():
+            per_backend[name] = future.result()
+            if stream:
+                for check in per_backend[name]:
+                    print(json.dumps(check.to_json()), flush=True)
+    return [c for e in plan.backends for c in per_backend[e.name]]
 
 
 def cmd_compare(args) -> int:

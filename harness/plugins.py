@@ -65,6 +65,8 @@ class Registry:
     backends: dict[str, BackendEntry] = field(default_factory=dict)
     problems: dict[str, problems.Problem] = field(default_factory=dict)
     errors: list[PluginError] = field(default_factory=list)
+    loadable: set[str] = field(default_factory=set)
+    """Plugins loaded from entry points: a fresh interpreter finds them too (isolation)."""
 
     def add_backend(self, backend: Any, plugin: str) -> None:
         problem = spec_violation(backend)
@@ -182,6 +184,7 @@ def load(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = True) -> Re
                     ep.name, f"failed to import {ep.value}: {type(exc).__name__}: {exc}"))
                 continue
             _register(pm, plugin, ep.name, registry.errors)
+            registry.loadable.add(ep.name)
     for name, plugin in extra:
         _register(pm, plugin, name, registry.errors)
 

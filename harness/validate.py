@@ -95,6 +95,14 @@ class Check:
         record.pop("_raw")
         return record
 
+    @classmethod
+    def from_json(cls, record: dict) -> Check:
+        """A check read back from `to_json`; its value (if written out) takes part in agreement."""
+        check = cls(**record)
+        if check.value is not None and check.status in ("pass", "fail"):
+            check._raw = np.asarray(check.value, np.float64)
+        return check
+
 
 @dataclass
 class Plan:
@@ -113,14 +121,18 @@ def run(plan: Plan) -> Iterator[Check]:
     """Yield checks as they complete, then the backend-vs-backend agreement checks."""
     results: list[Check] = []
     for entry in plan.backends:
-        if entry.unavailable:
-            continue
-        with np.errstate(all="ignore"):  # overflow is classified, not warned about
-            for check in _backend_checks(entry, plan):
-                if check._raw is not None:
-                    results.append(check)
-                yield check
-    yield from _agreement(results)
+        for check in backend_checks(entry, plan):
+            results.append(check)
+            yield check
+    yield from agreement(results)
+
+
+def backend_checks(entry: BackendEntry, plan: Plan) -> Iterator[Check]:
+    """One backend's checks (none if it is unavailable), in this process."""
+    if entry.unavailable:
+        return
+    with np.errstate(all="ignore"):  # overflow is classified, not warned about
+        yield from _backend_checks(entry, plan)
 
 
 @dataclass(frozen=True)
@@ -318,7 +330,7 @@ def _hvp_checks(job: _Job, problem: GradientProblem, orders, strategies) -> Iter
     for strategy in strategies_mod.HVP_STRATEGIES:
         if strategies is not None and strategy not in strategies:
             continue
-        head = job.head(strategy, f"{problem.name}:hvp")
+        head = job.head(strategy, problem.name)
         reason = job.unoffered(None)
         if reason:
             yield head(2, "-", "unsupported", message=reason)
@@ -407,7 +419,7 @@ def _sweep(check: Check, fn, points, claimed) -> Check:
     return check
 
 
-def _agreement(results: list[Check]) -> Iterator[Check]:
+def agreement(results: list[Check]) -> Iterator[Check]:
     """Each result against the first passing one for the same device, dtype, problem and order.
 
     Only a combination's first check (its primary oracle) takes part, so each
@@ -416,6 +428,8 @@ def _agreement(results: list[Check]) -> Iterator[Check]:
     reference: dict[tuple, Check] = {}
     seen: set[tuple] = set()
     for check in results:
+        if check._raw is None:
+            continue
         own = (check.backend, check.mode, check.strategy, check.device, check.dtype,
                check.problem, check.order)
         if own in seen:

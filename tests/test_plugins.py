@@ -59,6 +59,9 @@ class Wrapper:
     def value_and_grad(self, f, argnums):
         return self.inner.value_and_grad(f, argnums)
 
+    def jvp(self, f, primals, tangents):  # optional in the spec; all built-ins have it
+        return self.inner.jvp(f, primals, tangents)
+
     def derivative(self, f, order, strategy):
         return self.inner.derivative(f, order, strategy)
 
