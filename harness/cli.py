@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("-b", "--backend", type=_names, action="extend",
                      help=f"backends to run, comma-separated (default: ${plugins.BACKENDS_ENV} "
                           "or all installed)")
-    val.add_argument("-p", "--problem", type=_names, action="extend", help="problems to run")
+    val.add_argument("-p", "--problem", type=_names, action="extend",
+                     help="problems to run, or 'all' (default: the notebook's and the synthetic "
+                          "logistic loss; `list` marks them)")
     val.add_argument("-o", "--order", type=parse_orders,
                      help="derivative orders, e.g. 1-10 (default: 1-6 float64, 1-4 float32)")
     val.add_argument("--dtype", type=_choices(DTYPES), action="extend")
@@ -170,8 +172,8 @@ def cmd_list(args) -> int:
         "strategies": list(e.backend.strategies), "modes": list(e.backend.modes),
         "dtypes": list(e.backend.dtypes),
     } for e in entries]
-    problems = [{"name": p.name, "kind": type(p).__name__, "description": p.description}
-                for p in registry.problems.values()]
+    problems = [{"name": p.name, "kind": type(p).__name__, "default": p.default,
+                 "description": p.description} for p in registry.problems.values()]
     errors = [{"plugin": e.plugin, "message": e.message} for e in registry.errors]
     if args.format == "json":
         print(json.dumps({"backends": backends, "problems": problems, "plugin_errors": errors},
@@ -184,8 +186,8 @@ def cmd_list(args) -> int:
     print(tabulate(rows, headers=["backend", "version", "available", "devices", "strategies",
                                   "modes"]))
     print()
-    print(tabulate([[p["name"], p["kind"], p["description"]] for p in problems],
-                   headers=["problem", "kind", "description"]))
+    print(tabulate([[p["name"], p["kind"], "yes" if p["default"] else "-", p["description"]]
+                    for p in problems], headers=["problem", "kind", "default", "description"]))
     for error in registry.errors:
         print(f"\nbroken {error}", file=sys.stderr)
     return EXIT_OK

@@ -101,7 +101,11 @@ class Registry:
         return [self.backends[n] for n in _known(names, self.backends, "backend")]
 
     def select_problems(self, names: Iterable[str] | None = None) -> list[problems.Problem]:
+        """Problems by name; by default those marked ``default``; ``all`` for every one."""
         if names is None:
+            return [p for p in self.problems.values() if p.default]
+        names = list(names)
+        if "all" in names:
             return list(self.problems.values())
         return [self.problems[n] for n in _known(names, self.problems, "problem")]
 

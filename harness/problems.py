@@ -31,6 +31,8 @@ class ScalarProblem:
     points: tuple[float, ...]
     description: str = ""
     polynomial: tuple[int, ...] | None = None
+    default: bool = True
+    """Part of a plain ``validate``; the others run with ``--problem all`` or by name."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class GradientProblem:
     magnitude: Callable[..., Any] | None = None
     hvp: Callable[..., Any] | None = None
     size: tuple[int, ...] | None = None
+    default: bool = True
 
 
 Problem = ScalarProblem | GradientProblem
@@ -198,17 +201,18 @@ BUILTIN: tuple[Problem, ...] = (
         tanh,
         points=(-200.0, -30.0, -3.0, 0.5, 3.0, 30.0, 200.0),
         description="tanh out to |x| = 200, where nested derivative rules overflow",
+        default=False,
     ),
     ScalarProblem("sigmoid", logistic_sigmoid, points=(-8.0, -2.0, -0.5, 0.0, 0.5, 2.0, 8.0),
-                  description="0.5 * (tanh(x / 2) + 1), the notebook's sigmoid"),
+                  description="0.5 * (tanh(x / 2) + 1), the notebook's sigmoid", default=False),
     ScalarProblem("softplus", softplus, points=(-8.0, -2.0, -0.5, 0.0, 0.5, 2.0, 8.0),
-                  description="log1p(exp(x))"),
+                  description="log1p(exp(x))", default=False),
     ScalarProblem("exp-sin", exp_sin, points=(-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0),
-                  description="exp(sin(x))"),
+                  description="exp(sin(x))", default=False),
     ScalarProblem("reciprocal", reciprocal, points=(-2.0, -0.5, 0.25, 0.5, 1.0, 3.0),
-                  description="1 / x; its n-th derivative grows as n! / x**(n+1)"),
+                  description="1 / x; its n-th derivative grows as n! / x**(n+1)", default=False),
     ScalarProblem("rational", rational, points=(-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0),
-                  description="(x**2 - 2x + 3) / (x**2 + 1)"),
+                  description="(x**2 - 2x + 3) / (x**2 + 1)", default=False),
     GradientProblem(
         "logistic-notebook",
         logistic_loss,
@@ -249,6 +253,7 @@ BUILTIN: tuple[Problem, ...] = (
         magnitude=logistic_magnitude,
         hvp=logistic_hvp,
         size=LARGE_SIZE,
+        default=False,
     ),
 )
 
