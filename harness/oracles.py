@@ -66,6 +66,26 @@ def mpmath_derivative(fn: Callable, points: np.ndarray, order: int) -> np.ndarra
     return np.array(values).reshape(np.shape(points))
 
 
+def remainder_slope(fn: Callable, x: float, order: int, claimed: float,
+                    steps: Sequence[float] = (1e-2, 1e-3, 1e-4)) -> float:
+    """How fast ``|F(x+h) - F(x) - h * claimed|`` falls with h, F the exact (order-1)-th derivative.
+
+    The log-log slope is 2 when ``claimed`` is F'(x) (the remainder is h**2 F''/2)
+    and 1 when it is not (the remainder is h times the error): a diagnosis that
+    needs no tolerance. F comes from mpmath at `MPMATH_DPS` digits.
+    """
+    with mpmath.workdps(MPMATH_DPS):
+        def F(t):
+            return (mpmath.diff(lambda u: fn(MpmathNamespace, u), t, order - 1) if order > 1
+                    else fn(MpmathNamespace, t))
+
+        x0 = mpmath.mpf(float(x))
+        base = F(x0)
+        gaps = [abs(F(x0 + h) - base - h * mpmath.mpf(float(claimed))) for h in steps]
+    logs = np.log([max(float(g), 1e-300) for g in gaps])
+    return float(np.polyfit(np.log(steps), logs, 1)[0])
+
+
 def central_derivative(fn: Callable, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First derivative of elementwise numpy ``fn`` at ``points``, with numdifftools' error estimate.
 

@@ -86,6 +86,8 @@ class Check:
     message: str = ""
     seconds: float | None = None
     sweep: list | None = None
+    remainder_slope: float | None = None
+    """At the worst point: the Taylor remainder falls as h**slope (2: right, 1: wrong)."""
     expected: bool = False
     """The backend's expected-outcomes file lists this failure (`harness.expected`)."""
     _raw: Any = field(default=None, repr=False, compare=False)
@@ -219,8 +221,11 @@ def _scalar_checks(job: _Job, strategy: str, problem: ScalarProblem, orders) -> 
         else:
             reference = oracles.mpmath_derivative(problem.fn, x64, order)
             oracle = f"mpmath({oracles.MPMATH_DPS} digits)"
-        yield _judge(head(order, oracle, "pass", points=x64.tolist(), seconds=seconds),
-                     first, second, reference, rtol)
+        check = _judge(head(order, oracle, "pass", points=x64.tolist(), seconds=seconds),
+                       first, second, reference, rtol)
+        if check.classification == "wrong derivative":
+            check = _remainder(check, problem, x64, order, first, reference)
+        yield check
         lower[order] = d
         if job.self_consistency and order <= SELF_CONSISTENCY_ORDERS:
             check = head(order, "self-consistency", "pass", points=x64.tolist())
@@ -403,6 +408,20 @@ def _judge(check: Check, value, second, reference, rtol: float, slack=0.0) -> Ch
             check.message = f"the {check.oracle} reference is not finite"
         else:
             check.classification = "wrong derivative"
+    return check
+
+
+def _remainder(check: Check, problem: ScalarProblem, x64, order, value, reference) -> Check:
+    """Add the Taylor-remainder slope at the worst point to a wrong derivative's report."""
+    worst = int(np.argmax(np.abs(value - reference)))
+    try:
+        slope = oracles.remainder_slope(problem.fn, x64[worst], order, value[worst])
+    except Exception:  # a diagnosis only: never let it break the run
+        return check
+    check.remainder_slope = slope
+    verdict = "the value is the derivative" if slope > 1.5 else "the value is not the derivative"
+    check.message = (f"Taylor remainder at x = {x64[worst]:g} falls as h^{slope:.2f}: {verdict} "
+                     "(h^2: right, h^1: wrong)")
     return check
 
 
