@@ -41,16 +41,10 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 def parse_orders(text: str) -> tuple[int, ...]:
     """``"1-6"``, ``"2,4"`` or ``"3"`` as a tuple of derivative orders in 1..MAX_ORDER."""
-    orders: list[int] = []
     try:
-        for part in text.split(","):
-            lo, _, hi = part.strip().partition("-")
-            orders += range(int(lo), int(hi or lo) + 1)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an order list like 1-6 or 1,3") from None
-    if not orders or min(orders) < 1 or max(orders) > MAX_ORDER:
-        raise argparse.ArgumentTypeError(f"orders must lie in 1..{MAX_ORDER}, got {text!r}")
-    return tuple(sorted(set(orders)))
+        return tuple(sorted(expected.parse_orders(text, MAX_ORDER)))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _names(text: str) -> list[str]:

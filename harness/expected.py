@@ -39,14 +39,25 @@ class Expectation:
                 and (self.orders is None or order in self.orders))
 
 
-def _orders(text: str) -> frozenset[int] | None:
-    if text == "*":
-        return None
+def parse_orders(text: str, limit: int = 100) -> frozenset[int]:
+    """``"1-4"``, ``"2,5"``: derivative orders in 1..``limit``; `ValueError` saying what is wrong."""
     orders: set[int] = set()
     for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        orders.update(range(int(lo), int(hi or lo) + 1))
+        lo, _, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi or lo)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an order list like 1-6 or 1,3") from None
+        if first > last:
+            raise ValueError(f"{part.strip()!r} is a reversed range: write {last}-{first}")
+        if first < 1 or last > limit:
+            raise ValueError(f"orders must lie in 1..{limit}, got {text!r}")
+        orders.update(range(first, last + 1))
     return frozenset(orders)
+
+
+def _orders(text: str) -> frozenset[int] | None:
+    return None if text == "*" else parse_orders(text)
 
 
 def parse(text: str, source: str) -> list[Expectation]:
@@ -63,8 +74,8 @@ def parse(text: str, source: str) -> list[Expectation]:
                              f"with outcome one of {', '.join(OUTCOMES)}, got {line.strip()!r}")
         try:
             orders = _orders(fields[4])
-        except ValueError:
-            raise ValueError(f"{where}: bad orders {fields[4]!r} (use 1-4, 2,5 or *)") from None
+        except ValueError as exc:
+            raise ValueError(f"{where}: bad orders {fields[4]!r}: {exc} (use 1-4, 2,5 or *)") from None
         found.append(Expectation(*fields[:4], orders, fields[5], reason.strip(), where))
     return found
 

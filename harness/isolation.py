@@ -43,8 +43,8 @@ def validate_in_child(entry: BackendEntry, options: Sequence[str], timeout: floa
     for line in out.splitlines():
         try:
             checks.append(Check.from_json(json.loads(line)))
-        except ValueError:
-            break  # the line the child was writing when it died
+        except (ValueError, TypeError):
+            break  # the line the child was writing when it died, or not a check at all
     failure = _failure(proc.returncode, timed_out, timeout, err, len(checks))
     if failure:
         classification, message = failure
@@ -62,7 +62,7 @@ def _failure(code: int, timed_out: bool, timeout: float, err: str, done: int
         name = signal.Signals(-code).name
         hint = " (out of memory?)" if name == "SIGKILL" else ""
         return "crash", f"the backend's process died with {name}{hint}; {finished}"
-    if code not in (0, 1):
+    if code != 0:  # the child streams its checks and exits 0; anything else is a death
         tail = " | ".join(err.strip().splitlines()[-3:]) or "no message"
         return "crash", f"the backend's process exited with code {code}: {tail}; {finished}"
     return None

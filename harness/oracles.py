@@ -57,13 +57,29 @@ def exact_polynomial(coefficients: Sequence[int], points: np.ndarray, order: int
 
 
 def mpmath_derivative(fn: Callable, points: np.ndarray, order: int) -> np.ndarray:
-    """The ``order``-th derivative of elementwise ``fn(xp, x)`` at ``points``, via ``mpmath.diff``."""
-    with mpmath.workdps(MPMATH_DPS):
-        values = [
-            float(mpmath.diff(lambda t: fn(MpmathNamespace, t), mpmath.mpf(float(x)), order))
-            for x in np.ravel(points)
-        ]
-    return np.array(values).reshape(np.shape(points))
+    """The ``order``-th derivative of elementwise ``fn(xp, x)`` at ``points``, via ``mpmath.diff``.
+
+    ``mpmath.diff`` differences at extra precision; where ``fn`` saturates (tanh
+    at x = 200 is 1 - 2e-174) 40 digits cancel to nothing, so the precision is
+    doubled until two successive nonzero results agree to 30 digits (a true zero,
+    such as tanh's second derivative at 0, goes through every precision).
+    """
+    return np.array([_mpmath_diff(fn, float(x), order) for x in np.ravel(points)]
+                    ).reshape(np.shape(points))
+
+
+def _mpmath_diff(fn: Callable, x: float, order: int) -> float:
+    if not np.isfinite(x):
+        return float("nan")
+    previous = None
+    for dps in (MPMATH_DPS, 2 * MPMATH_DPS, 4 * MPMATH_DPS, 8 * MPMATH_DPS, 16 * MPMATH_DPS):
+        with mpmath.workdps(dps):
+            value = mpmath.diff(lambda t: fn(MpmathNamespace, t), mpmath.mpf(x), order)
+            if previous is not None and value != 0 and \
+                    abs(value - previous) <= mpmath.mpf(10) ** -30 * abs(value):
+                return float(value)
+            previous = value
+    return float(previous)
 
 
 def remainder_slope(fn: Callable, x: float, order: int, claimed: float,

@@ -112,6 +112,8 @@ class Registry:
 
 def _known(names: Iterable[str], known: dict, what: str) -> list[str]:
     names = [n.strip() for n in names if n.strip()]
+    if not names:
+        raise UsageError(f"no {what} named; known: {', '.join(known) or 'none'}")
     unknown = [n for n in names if n not in known]
     if unknown:
         raise UsageError(

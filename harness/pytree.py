@@ -17,6 +17,8 @@ def tree_map(fn: Callable[[Any], Any], tree: Any) -> Any:
     """Apply ``fn`` to every leaf, keeping the containers."""
     if isinstance(tree, dict):
         return {k: tree_map(fn, v) for k, v in tree.items()}
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):  # a namedtuple
+        return type(tree)(*(tree_map(fn, v) for v in tree))
     if isinstance(tree, tuple | list):
         return type(tree)(tree_map(fn, v) for v in tree)
     return fn(tree)

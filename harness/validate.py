@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from typing import Any
 
@@ -99,8 +99,12 @@ class Check:
 
     @classmethod
     def from_json(cls, record: dict) -> Check:
-        """A check read back from `to_json`; its value (if written out) takes part in agreement."""
-        check = cls(**record)
+        """A check read back from `to_json`; its value (if written out) takes part in agreement.
+
+        Fields this version does not know are dropped (a child of another version).
+        """
+        known = {f.name for f in fields(cls) if not f.name.startswith("_")}
+        check = cls(**{k: v for k, v in record.items() if k in known})
         if check.value is not None and check.status in ("pass", "fail"):
             check._raw = np.asarray(check.value, np.float64)
         return check
@@ -178,12 +182,23 @@ def _backend_checks(entry: BackendEntry, plan: Plan) -> Iterator[Check]:
                            self_consistency=dtype == "float64" and mode == modes[-1])
                 for problem in plan.problems:
                     if isinstance(problem, GradientProblem):
-                        yield from _gradient_checks(job, problem, plan.orders)
-                        yield from _hvp_checks(job, problem, plan.orders, plan.strategies)
+                        yield from _guarded(_gradient_checks(job, problem, plan.orders),
+                                            job.head("reverse", problem.name))
+                        yield from _guarded(_hvp_checks(job, problem, plan.orders, plan.strategies),
+                                            job.head("-", problem.name))
                         continue
                     for strategy in plan.strategies or backend.strategies:
-                        yield from _scalar_checks(job, strategy, problem,
-                                                  plan.orders or DEFAULT_ORDERS[dtype])
+                        yield from _guarded(_scalar_checks(job, strategy, problem,
+                                                           plan.orders or DEFAULT_ORDERS[dtype]),
+                                            job.head(strategy, problem.name))
+
+
+def _guarded(checks: Iterator[Check], head: partial) -> Iterator[Check]:
+    """``checks``, with anything a backend raises between checks turned into an error check."""
+    try:
+        yield from checks
+    except Exception as exc:
+        yield _error(head, 0, exc)
 
 
 def _scalar_checks(job: _Job, strategy: str, problem: ScalarProblem, orders) -> Iterator[Check]:
@@ -198,10 +213,10 @@ def _scalar_checks(job: _Job, strategy: str, problem: ScalarProblem, orders) -> 
     x64 = points.astype(np.float64)
     try:
         x = target.array(points)
+        lower = {0: target.compiled(partial(problem.fn, target.backend.namespace()))}
     except Exception as exc:
         yield _error(head, 0, exc)
         return
-    lower = {0: target.compiled(partial(problem.fn, target.backend.namespace()))}
     for order in orders:
         started = time.perf_counter()
         try:
@@ -249,8 +264,11 @@ def _self_consistency(check, target: Target, previous, x64, first, second, rtol)
     def lower(t):
         return _shaped(target.numpy(previous(target.array(t))), np.shape(t))
 
+    finite = np.isfinite(x64)  # a NaN or inf point has no difference: its reference is NaN
+    reference, error = np.full_like(x64, np.nan), np.zeros_like(x64)
     try:
-        reference, error = oracles.central_derivative(lower, x64)
+        if finite.any():
+            reference[finite], error[finite] = oracles.central_derivative(lower, x64[finite])
     except Exception as exc:
         return replace(check, status="error", message=f"{type(exc).__name__}: {exc}")
     check = _judge(check, first, second, reference, max(rtol, FD_RTOL), slack=4 * error)
@@ -346,6 +364,9 @@ def _hvp_checks(job: _Job, problem: GradientProblem, orders, strategies) -> Iter
             first, second = (np.stack([flatten(target.numpy(product(target.array(unflatten(v, chosen)),
                                                                     *args))) for v in rows])
                              for _ in range(2))
+            if first.shape != reference.shape:
+                raise ValueError(f"Hessian-vector products have shape {first.shape[1:]}, "
+                                 f"expected {reference.shape[1:]}")
         except NotImplementedError as exc:
             yield head(2, "-", "unsupported", message=str(exc))
             continue
