@@ -255,6 +255,9 @@ def regressions(current: list[Row], baseline: list[Row], stat: str, threshold: f
     return found
 
 
+STYLES = {"reverse": "-", "forward": "--", "forward-over-reverse": ":", "taylor": "-."}
+
+
 def plot(rows: list[Row], folder: Path) -> list[Path]:
     """PNG figures per device: cost against order (steady state, first call, validation error,
     one line per backend/mode/strategy), and time against size per backend."""
@@ -272,15 +275,19 @@ def plot(rows: list[Row], folder: Path) -> list[Path]:
             fig, axes = plt.subplots(1, 3, figsize=(16, 5))
             lines = defaultdict(list)
             for r in ordered:
-                lines[f"{r.backend} {r.mode} {r.strategy} {r.dtype}"].append(r)
+                lines[(r.backend, r.mode, r.strategy, r.dtype)].append(r)
+            # colour: backend and mode; line style: strategy
+            colours = {k: f"C{i}" for i, k in enumerate(sorted({k[:2] for k in lines}))}
             panels = [("median time per call (s)", lambda r: r.median),
                       ("first call: trace + compile + run (s)", lambda r: r.first_call_s),
                       ("max error / max |reference|", lambda r: r.validation_error)]
             for ax, (title, value) in zip(axes, panels, strict=True):
-                for label, group in sorted(lines.items()):
+                for key, group in sorted(lines.items()):
                     points = sorted((r.order, value(r)) for r in group if value(r))
                     if points:
-                        ax.plot(*zip(*points, strict=True), marker="o", label=label)
+                        ax.plot(*zip(*points, strict=True), marker="o", markersize=3,
+                                color=colours[key[:2]], linestyle=STYLES.get(key[2], "-"),
+                                label=" ".join(key))
                 ax.set_yscale("log")
                 ax.set_xlabel("derivative order")
                 ax.set_title(title)
