@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "scaling: cost against order 1-10 for every strategy, a few minutes)")
     cmp.add_argument("-b", "--backend", type=_names, action="extend",
                      help="backends for the quick run (default: all installed)")
+    cmp.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
+                     help="time each backend in its own process, one after another, with a "
+                          "time limit (default: on)")
+    cmp.add_argument("--timeout", type=float, default=1800.0,
+                     help="seconds each isolated backend may take (default 1800)")
+    cmp.add_argument("--run-to", metavar="FILE", help="also write the quick run to FILE")
 
     sub.add_parser("tolerances", help="the tolerance table by dtype and order")
     return parser
@@ -277,6 +283,28 @@ def _run_checks(args, registry: plugins.Registry, plan: validate.Plan) -> list[v
     return [c for e in plan.backends for c in per_backend[e.name]]
 
 
+def _benchmark_here(args) -> tuple[dict, bool]:
+    """The quick run of ``compare`` without RUN: each isolatable backend in its own process,
+    one after another (side by side they would slow each other); the others here."""
+    log = partial(print, file=sys.stderr)
+    registry = plugins.load()
+    spec = timing.PROFILES[args.profile]
+    runs, here, failed = [], [], False
+    for entry in registry.select_backends(args.backend):
+        if args.isolate and not entry.unavailable and entry.plugin in registry.loadable:
+            run, problem = isolation.benchmark_in_child(entry, args.profile, args.timeout)
+            if problem:
+                log(f"error: {entry.name}: {problem}")
+                failed = True
+            runs += [run] if run else []
+        else:
+            here.append(entry)
+    if here or not runs:
+        runs.append(timing.run(timing.cases(here, args.profile), spec["budget"], log,
+                               spec.get("min_rounds", timing.MIN_ROUNDS)))
+    return timing.merge(runs), failed
+
+
 def cmd_compare(args) -> int:
     folder = Path(args.results)
     try:
@@ -288,16 +316,14 @@ def cmd_compare(args) -> int:
     failed = False
     rows: list[compare.Row] = []
     if not paths:
-        entries = plugins.load().select_backends(args.backend)
-        log = partial(print, file=sys.stderr)
-        spec = timing.PROFILES[args.profile]
-        run = timing.run(timing.cases(entries, args.profile), spec["budget"], log,
-                         spec.get("min_rounds", timing.MIN_ROUNDS))
+        run, failed = _benchmark_here(args)
+        if args.run_to:
+            files.write_json(args.run_to, run)
         if args.save:
             stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
             name = f"{stamp}_{args.profile}_{uuid.uuid4().hex[:8]}.json"
             path = files.write_json(folder / name, run, overwrite=False)
-            log(f"saved this run to {path}")
+            print(f"saved this run to {path}", file=sys.stderr)
             paths = [path]
         else:
             tmp = Path(tempfile.mkdtemp()) / f"{args.profile}.json"

@@ -266,3 +266,10 @@ def run(found: Iterable[Case], budget: float, log: Callable[[str], None] = print
             "benchmarks": benchmarks,
             "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "version": pytest_benchmark.__version__}
+
+
+def merge(runs: list[dict]) -> dict:
+    """One run holding the benchmarks of several (one per isolated backend), the first's machine."""
+    merged = dict(runs[0])
+    merged["benchmarks"] = [b for run in runs for b in run["benchmarks"]]
+    return merged

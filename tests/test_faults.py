@@ -509,3 +509,19 @@ def test_malformed_expected_file_is_a_broken_plugin_and_others_run(tmp_path, inn
     # Named on the command line, the broken backend is an unknown name: a usage error.
     named = harness_cli("validate", "-b", "malformed", *SMALL, env=env, cwd=tmp_path)
     assert named.code == 2 and "unknown backend 'malformed'" in named.stderr, named
+
+
+# --- The quick benchmark, isolated ------------------------------------------------------------------
+
+
+def test_compare_survives_a_backend_that_segfaults(faulty, inner):
+    """``compare`` times each backend in its own process: segv's crash is reported by name, and
+    the reference backend's timings are all there."""
+    env, path = faulty
+    run = harness_cli("compare", "-b", f"{inner[0]},segv", "--format", "json",
+                      "--timeout", str(TIMEOUT * 4), env=env, cwd=path, timeout=300)
+    assert run.code == 1, run
+    assert "error: segv:" in run.stderr and "SIGSEGV" in run.stderr, run
+    rows = json.loads(run.stdout)
+    assert rows and {r["backend"] for r in rows} == {inner[0]}
+    assert all(r["validated"] for r in rows)
