@@ -11,6 +11,7 @@ import datetime
 import json
 import multiprocessing
 import os
+import re
 import sys
 import tempfile
 import time
@@ -45,6 +46,16 @@ def parse_orders(text: str) -> tuple[int, ...]:
         return tuple(sorted(expected.parse_orders(text, MAX_ORDER)))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _devices(text: str) -> list[str]:
+    """Device names: ``cpu``, ``cuda`` or ``cuda:N``."""
+    names = _names(text)
+    bad = [n for n in names if not re.fullmatch(r"cpu|cuda(:\d+)?", n)]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown device {', '.join(map(repr, bad))}; use cpu, cuda or cuda:N")
+    return [n if n != "cuda" else "cuda:0" for n in names]
 
 
 def _names(text: str) -> list[str]:
@@ -87,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--dtype", type=_choices(DTYPES), action="extend")
     val.add_argument("--mode", type=_choices(MODES), action="extend")
     val.add_argument("--strategy", type=_choices(tuple(STRATEGIES)), action="extend")
-    val.add_argument("--device", type=_names, action="extend",
+    val.add_argument("--device", type=_devices, action="extend",
                      help="devices such as cpu or cuda:0 (default: every device detected)")
     val.add_argument("--format", choices=("table", "json", "jsonl"), default="table",
                      help="jsonl: one check per line, written as each finishes")
@@ -212,6 +223,11 @@ def cmd_validate(args) -> int:
     elapsed = time.perf_counter() - started
     if args.format == "jsonl" and not args.output:
         return EXIT_OK  # streamed as they finished: the caller judges them
+    missing = [d for d in args.device or () if not any(
+        c.device == d and "does not offer device" not in c.message for c in checks)]
+    if missing and checks:
+        raise UsageError(f"no selected backend has device {', '.join(missing)} on this machine "
+                         "(python -m harness list shows the devices found)")
     unavailable = {e.name: e.unavailable for e in entries if e.unavailable}
     errors = [str(e) for e in registry.errors]
     surprises = expected.reconcile(checks, {e.name: e.expected for e in entries})
