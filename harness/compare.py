@@ -232,7 +232,7 @@ def parse_threshold(text: str) -> tuple[str, float]:
 def regressions(current: list[Row], baseline: list[Row], stat: str, threshold: float
                 ) -> list[str]:
     """Rows slower than the baseline by more than ``threshold`` and beyond noise, described."""
-    from scipy.stats import mannwhitneyu  # scipy comes with numdifftools
+    from scipy.stats import mannwhitneyu
 
     base = {r.key: r for r in baseline}
     found = []
