@@ -6,6 +6,7 @@ import json
 import types
 
 import pytest
+from fakes import Wrapper, plugin_of
 
 import harness
 from harness import cli, plugins, validate
@@ -32,49 +33,16 @@ def validate_json(capsys, *args) -> tuple[int, dict]:
     return code, json.loads(out)
 
 
-class Planted:
+class Planted(Wrapper):
     """A renamed built-in whose order-``order`` derivative is off by a relative 1e-3."""
 
     def __init__(self, inner, order=2):
-        self.inner, self.order = inner, order
-        self.name = f"planted-{inner.name}"
-        self.requires, self.install_hint = inner.requires, inner.install_hint
-        self.strategies, self.modes, self.dtypes = inner.strategies, inner.modes, inner.dtypes
-
-    def devices(self):
-        return self.inner.devices()
-
-    def namespace(self):
-        return self.inner.namespace()
-
-    def asarray(self, x, dtype, device):
-        return self.inner.asarray(x, dtype, device)
-
-    def to_numpy(self, x):
-        return self.inner.to_numpy(x)
-
-    def value_and_grad(self, f, argnums):
-        return self.inner.value_and_grad(f, argnums)
+        super().__init__(inner, name=f"planted-{inner.name}")
+        self.order = order
 
     def derivative(self, f, order, strategy):
         d = self.inner.derivative(f, order, strategy)
         return (lambda x: d(x) * (1 + 1e-3)) if order == self.order else d
-
-    def compile(self, fn, mode):
-        return self.inner.compile(fn, mode)
-
-    def block_until_ready(self, x):
-        return self.inner.block_until_ready(x)
-
-
-def plugin_of(*backends):
-    class Plugin:
-        @harness.hookimpl
-        def harness_register_backends(self, register):
-            for backend in backends:
-                register(backend)
-
-    return Plugin()
 
 
 @pytest.fixture

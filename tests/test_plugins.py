@@ -18,6 +18,7 @@ import textwrap
 import types
 
 import pytest
+from fakes import Wrapper, plugin_of
 
 import harness
 from harness import hookspecs, plugins, validate
@@ -29,47 +30,7 @@ PLANTED = 1e-3
 """Relative (or absolute, for the flaky wrapper) size of the planted errors: far beyond any tolerance."""
 
 
-# --- Wrappers -------------------------------------------------------------------------------------
-
-
-class Wrapper:
-    """A renamed backend that delegates every attribute and method of the spec to ``inner``."""
-
-    def __init__(self, inner, name: str | None = None, requires=None, install_hint=None):
-        self.inner = inner
-        self.name = name or f"renamed-{inner.name}"
-        self.requires = tuple(inner.requires if requires is None else requires)
-        self.install_hint = inner.install_hint if install_hint is None else install_hint
-        self.strategies = tuple(inner.strategies)
-        self.modes = tuple(inner.modes)
-        self.dtypes = tuple(inner.dtypes)
-
-    def devices(self):
-        return self.inner.devices()
-
-    def namespace(self):
-        return self.inner.namespace()
-
-    def asarray(self, x, dtype, device):
-        return self.inner.asarray(x, dtype, device)
-
-    def to_numpy(self, x):
-        return self.inner.to_numpy(x)
-
-    def value_and_grad(self, f, argnums):
-        return self.inner.value_and_grad(f, argnums)
-
-    def jvp(self, f, primals, tangents):  # optional in the spec; all built-ins have it
-        return self.inner.jvp(f, primals, tangents)
-
-    def derivative(self, f, order, strategy):
-        return self.inner.derivative(f, order, strategy)
-
-    def compile(self, fn, mode):
-        return self.inner.compile(fn, mode)
-
-    def block_until_ready(self, x):
-        return self.inner.block_until_ready(x)
+# --- Wrappers (subclasses of fakes.Wrapper, which delegates the whole spec) -----------------------
 
 
 class WrongThirdDerivative(Wrapper):
@@ -161,18 +122,6 @@ class Incomplete:
 
 
 # --- Plugins --------------------------------------------------------------------------------------
-
-
-def plugin_of(*backends):
-    """A plugin object (a class instance) whose hook registers ``backends``."""
-
-    class Plugin:
-        @harness.hookimpl
-        def harness_register_backends(self, register):
-            for backend in backends:
-                register(backend)
-
-    return Plugin()
 
 
 def namespace_plugin(*backends):

@@ -1,9 +1,10 @@
 """The measurement protocol: validate before timing, calibrate, measure with the GC off, `run` round trip.
 
-Wrappers here are registered the way a third-party plugin would register them
-(``plugins.load(extra=[(name, plugin)])``). A "do-nothing" backend meets the
-spec with numpy and an identity derivative: it exercises the call path with no
-framework, and its (wrong) answers must be caught by validation.
+Wrappers here (subclasses of ``fakes.Wrapper``) are registered the way a
+third-party plugin would register them (``plugins.load(extra=[(name, plugin)])``).
+The "do-nothing" backend (``fakes.DoNothing``) meets the spec with numpy and an
+identity derivative: it exercises the call path with no framework, and its
+(wrong) answers must be caught by validation.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import time
 
 import numpy as np
 import pytest
+from fakes import DoNothing, Wrapper, plugin_of
 
-import harness
 from harness import compare, files, hookspecs, machine, plugins, problems, timing
 from harness.calls import Target
 from harness.timing import Case
@@ -27,78 +28,7 @@ EXTRA_KEYS = {"backend", "version", "device", "dtype", "mode", "strategy", "prob
               "first_call_s", "bytes", "flops", "validated", "harness_format"}
 
 
-# --- Backends -------------------------------------------------------------------------------------
-
-
-class DoNothing:
-    """Meets `hookspecs.Backend` with numpy; its derivative is the identity (so it is wrong)."""
-
-    name = "do-nothing"
-    requires = ()
-    install_hint = "nothing to install"
-    strategies = ("reverse",)
-    modes = ("eager",)
-    dtypes = ("float32", "float64")
-
-    def devices(self):
-        return ["cpu"]
-
-    def namespace(self):
-        return np
-
-    def asarray(self, x, dtype, device):
-        return np.asarray(x, dtype=dtype)
-
-    def to_numpy(self, x):
-        return np.asarray(x)
-
-    def value_and_grad(self, f, argnums):
-        picked = (lambda args: args[argnums]) if isinstance(argnums, int) else \
-            (lambda args: tuple(args[i] for i in argnums))
-        return lambda *args: (f(*args), picked(args))
-
-    def derivative(self, f, order, strategy):
-        return lambda x: x
-
-    def compile(self, fn, mode):
-        return fn
-
-    def block_until_ready(self, x):
-        return x
-
-
-class Wrapper:
-    """A backend that delegates the whole spec to ``inner`` under another name."""
-
-    def __init__(self, inner, name: str):
-        self.inner, self.name = inner, name
-        self.requires, self.install_hint = tuple(inner.requires), inner.install_hint
-        self.strategies, self.modes, self.dtypes = (tuple(inner.strategies), tuple(inner.modes),
-                                                    tuple(inner.dtypes))
-
-    def devices(self):
-        return self.inner.devices()
-
-    def namespace(self):
-        return self.inner.namespace()
-
-    def asarray(self, x, dtype, device):
-        return self.inner.asarray(x, dtype, device)
-
-    def to_numpy(self, x):
-        return self.inner.to_numpy(x)
-
-    def value_and_grad(self, f, argnums):
-        return self.inner.value_and_grad(f, argnums)
-
-    def derivative(self, f, order, strategy):
-        return self.inner.derivative(f, order, strategy)
-
-    def compile(self, fn, mode):
-        return self.inner.compile(fn, mode)
-
-    def block_until_ready(self, x):
-        return self.inner.block_until_ready(x)
+# --- Backends (planted faults on top of fakes.Wrapper) -----------------------------------------
 
 
 class Scaled(Wrapper):
@@ -159,16 +89,6 @@ class FailsAfterFirstCall(Wrapper):
             return d(x)
 
         return once
-
-
-def plugin_of(*backends):
-    class Plugin:
-        @harness.hookimpl
-        def harness_register_backends(self, register):
-            for backend in backends:
-                register(backend)
-
-    return Plugin()
 
 
 def entry_of(backend) -> plugins.BackendEntry:

@@ -1,9 +1,10 @@
 """The harness's own cost per timed call, the floor under every other benchmark.
 
 `timing.prepare` builds ``call = lambda: backend.block_until_ready(fn(*args))``
-for each case; here the backend does nothing (the derivative is the identity,
-``block_until_ready`` returns its argument), so what is timed is the closure,
-the argument unpacking and two backend method calls: the harness, not a framework.
+for each case; here the backend (``fakes.DoNothing``) does nothing (the derivative
+is the identity, ``block_until_ready`` returns its argument), so what is timed is
+the closure, the argument unpacking and two backend method calls: the harness,
+not a framework.
 It needs no framework installed. Run with ``pytest tests/benchmarks/test_overhead.py --benchmark-only``.
 
 No test here takes an argument named ``case``: the conftest parametrizes those over the profile.
@@ -11,7 +12,7 @@ No test here takes an argument named ``case``: the conftest parametrizes those o
 
 from __future__ import annotations
 
-import numpy as np
+from fakes import DoNothing
 
 import harness
 from harness import plugins, problems, timing
@@ -19,42 +20,6 @@ from harness.calls import Target
 
 ROUNDS = 200
 ITERATIONS = 1000
-
-
-class DoNothing:
-    """Meets `harness.hookspecs.Backend` with numpy and computes nothing."""
-
-    name = "do-nothing"
-    requires = ()
-    install_hint = "nothing to install"
-    strategies = ("reverse",)
-    modes = ("eager",)
-    dtypes = ("float32", "float64")
-
-    def devices(self):
-        return ["cpu"]
-
-    def namespace(self):
-        return np
-
-    def asarray(self, x, dtype, device):
-        return np.asarray(x, dtype=dtype)
-
-    def to_numpy(self, x):
-        return np.asarray(x)
-
-    def value_and_grad(self, f, argnums):
-        return lambda *args: (f(*args), args[argnums] if isinstance(argnums, int)
-                              else tuple(args[i] for i in argnums))
-
-    def derivative(self, f, order, strategy):
-        return lambda x: x
-
-    def compile(self, fn, mode):
-        return fn
-
-    def block_until_ready(self, x):
-        return x
 
 
 class Plugin:
