@@ -193,6 +193,19 @@ def _backend_checks(entry: BackendEntry, plan: Plan) -> Iterator[Check]:
                                             job.head(strategy, problem.name))
 
 
+def _attempt(head: partial, order: int, compute) -> tuple[Any, float]:
+    """(``compute()``, seconds) -- or, if the backend raised, the ``unsupported`` (for
+    `NotImplementedError`) or ``error`` check to report instead of a result."""
+    started = time.perf_counter()
+    try:
+        result = compute()
+    except NotImplementedError as exc:
+        result = head(order, "-", "unsupported", message=str(exc))
+    except Exception as exc:
+        result = _error(head, order, exc)
+    return result, time.perf_counter() - started
+
+
 def _guarded(checks: Iterator[Check], head: partial) -> Iterator[Check]:
     """``checks``, with anything a backend raises between checks turned into an error check."""
     try:
@@ -218,17 +231,15 @@ def _scalar_checks(job: _Job, strategy: str, problem: ScalarProblem, orders) -> 
         yield _error(head, 0, exc)
         return
     for order in orders:
-        started = time.perf_counter()
-        try:
+        def twice(order=order):
             d = target.derivative(problem, order, strategy)
-            first, second = (_shaped(target.numpy(d(x)), points.shape) for _ in range(2))
-        except NotImplementedError as exc:
-            yield head(order, "-", "unsupported", message=str(exc))
+            return d, *(_shaped(target.numpy(d(x)), points.shape) for _ in range(2))
+
+        outcome, seconds = _attempt(head, order, twice)
+        if isinstance(outcome, Check):
+            yield outcome
             continue
-        except Exception as exc:
-            yield _error(head, order, exc)
-            continue
-        seconds = time.perf_counter() - started
+        d, first, second = outcome
         rtol = tolerance(target.dtype, order)
         if problem.polynomial is not None:
             reference = oracles.exact_polynomial(problem.polynomial, x64, order)
@@ -288,21 +299,21 @@ def _gradient_checks(job: _Job, problem: GradientProblem, orders) -> Iterator[Ch
         return
     args64 = problem.make_args(problem.size)
     rounded = tree_map(lambda a: np.asarray(a, dtype=target.dtype).astype(np.float64), args64)
-    started = time.perf_counter()
-    try:
-        args = target.array(args64)
-        vg = target.value_and_grad(problem)
-        (v1, g1), (v2, g2) = (target.numpy(vg(*args)) for _ in range(2))
+
+    def twice():
+        args, vg = target.array(args64), target.value_and_grad(problem)
+        results = [target.numpy(vg(*args)) for _ in range(2)]
         expected = structure(select(rounded, problem.argnums))
-        if structure(g1) != expected:
-            raise ValueError(f"gradient has structure {structure(g1)}, expected {expected}")
-    except NotImplementedError as exc:
-        yield head(1, "-", "unsupported", message=str(exc))
+        if structure(results[0][1]) != expected:
+            raise ValueError(f"gradient has structure {structure(results[0][1])}, "
+                             f"expected {expected}")
+        return results
+
+    outcome, seconds = _attempt(head, 1, twice)
+    if isinstance(outcome, Check):
+        yield outcome
         return
-    except Exception as exc:
-        yield _error(head, 1, exc)
-        return
-    seconds = time.perf_counter() - started
+    (v1, g1), (v2, g2) = outcome
 
     yield _judge(head(0, "numpy-float64", "pass", points="loss value", seconds=seconds),
                  v1, v2, np.asarray(problem.fn(np, *rounded), np.float64), tolerance(target.dtype, 0))
@@ -358,22 +369,22 @@ def _hvp_checks(job: _Job, problem: GradientProblem, orders, strategies) -> Iter
         if reason:
             yield head(2, "-", "unsupported", message=reason)
             continue
-        started = time.perf_counter()
-        try:
+
+        def twice(strategy=strategy):
             args, product = target.array(rounded), target.hvp(problem, strategy)
-            first, second = (np.stack([flatten(target.numpy(product(target.array(unflatten(v, chosen)),
-                                                                    *args))) for v in rows])
-                             for _ in range(2))
-            if first.shape != reference.shape:
-                raise ValueError(f"Hessian-vector products have shape {first.shape[1:]}, "
+            results = [np.stack([flatten(target.numpy(product(target.array(unflatten(v, chosen)),
+                                                              *args))) for v in rows])
+                       for _ in range(2)]
+            if results[0].shape != reference.shape:
+                raise ValueError(f"Hessian-vector products have shape {results[0].shape[1:]}, "
                                  f"expected {reference.shape[1:]}")
-        except NotImplementedError as exc:
-            yield head(2, "-", "unsupported", message=str(exc))
+            return results
+
+        outcome, seconds = _attempt(head, 2, twice)
+        if isinstance(outcome, Check):
+            yield outcome
             continue
-        except Exception as exc:
-            yield _error(head, 2, exc)
-            continue
-        seconds = time.perf_counter() - started
+        first, second = outcome
         yield _judge(head(2, "closed-form", "pass", points=where, seconds=seconds),
                      first, second, reference, rtol)
         yield _judge(head(2, "complex-step", "pass", points=where), first, second, stepped, rtol)
