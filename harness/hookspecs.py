@@ -47,7 +47,8 @@ __all__ = [
 
 @runtime_checkable
 class Backend(Protocol):
-    """What a gradient backend offers. Arrays cross this boundary as numpy arrays.
+    """What a gradient backend offers. Data comes in as numpy (`asarray`) and goes out as numpy
+    (`to_numpy`); in between, everything is the framework's own arrays.
 
     A *pytree* here is an array or a tuple, list or dict of pytrees. Problem
     functions are written once as ``fn(xp, *args)`` against an array namespace
@@ -71,9 +72,10 @@ class Backend(Protocol):
     - ``expected``: the path of a text file listing the combinations the backend
       is known to fail or not support (format: `harness.expected`).
     - ``jvp(f, primals, tangents) -> (f(*primals), tangent_out)``: forward mode
-      over pytrees, as ``jax.jvp``. With it the host builds forward-over-reverse
-      Hessian-vector products (`harness.strategies.hvp`); without it they are
-      reported ``unsupported``.
+      over pytrees, as ``jax.jvp``. With it the host builds the ``forward`` and
+      ``forward-over-reverse`` strategies (`harness.strategies.nest`) and
+      forward-over-reverse Hessian-vector products (`harness.strategies.hvp`);
+      without it they are reported ``unsupported``.
     """
 
     name: str
