@@ -106,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
                      help="run each backend in its own process with a time limit, so a crash "
                           "or hang is reported and the others go on (default: on)")
-    val.add_argument("--timeout", type=float, default=900.0,
-                     help="seconds each isolated backend may take (default 900)")
+    val.add_argument("--timeout", type=float, default=3600.0,
+                     help="seconds each isolated backend may take (default 3600)")
     val.add_argument("--agreement", action=argparse.BooleanOptionalAction, default=True,
                      help="check backends against each other (default: on)")
 
