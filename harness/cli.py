@@ -342,8 +342,8 @@ def cmd_compare(args) -> int:
             print(f"saved this run to {path}", file=sys.stderr)
             paths = [path]
         else:
-            tmp = Path(tempfile.mkdtemp()) / f"{args.profile}.json"
-            paths = [files.write_json(tmp, run)]
+            with tempfile.TemporaryDirectory() as folder:  # read back as a saved run would be
+                rows += compare.load(files.write_json(Path(folder) / f"{args.profile}.json", run))
     for path in paths:
         try:
             rows += compare.load(path)
