@@ -1,7 +1,8 @@
 """Side-by-side comparison of saved runs (pytest-benchmark JSON), the regression gate, and plots.
 
 A run is read only if it was saved by gradient-harness (its benchmarks carry
-``extra_info.harness_format``); a corrupt, truncated, foreign or newer file is
+``extra_info.harness_format``); a corrupt, truncated, foreign, newer or damaged file
+(a time that is not a finite number above 0, a size that is not whole numbers) is
 reported by name and the other files are still compared.
 """
 
@@ -10,13 +11,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
+import reprlib
+import shutil
+import stat
+import textwrap
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tabulate import tabulate
+from tabulate import SEPARATING_LINE, tabulate
 
 from harness.timing import FORMAT_VERSION
 
@@ -73,24 +79,65 @@ class Row:
 
 
 def resolve(names: Iterable[str], folder: Path) -> list[Path]:
-    """Files for run arguments: a path, or a run name (file name, stem or unique prefix) in ``folder``."""
+    """Files for run arguments: a path, or a run name (file name, stem or unique prefix) in ``folder``.
+
+    The runs in ``folder`` are its regular ``*.json`` files (or links to one); hidden files
+    (an interrupted writer's temporary files) and entries that cannot be read (a broken link,
+    a link loop) are passed over, so ``latest`` is the newest readable run.
+    """
     paths = []
     for name in names:
         path = Path(name)
-        if path.is_file():
+        if _modified(path) is not None:
             paths.append(path)
             continue
-        runs = sorted(folder.glob("*.json")) if folder.is_dir() else []
-        found = [p for p in runs if p.name == name or p.stem == name] or \
-                [p for p in runs if p.stem.startswith(name)]
+        runs = _runs(folder)
         if name == "latest" and runs:
-            found = [max(runs, key=lambda p: p.stat().st_mtime)]
+            paths.append(max(runs, key=runs.get))
+            continue
+        found = [p for p in runs if p.name == name or p.stem == name]
+        if not found:
+            for entry in (path, folder / name, folder / f"{name}.json"):
+                _refuse_unreadable(entry)
+            found = [p for p in runs if p.stem.startswith(name)]
         if len(found) != 1:
             known = ", ".join(p.stem for p in runs) or "none"
             why = "matches several" if found else "is neither a file nor a run"
             raise FileNotFoundError(f"{name!r} {why} in {folder}/ (runs: {known})")
         paths.append(found[0])
     return paths
+
+
+def _modified(path: Path) -> float | None:
+    """The modification time of ``path`` if it is a regular file (through links), else ``None``."""
+    try:
+        status = path.stat()
+    except (OSError, ValueError):  # missing, a broken link, a link loop; a NUL in the name
+        return None
+    return status.st_mtime if stat.S_ISREG(status.st_mode) else None
+
+
+def _runs(folder: Path) -> dict[Path, float]:
+    """The saved runs in ``folder`` by name, each with its modification time."""
+    if not folder.is_dir():
+        return {}
+    found = {p: _modified(p) for p in sorted(folder.glob("*.json")) if not p.name.startswith(".")}
+    return {p: mtime for p, mtime in found.items() if mtime is not None}
+
+
+def _refuse_unreadable(path: Path) -> None:
+    """`FileNotFoundError` saying why ``path`` is not a run, if it is there but no regular file."""
+    try:
+        path.lstat()
+    except (OSError, ValueError):
+        return  # nothing there
+    try:
+        if stat.S_ISREG(path.stat().st_mode):
+            return
+        why = "not a regular file"
+    except OSError as exc:
+        why = "a broken symbolic link" if isinstance(exc, FileNotFoundError) else exc.strerror
+    raise FileNotFoundError(f"{path} is not a saved run ({why}); fix or delete it, or name another run")
 
 
 def load(path: Path) -> list[Row]:
@@ -105,9 +152,18 @@ def load(path: Path) -> list[Row]:
     except json.JSONDecodeError as exc:
         raise RunError(f"{path}: not valid JSON ({exc}); the file is corrupt or truncated: "
                        "delete it and rerun the benchmarks") from None
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+    except RecursionError:
+        raise RunError(f"{path}: JSON nested too deeply to be a saved run; delete it and rerun "
+                       "the benchmarks") from None
+    except _Damaged as exc:
+        raise RunError(f"{path}: damaged run: {exc}; delete it and rerun the benchmarks") from None
+    except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
         raise RunError(f"{path}: damaged run ({type(exc).__name__}: {exc}); delete it and "
                        "rerun the benchmarks") from None
+
+
+class _Damaged(ValueError):
+    """A value no saved run holds, said as ``what is VALUE, not WHAT IT SHOULD BE``."""
 
 
 def _load(path: Path) -> list[Row]:
@@ -120,25 +176,98 @@ def _load(path: Path) -> list[Row]:
     if not extras or not all(isinstance(e, dict) and "harness_format" in e for e in extras):
         raise RunError(f"{path}: a pytest-benchmark run without gradient-harness fields (from "
                        "another project?); compare reads runs saved by gradient-harness only")
-    newest = max(int(e["harness_format"]) for e in extras)
+    newest = max(_whole(e["harness_format"], "extra_info.harness_format") for e in extras)
     if newest > FORMAT_VERSION:
         raise RunError(f"{path}: written by a newer gradient-harness (format {newest}; this one "
                        f"reads up to {FORMAT_VERSION}): upgrade gradient-harness to compare it")
     machine = doc["machine_info"].get("harness") or {}
-    bounds = {"cpu": machine.get("host_copy_bandwidth"), "cuda": machine.get("cuda_copy_bandwidth")}
+    bounds = {device: _optional(machine, f"{name}_copy_bandwidth", "machine_info.harness", zero=False)
+              for device, name in (("cpu", "host"), ("cuda", "cuda"))}
     rows = []
-    for bench in doc["benchmarks"]:
-        e, s = bench["extra_info"], bench["stats"]
-        rows.append(Row(
-            run=Path(path).stem, group=bench["group"], backend=e["backend"], mode=e["mode"],
-            strategy=e["strategy"], dtype=e["dtype"], device=e["device"],
-            problem=e["problem"], size=tuple(e["size"]), order=e["order"],
-            median=float(s["median"]), iqr=float(s["iqr"]), q1=float(s["q1"]), q3=float(s["q3"]),
-            min=float(s["min"]), first_call_s=e.get("first_call_s"), bytes=e.get("bytes"),
-            flops=e.get("flops"), validated=bool(e.get("validated")),
-            validation_error=e.get("validation_error"),
-            bound=bounds.get(e["device"].split(":")[0]), data=s.get("data")))
+    for i, bench in enumerate(doc["benchmarks"]):
+        try:
+            rows.append(_row(Path(path).stem, bench, bounds))
+        except _Damaged as exc:
+            name = bench.get("name") if isinstance(bench, dict) else None
+            raise _Damaged(f"benchmark {name if isinstance(name, str) else f'#{i + 1}'}: {exc}") from None
     return rows
+
+
+def _row(run: str, bench: dict, bounds: dict[str, float | None]) -> Row:
+    """One benchmark of a saved run, every field checked (`_Damaged` names the first bad one)."""
+    e, s = _field(bench, "extra_info", "benchmark"), _field(bench, "stats", "benchmark")
+    text = {key: _text(e, key) for key in ("backend", "mode", "strategy", "dtype", "device", "problem")}
+    size = _field(e, "size", "extra_info")
+    if not isinstance(size, list):
+        raise _Damaged(f"extra_info.size is {reprlib.repr(size)}, not a list of whole numbers")
+    data = s.get("data")
+    if data is not None and not isinstance(data, list):
+        raise _Damaged(f"stats.data is {reprlib.repr(data)}, not a list of times")
+    validated = e.get("validated")
+    if validated is not None and not isinstance(validated, bool):
+        raise _Damaged(f"extra_info.validated is {reprlib.repr(validated)}, not true or false")
+    error = e.get("validation_error")  # NaN where the backend returned NaN: a finding, not damage
+    if error is not None and not _is_number(error):
+        raise _Damaged(f"extra_info.validation_error is {reprlib.repr(error)}, not a number")
+    return Row(
+        run=run, group=_text(bench, "group", "benchmark"), **text,
+        size=tuple(_whole(n, f"extra_info.size[{i}]") for i, n in enumerate(size)),
+        order=_whole(_field(e, "order", "extra_info"), "extra_info.order"),
+        median=_seconds(s, "median"), iqr=_seconds(s, "iqr", zero=True), q1=_seconds(s, "q1"),
+        q3=_seconds(s, "q3"), min=_seconds(s, "min"),
+        first_call_s=_optional(e, "first_call_s"), bytes=_optional(e, "bytes"),
+        flops=_optional(e, "flops"), validated=bool(validated),
+        validation_error=None if error is None else float(error),
+        bound=bounds.get(text["device"].split(":")[0]),
+        data=None if data is None else [_amount(t, f"stats.data[{i}]", zero=False)
+                                        for i, t in enumerate(data)])
+
+
+def _field(section, key: str, where: str):
+    if not isinstance(section, dict):
+        raise _Damaged(f"{where} is {reprlib.repr(section)}, not an object")
+    if key not in section:
+        raise _Damaged(f"{where} has no {key!r}")
+    return section[key]
+
+
+def _text(section: dict, key: str, where: str = "extra_info") -> str:
+    value = _field(section, key, where)
+    if not isinstance(value, str):
+        raise _Damaged(f"{where}.{key} is {reprlib.repr(value)}, not a string")
+    return value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _whole(value, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _Damaged(f"{what} is {reprlib.repr(value)}, not a whole number")
+    return value
+
+
+def _amount(value, what: str, *, zero: bool = True) -> float:
+    """``value`` as a float: a finite number, 0 or more (above 0 unless ``zero``); else `_Damaged`."""
+    try:
+        number = float(value) if _is_number(value) else math.nan
+    except OverflowError:  # an integer beyond any float
+        number = math.inf
+    if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
+        raise _Damaged(f"{what} is {reprlib.repr(value)}, not a finite number "
+                       f"{'of 0 or more' if zero else 'above 0'}")
+    return number
+
+
+def _seconds(stats: dict, key: str, *, zero: bool = False) -> float:
+    """A statistic of the timed calls: above 0 (a call cannot take 0 s), or 0 or more for a spread."""
+    return _amount(_field(stats, key, "stats"), f"stats.{key}", zero=zero)
+
+
+def _optional(section: dict, key: str, where: str = "extra_info", *, zero: bool = True) -> float | None:
+    value = section.get(key)
+    return None if value is None else _amount(value, f"{where}.{key}", zero=zero)
 
 
 def _time(seconds: float | None) -> str:
@@ -153,17 +282,55 @@ def _time(seconds: float | None) -> str:
 COLUMNS = ["group", "run", "backend / mode / strategy / dtype / device", "median", "IQR",
            "x fastest", "first call", "GB/s", "of bound", "validated"]
 
+WRAPPED = {"run", COLUMNS[2]}
+"""The columns whose text may wrap over lines to fit the terminal; numbers never wrap."""
 
-def table(rows: list[Row], fmt: str = "table") -> str:
-    """Rows grouped by problem, size and order, fastest first, in ``fmt`` (table, md, csv, json)."""
+NARROWEST = 10
+"""A wrapped column is made no narrower than this (or its text, if shorter)."""
+
+LEGEND = [
+    ("median", "time per call: the median over the timed rounds"),
+    ("IQR", "interquartile range of those times (q3 - q1): their spread"),
+    ("x fastest", "median over the fastest median in the same group (1.00: the fastest)"),
+    ("first call", "the first call, timed apart: trace + compile + run"),
+    ("GB/s", "bytes moved per call by the problem's cost model, over the median"),
+    ("of bound", "that GB/s over the machine's measured copy bandwidth for the device;"),
+    ("", "the logistic gradient's cost model reads the N x D inputs twice"),
+    ("validated", "the result agreed with its oracle before timing (NO: it did not)"),
+]
+
+HELP_COLUMNS = (
+    "Columns: median is the median time per call over the timed rounds and IQR the "
+    "interquartile range of those times; x fastest is the median over the fastest median in "
+    "the same group; first call is the first call, timed apart (trace + compile + run); GB/s is "
+    "the bytes moved per call by the problem's cost model over the median, and of bound that "
+    "GB/s over the machine's measured copy bandwidth for the device (the logistic gradient's "
+    "cost model reads the N x D inputs twice); validated says whether the result agreed with "
+    "its oracle before timing.")
+"""`LEGEND` as one paragraph, for ``compare --help`` (no ``%``: argparse formats help text)."""
+
+
+def legend() -> str:
+    """What each column of `table` means, to print under it."""
+    return "\n".join(f"{name:<12}{text}".rstrip() for name, text in LEGEND)
+
+
+def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
+    """Rows grouped by problem, size and order, fastest first, in ``fmt`` (table, md, csv, json).
+
+    ``table`` fits ``width`` characters (default: the terminal's, no limit when the output is
+    not a terminal): the run column goes when there is one run, then the text wraps over
+    lines; ``md`` keeps every column on one line. ``json`` is strict: NaN and infinity as null.
+    """
     rows = sorted(rows, key=lambda r: (r.problem, r.size, r.order, r.group, r.median))
     fastest = defaultdict(lambda: float("inf"))
     for r in rows:
         fastest[r.group] = min(fastest[r.group], r.median)
     if fmt == "json":
-        return json.dumps([{**{k: v for k, v in asdict(r).items() if k != "data"},
-                            "gbps": r.gbps, "of_bound": r.of_bound,
-                            "x_fastest": r.median / fastest[r.group]} for r in rows], indent=2)
+        records = [{**{k: v for k, v in asdict(r).items() if k != "data"},
+                    "gbps": r.gbps, "of_bound": r.of_bound,
+                    "x_fastest": r.median / fastest[r.group]} for r in rows]
+        return json.dumps(_finite(records), indent=2, allow_nan=False)
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out)
@@ -180,8 +347,64 @@ def table(rows: list[Row], fmt: str = "table") -> str:
              f"{r.gbps:.3g}" if r.gbps else "-",
              f"{r.of_bound:.0%}" if r.of_bound else "-", "yes" if r.validated else "NO"]
             for r in rows]
-    return tabulate(body, headers=COLUMNS, tablefmt="github" if fmt == "md" else "simple",
-                    disable_numparse=True)
+    if fmt == "md":
+        return tabulate(body, headers=COLUMNS, tablefmt="github", disable_numparse=True)
+    return _fitted(body, shutil.get_terminal_size((0, 0)).columns if width is None else width)
+
+
+def _fitted(body: list[list[str]], width: int) -> str:
+    """``body`` under `COLUMNS` as a plain text table, at most ``width`` wide (0: no limit) as far as
+    the numbers allow. If the table is wider, each group's name goes on a line above its rows, the
+    run column goes if there is one run, and the text columns and headers wrap."""
+    table = tabulate(body, headers=COLUMNS, tablefmt="simple", disable_numparse=True)
+    if not width or max(map(len, table.splitlines())) <= width:
+        return table
+    several = len({row[1] for row in body}) > 1
+    keep = [i for i, name in enumerate(COLUMNS) if name != "group" and (several or name != "run")]
+    headers = [COLUMNS[i] for i in keep]
+    cells = [[row[i] for i in keep] for row in body]
+    groups = [row[0] for row in body]
+    rows: list = [headers, SEPARATING_LINE]  # the header as a row: tabulate pads real headers by 2
+    for i, row in enumerate(cells):  # and a rule before each group, where its name will go
+        rows += [SEPARATING_LINE, row] if i == 0 or groups[i] != groups[i - 1] else [row]
+    text = tabulate(rows, tablefmt="simple", disable_numparse=True,
+                    maxcolwidths=_widths(headers, cells, width))
+    lines = text.splitlines()[1:-1]  # without headers, "simple" draws a rule above and below
+    head = next(i for i, line in enumerate(lines) if line.startswith("-")) + 1
+    out, names = lines[:head], iter(dict.fromkeys(groups))
+    for line in lines[head:]:
+        if line == lines[head - 1]:
+            out += ([""] if len(out) > head else []) + textwrap.wrap(f"{next(names)}:", width)
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _widths(headers: list[str], cells: list[list[str]], width: int) -> list[int]:
+    """Each column's width to fit ``width``: the least first (the numbers whole, a header's longest
+    word, `NARROWEST` for wrapped text), then what is left shared out, to the wrapped text first."""
+    columns = list(zip(headers, *cells, strict=True))
+    natural = [max(map(len, column)) for column in columns]
+    least = [min(n, NARROWEST) if column[0] in WRAPPED else max(map(len, [*column[0].split(), *column[1:]]))
+             for n, column in zip(natural, columns, strict=True)]
+    room = width - sum(least) - 2 * (len(headers) - 1)
+    for grow in ([i for i, h in enumerate(headers) if h in WRAPPED], range(len(headers))):
+        while room > 0 and (short := [i for i in grow if least[i] < natural[i]]):
+            for i in short[:room]:
+                least[i] += 1
+            room -= min(room, len(short))
+    return least
+
+
+def _finite(value):
+    """``value`` with every NaN or infinity as ``None``: what strict JSON can hold."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def growth(rows: list[Row], fmt: str = "table") -> str:

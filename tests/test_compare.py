@@ -90,6 +90,12 @@ def no_backends_env(monkeypatch):
     monkeypatch.delenv(plugins.BACKENDS_ENV, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch):
+    """The table at its full width, whatever terminal runs the tests; the fitting tests pass a width."""
+    monkeypatch.setenv("COLUMNS", "1000")
+
+
 @pytest.fixture
 def quick_machine(monkeypatch):
     """`machine.info` without its 256 MiB copy loops (seconds each): a fixed bandwidth instead."""
@@ -256,10 +262,17 @@ def test_cli_format_csv(capsys, good):
         assert record["validated"] == "True" and record["run"] == "good"
 
 
+def strict_json(text: str):
+    """``text`` parsed as RFC 8259 JSON: a bare NaN, Infinity or -Infinity is an error."""
+    def refuse(word):
+        raise ValueError(f"{word} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
 def test_cli_format_json(capsys, good):
     code, out, _ = compare_cli(capsys, good, "--format", "json")
     assert code == 0
-    parsed = json.loads(out)
+    parsed = strict_json(out)
     rows = compare.load(good)
     assert len(parsed) == len(rows)
     by_group = {r.group: r for r in rows}
@@ -267,6 +280,109 @@ def test_cli_format_json(capsys, good):
         row = by_group[record["group"]]
         assert record["median"] == row.median and record["size"] == list(row.size)
         assert "data" not in record and record["x_fastest"] == 1.0
+
+
+def test_format_json_is_strict(tmp_path):
+    # A failed validation can record a NaN error, and a cost model over a tiny median an infinite
+    # rate: both are null in the JSON, which Python's json.dumps would write as bare NaN/Infinity.
+    path = save(tmp_path, "odd", run_of([bench([1e-12] * 10, bytes=1e308, validated=False,
+                                               validation_error=float("nan")),
+                                         bench([1e-3] * 10, "tanh", (10_000,), 2)]))
+    rows = compare.load(path)
+    assert rows[0].gbps == float("inf")
+    with pytest.raises(ValueError, match="NaN"):
+        strict_json(json.dumps([r.validation_error for r in rows]))  # the check can fail
+    parsed = strict_json(compare.table(rows, "json"))
+    odd = next(record for record in parsed if record["order"] == 1)
+    assert odd["validation_error"] is None and odd["gbps"] is None and odd["of_bound"] is None
+    assert odd["median"] == 1e-12 and odd["x_fastest"] == 1.0
+
+
+# --- The table's width, and its legend -------------------------------------------------------------
+
+
+COMMITTED = sorted((Path(__file__).parents[1] / "results").glob("*.json"))
+"""The runs committed in results/: realistic rows (124 and 134 of them, on a 2-core CPU)."""
+
+
+@pytest.fixture(scope="module")
+def committed() -> list[list[compare.Row]]:
+    assert COMMITTED, "results/ holds no committed run"
+    return [compare.load(path) for path in COMMITTED]
+
+
+def widest(text: str) -> int:
+    return max(map(len, text.splitlines()))
+
+
+def test_table_fits_100_and_80_columns(committed):
+    for rows in committed:
+        assert widest(compare.table(rows, width=0)) > 150  # the full table is too wide
+        for width in (100, 80):
+            text = compare.table(rows, width=width)
+            assert widest(text) <= width, text
+    assert widest(compare.table([r for rows in committed for r in rows], width=100)) <= 100
+
+
+def test_fitted_table_keeps_every_row(committed):
+    rows = committed[0]
+    text = compare.table(rows, width=80)
+    lines = text.splitlines()
+    for group in {r.group for r in rows}:
+        assert f"{group}:" in lines  # each group's name on a line above its rows
+    for row in rows:
+        assert compare._time(row.median) in text and compare._time(row.first_call_s) in text
+        assert all(word in text for word in row.label.replace("-", " ").split())
+    assert sum(line.endswith((" yes", " NO")) for line in lines) == len(rows)
+    assert rows[0].run not in text  # one run: no run column
+
+
+def test_fitted_table_keeps_the_run_column_for_several_runs(committed):
+    rows = [r for rows in committed for r in rows]
+    text = compare.table(rows, width=100)
+    assert text.splitlines()[0].startswith("run ")
+    assert sum(line.endswith((" yes", " NO")) for line in text.splitlines()) == len(rows)
+
+
+def test_wide_table_is_unchanged(committed):
+    rows = committed[0]
+    text = compare.table(rows, width=200)
+    assert text == compare.table(rows, width=0) and widest(text) <= 200
+    lines = text.splitlines()
+    assert lines[0].split("  ")[0].strip() == "group" and len(lines) == 2 + len(rows)
+    assert all(r.run in line for r, line in zip(rows, lines[2:], strict=True))
+
+
+def test_table_width_defaults_to_the_terminal(committed, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    assert widest(compare.table(committed[0])) <= 100
+
+
+def test_md_keeps_every_column_unwrapped(committed):
+    rows = committed[0]
+    lines = compare.table(rows, "md", width=80).splitlines()
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == compare.COLUMNS
+    assert len(lines) == 2 + len(rows) and all(line.count("|") == len(compare.COLUMNS) + 1 for line in lines)
+
+
+COLUMN_WORDS = {"median": "median", "IQR": "interquartile", "x fastest": "fastest median",
+                "first call": "compile", "GB/s": "cost model", "of bound": "copy bandwidth",
+                "validated": "oracle"}
+
+
+def test_legend_explains_every_column():
+    lines = compare.legend().splitlines()
+    for column, words in COLUMN_WORDS.items():
+        line = next(i for i, text in enumerate(lines) if text.startswith(f"{column}  "))
+        assert words in " ".join(lines[line:line + 2])
+        assert column in compare.COLUMNS
+    assert "N x D" in compare.legend() and widest(compare.legend()) <= 80
+
+
+def test_help_columns_is_one_paragraph_for_argparse():
+    for column, words in COLUMN_WORDS.items():
+        assert column in compare.HELP_COLUMNS and words in compare.HELP_COLUMNS
+    assert "\n" not in compare.HELP_COLUMNS and "%" not in compare.HELP_COLUMNS
 
 
 # --- The regression gate --------------------------------------------------------------------------
