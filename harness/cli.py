@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import multiprocessing
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from functools import partial
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tabulate import tabulate
@@ -27,9 +28,10 @@ from harness import (
     compare,
     expected,
     files,
-    isolation,
     plugins,
+    progress,
     report,
+    runner,
     timing,
     validate,
 )
@@ -48,6 +50,14 @@ def parse_orders(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _names(text: str) -> list[str]:
+    """Comma-separated names; at least one."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names nothing: give one or more names, comma-separated")
+    return names
+
+
 def _devices(text: str) -> list[str]:
     """Device names: ``cpu``, ``cuda`` or ``cuda:N``."""
     names = _names(text)
@@ -56,10 +66,6 @@ def _devices(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(
             f"unknown device {', '.join(map(repr, bad))}; use cpu, cuda or cuda:N")
     return [n if n != "cuda" else "cuda:0" for n in names]
-
-
-def _names(text: str) -> list[str]:
-    return [n.strip() for n in text.split(",") if n.strip()]
 
 
 def _choices(allowed):
@@ -71,6 +77,23 @@ def _choices(allowed):
                 f"unknown {', '.join(map(repr, bad))}; choose from {', '.join(allowed)}")
         return names
     return parse
+
+
+def _seconds(text: str) -> float:
+    """A time limit: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time limit: give seconds above 0, e.g. 600")
+    return value
+
+
+def _nonempty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty name: give a run's file, name or 'latest'")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,9 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
                           "logistic loss; `list` marks them)")
     val.add_argument("-o", "--order", type=parse_orders,
                      help="derivative orders, e.g. 1-10 (default: 1-6 float64, 1-4 float32)")
-    val.add_argument("--dtype", type=_choices(DTYPES), action="extend")
-    val.add_argument("--mode", type=_choices(MODES), action="extend")
-    val.add_argument("--strategy", type=_choices(tuple(STRATEGIES)), action="extend")
+    val.add_argument("--dtype", type=_choices(DTYPES), action="extend", metavar="DTYPE",
+                     help=f"{', '.join(DTYPES)}, comma-separated (default: both)")
+    val.add_argument("--mode", type=_choices(MODES), action="extend", metavar="MODE",
+                     help=f"{', '.join(MODES)} (compiled), comma-separated (default: every mode "
+                          "the backend offers)")
+    val.add_argument("--strategy", type=_choices(tuple(STRATEGIES)), action="extend",
+                     metavar="STRATEGY",
+                     help=f"n-th derivative strategies: {', '.join(STRATEGIES)} (default: every "
+                          "one the backend offers; reverse and forward-over-reverse also name the "
+                          "Hessian-vector products)")
     val.add_argument("--device", type=_devices, action="extend",
                      help="devices such as cpu or cuda:0 (default: every device detected)")
     val.add_argument("--format", choices=("table", "json", "jsonl"), default="table",
@@ -106,8 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
                      help="run each backend in its own process with a time limit, so a crash "
                           "or hang is reported and the others go on (default: on)")
-    val.add_argument("--timeout", type=float, default=3600.0,
-                     help="seconds each isolated backend may take (default 3600)")
+    val.add_argument("--timeout", type=_seconds, default=3600.0,
+                     help="seconds each isolated backend may take; then its process group is "
+                          "killed and reported as a timeout (default 3600)")
+    val.add_argument("-q", "--quiet", action="store_true", help="no live progress on the terminal")
     val.add_argument("--agreement", action=argparse.BooleanOptionalAction, default=True,
                      help="check backends against each other (default: on)")
 
@@ -115,11 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="benchmark side by side: saved runs, or a quick run on this machine",
         description="With no RUN: validate and time the installed backends here (about a minute). "
                     "RUN is a results file, or a run name (stem or unique prefix, or 'latest') "
-                    "in --results.")
-    cmp.add_argument("runs", nargs="*", metavar="RUN")
+                    "in --results.",
+        epilog=compare.HELP_COLUMNS)
+    cmp.add_argument("runs", nargs="*", metavar="RUN", type=_nonempty)
     cmp.add_argument("--results", default="results", help="folder of saved runs (default: results)")
     cmp.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
-    cmp.add_argument("--baseline", metavar="RUN", help="run to compare against for --fail-on")
+    cmp.add_argument("--baseline", metavar="RUN", type=_nonempty, help="run to compare against for --fail-on")
     cmp.add_argument("--fail-on", default="median:10%", metavar="STAT:N%",
                      help="with --baseline: exit 1 when STAT (median or min) is slower by more "
                           "than N%% and beyond noise (default: median:10%%)")
@@ -133,8 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
                      help="time each backend in its own process, one after another, with a "
                           "time limit (default: on)")
-    cmp.add_argument("--timeout", type=float, default=1800.0,
+    cmp.add_argument("--timeout", type=_seconds, default=1800.0,
                      help="seconds each isolated backend may take (default 1800)")
+    cmp.add_argument("-q", "--quiet", action="store_true", help="no live progress on the terminal")
     cmp.add_argument("--run-to", metavar="FILE", help="also write the quick run to FILE")
 
     sub.add_parser("tolerances", help="the tolerance table by dtype and order")
@@ -142,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: see the module docstring; 130 or 143 when SIGINT or SIGTERM stopped the run."""
     args = build_parser().parse_args(argv)
     try:
         return {"list": cmd_list, "validate": cmd_validate, "compare": cmd_compare,
@@ -207,118 +242,158 @@ def cmd_list(args) -> int:
 def cmd_validate(args) -> int:
     registry = plugins.load()
     entries = registry.select_backends(args.backend)
-    plan = validate.Plan(
-        backends=entries,
-        problems=registry.select_problems(args.problem),
-        dtypes=tuple(args.dtype or DTYPES),
-        modes=tuple(args.mode) if args.mode else None,
-        strategies=tuple(args.strategy) if args.strategy else None,
-        devices=tuple(args.device) if args.device else None,
-        orders=args.order,
-    )
+    chosen = registry.select_problems(args.problem)
+    _check_destination(args.output)
+    jobs = [runner.Job("validate", e.name, tuple(p.name for p in chosen), tuple(args.dtype or DTYPES),
+                       _tuple(args.mode), _tuple(args.strategy), _tuple(args.device), args.order)
+            for e in entries if not e.unavailable]
+    stream = args.format == "jsonl" and not args.output
+
+    def emit(check: validate.Check) -> None:
+        if stream:
+            print(json.dumps(check.to_json(), allow_nan=False), flush=True)
+
+    def on_stop(outcome: runner.Outcome) -> None:
+        if outcome.failure:
+            emit(_failure_check(registry.backends[outcome.job.backend], outcome))
+
     started = time.perf_counter()
-    checks = _run_checks(args, registry, plan)
-    if args.agreement:
-        checks += list(validate.agreement(checks))
+    outcomes, interrupted = _run(jobs, registry, args, parallel=os.cpu_count() or 1,
+                                 on_result=emit, on_stop=on_stop, stream=stream)
+    checks = [c for o in outcomes for c in o.results]
+    checks += [_failure_check(registry.backends[o.job.backend], o) for o in outcomes if o.failure]
+    checks.sort(key=lambda c: [o.job.backend for o in outcomes].index(c.backend))  # plan order
+    agreement = list(validate.agreement(checks)) if args.agreement else []
+    for check in agreement:
+        emit(check)
+    checks += agreement
     elapsed = time.perf_counter() - started
-    if args.format == "jsonl" and not args.output:
-        return EXIT_OK  # streamed as they finished: the caller judges them
     missing = [d for d in args.device or () if not any(
         c.device == d and "does not offer device" not in c.message for c in checks)]
-    if missing and checks:
+    if missing and checks and not interrupted:
         raise UsageError(f"no selected backend has device {', '.join(missing)} on this machine "
                          "(python -m harness list shows the devices found)")
     unavailable = {e.name: e.unavailable for e in entries if e.unavailable}
     errors = [str(e) for e in registry.errors]
-    surprises = expected.reconcile(checks, {e.name: e.expected for e in entries})
+    surprises = [] if interrupted else expected.reconcile(checks, {e.name: e.expected for e in entries})
     # Backends chosen by name must run; a broken plugin fails only an unrestricted run.
     explicit = args.backend is not None or bool(os.environ.get(plugins.BACKENDS_ENV))
     broken = bool(unavailable) if explicit else bool(errors)
     failed = (broken or bool(surprises)
               or any(c.status in ("fail", "error") and not c.expected for c in checks))
-
+    document = {
+        "harness": __version__, "seconds": round(elapsed, 3),
+        "interrupted": signal.Signals(interrupted.signum).name if interrupted else None,
+        "unavailable": unavailable, "plugin_errors": errors, "surprises": surprises,
+        "checks": [c.to_json() for c in checks],
+    }
     if args.format == "jsonl":
-        text = "\n".join(json.dumps(c.to_json()) for c in checks)
+        text = "\n".join(json.dumps(c.to_json(), allow_nan=False) for c in checks)
     elif args.format == "json":
-        text = json.dumps({
-            "harness": __version__, "seconds": round(elapsed, 3),
-            "unavailable": unavailable, "plugin_errors": errors, "surprises": surprises,
-            "checks": [c.to_json() for c in checks],
-        }, indent=2)
+        text = json.dumps(document, indent=2, allow_nan=False)
     else:
-        parts = [report.summary(checks)] if checks else ["no checks ran"]
-        parts += [report.mismatch(c) for c in checks if c.status in ("fail", "error")]
-        parts += [f"surprise: {s}" for s in surprises]
-        parts += [f"unavailable: {name}: {why}" for name, why in unavailable.items()]
-        parts += [f"broken {e}" for e in errors]
-        counts = {s: sum(c.status == s for c in checks) for s in validate.STATUSES}
-        known = sum(c.expected for c in checks)
-        parts.append(", ".join(f"{n} {s}" for s, n in counts.items())
-                     + (f" ({known} of them expected)" if known else "")
-                     + f" in {elapsed:.1f} s"
-                     + (": FAILED" if failed else ": all as expected" if known else ": all passed"))
-        text = "\n\n".join(parts)
+        text = _validation_text(checks, surprises, unavailable, errors, elapsed, failed)
+    code = EXIT_FAIL if failed else EXIT_OK
     if args.output:
-        if args.format == "json":
-            files.write_json(args.output, json.loads(text))
-        else:
-            files.write_text(args.output, text + "\n")
-    else:
+        code = _deliver(args.output, text + "\n", "validate", code)
+        kept = args.output
+    elif not stream:
         print(text)
-    return EXIT_FAIL if failed else EXIT_OK
+    if interrupted:
+        if not args.output:
+            kept, _ = files.deliver(files.fallback_path("validate"),
+                                    json.dumps(document, indent=2, allow_nan=False) + "\n", "validate")
+        finished = sum(len(o.results) for o in outcomes)
+        print(f"interrupted: {finished} checks finished, kept in {kept}", file=sys.stderr)
+        return interrupted.exit_code
+    return code
 
 
-def _run_checks(args, registry: plugins.Registry, plan: validate.Plan) -> list[validate.Check]:
-    """Every selected backend's checks: in child processes where it can be isolated (side by
-    side), else here; in plan order either way. ``--format jsonl`` to stdout streams them."""
-    options = []
-    for flag, values in (("--problem", args.problem), ("--dtype", args.dtype),
-                         ("--mode", args.mode), ("--strategy", args.strategy),
-                         ("--device", args.device), ("--order", args.order)):
-        if values:
-            options += [flag, ",".join(map(str, values))]
-    isolated = [e for e in plan.backends
-                if args.isolate and not e.unavailable and e.plugin in registry.loadable]
-    stream = args.format == "jsonl" and not args.output
-    per_backend: dict[str, list[validate.Check]] = {}
-    with ThreadPoolExecutor(max_workers=max(1, min(len(isolated), os.cpu_count() or 1))) as pool:
-        futures = {e.name: pool.submit(isolation.validate_in_child, e, options, args.timeout)
-                   for e in isolated}
-        for entry in plan.backends:
-            if entry.name not in futures:
-                per_backend[entry.name] = []
-                for check in validate.backend_checks(entry, plan):
-                    per_backend[entry.name].append(check)
-                    if stream:
-                        print(json.dumps(check.to_json()), flush=True)
-        for name, future in futures.items():
-            per_backend[name] = future.result()
-            if stream:
-                for check in per_backend[name]:
-                    print(json.dumps(check.to_json()), flush=True)
-    return [c for e in plan.backends for c in per_backend[e.name]]
+def _tuple(values) -> tuple | None:
+    return tuple(values) if values else None
 
 
-def _benchmark_here(args) -> tuple[dict, bool]:
-    """The quick run of ``compare`` without RUN: each isolatable backend in its own process,
-    one after another (side by side they would slow each other); the others here."""
-    log = partial(print, file=sys.stderr)
-    registry = plugins.load()
-    spec = timing.PROFILES[args.profile]
-    runs, here, failed = [], [], False
-    for entry in registry.select_backends(args.backend):
-        if args.isolate and not entry.unavailable and entry.plugin in registry.loadable:
-            run, problem = isolation.benchmark_in_child(entry, args.profile, args.timeout)
-            if problem:
-                log(f"error: {entry.name}: {problem}")
-                failed = True
-            runs += [run] if run else []
-        else:
-            here.append(entry)
-    if here or not runs:
-        runs.append(timing.run(timing.cases(here, args.profile), spec["budget"], log,
-                               spec.get("min_rounds", timing.MIN_ROUNDS)))
-    return timing.merge(runs), failed
+def _failure_check(entry: plugins.BackendEntry, outcome: runner.Outcome) -> validate.Check:
+    """The one ``error`` check that says a job's process crashed, timed out or failed."""
+    classification, message = outcome.failure
+    return validate.Check(entry.name, entry.version, "-", "-", "-", "-", "-", 0, "-", "error",
+                          classification=classification, message=message,
+                          seconds=round(outcome.seconds, 3))
+
+
+def _validation_text(checks, surprises, unavailable, errors, elapsed, failed) -> str:
+    parts = [report.summary(checks)] if checks else ["no checks ran"]
+    parts += [report.mismatch(c) for c in checks if c.status in ("fail", "error")]
+    parts += [f"surprise: {s}" for s in surprises]
+    parts += [f"unavailable: {name}: {why}" for name, why in unavailable.items()]
+    parts += [f"broken {e}" for e in errors]
+    counts = {s: sum(c.status == s for c in checks) for s in validate.STATUSES}
+    known = sum(c.expected for c in checks)
+    parts.append(", ".join(f"{n} {s}" for s, n in counts.items())
+                 + (f" ({known} of them expected)" if known else "")
+                 + f" in {elapsed:.1f} s"
+                 + (": FAILED" if failed else ": all as expected" if known else ": all passed"))
+    return "\n\n".join(parts)
+
+
+def _run(jobs, registry, args, *, parallel: int, on_result=None, on_stop=None, stream=False):
+    """(outcomes, `runner.Interrupted` or None): the jobs run with live progress on a terminal."""
+    display = progress.Display(progress.Display.wanted(args.quiet, stream))
+
+    def listener(outcome: runner.Outcome, event: tuple) -> None:
+        display(outcome, event)
+        if event[0] == "result" and on_result:
+            on_result(event[1])
+        elif event[0] == "stop" and on_stop:
+            on_stop(outcome)
+
+    with display:
+        try:
+            return runner.run(jobs, registry, isolate=args.isolate, timeout=args.timeout,
+                              parallel=parallel, listener=listener), None
+        except runner.Interrupted as exc:
+            return exc.outcomes, exc
+
+
+def _check_destination(path, *, folder: bool = False) -> None:
+    """A usage error, before any work, if ``path`` cannot be written."""
+    if path is None:
+        return
+    why = files.unwritable(path, folder=folder)
+    if why:
+        raise UsageError(f"cannot write {'to folder ' if folder else ''}{path}: {why}")
+
+
+def _deliver(path, text: str, kind: str, code: int, *, overwrite: bool = True) -> int:
+    """Write ``text`` to ``path`` or, failing that, to a named fallback file; the exit code."""
+    where, why = files.deliver(path, text, kind, overwrite=overwrite)
+    if why:
+        print(f"error: could not write {path} ({why}); the run is kept in {where}", file=sys.stderr)
+        return EXIT_FAIL
+    return code
+
+
+def _benchmark_here(args, registry) -> tuple[dict | None, bool, runner.Interrupted | None]:
+    """The quick run of ``compare`` without RUN: (the run, or None if nothing was timed, whether
+    a backend failed, the interrupt). Backends are timed one after another, each isolated when
+    it can be (side by side they would slow each other)."""
+    jobs = [runner.Job("benchmark", e.name, profile=args.profile)
+            for e in registry.select_backends(args.backend) if not e.unavailable]
+    unavailable = [f"{e.name}: {e.unavailable}" for e in registry.select_backends(args.backend)
+                   if e.unavailable]
+    outcomes, interrupted = _run(jobs, registry, args, parallel=1)
+    failed = False
+    for outcome in outcomes:
+        if outcome.failure:
+            print(f"error: {outcome.job.backend}: {outcome.failure[1]}", file=sys.stderr)
+            failed = True
+    benchmarks = [b for o in outcomes for b in o.results]
+    if not benchmarks:
+        why = "; ".join(unavailable) or "every case failed or was interrupted (see above)"
+        print(f"error: no case was timed, so no run is saved: {why}", file=sys.stderr)
+        return None, True, interrupted
+    machine = next((o.machine for o in outcomes if o.machine), None)
+    return timing.document(benchmarks, machine), failed, interrupted
 
 
 def cmd_compare(args) -> int:
@@ -327,23 +402,47 @@ def cmd_compare(args) -> int:
         stat, threshold = compare.parse_threshold(args.fail_on)
         paths = compare.resolve(args.runs, folder)
         base_path = compare.resolve([args.baseline], folder)[0] if args.baseline else None
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from None
+    _check_destination(args.plot, folder=True)
+    if not paths:
+        _check_destination(args.run_to)
+        if args.save:
+            _check_destination(folder, folder=True)
     failed = False
     rows: list[compare.Row] = []
     if not paths:
-        run, failed = _benchmark_here(args)
-        if args.run_to:
-            files.write_json(args.run_to, run)
-        if args.save:
-            stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-            name = f"{stamp}_{args.profile}_{uuid.uuid4().hex[:8]}.json"
-            path = files.write_json(folder / name, run, overwrite=False)
-            print(f"saved this run to {path}", file=sys.stderr)
-            paths = [path]
+        registry = plugins.load()
+        run, failed, interrupted = _benchmark_here(args, registry)
+        if run is None:
+            return interrupted.exit_code if interrupted else EXIT_FAIL
+        text = json.dumps(run, indent=2, default=str) + "\n"
+        if interrupted:
+            kept, _ = files.deliver(files.fallback_path("compare"), text, "compare", overwrite=False)
+            print(f"interrupted: {len(run['benchmarks'])} benchmarks finished, kept in {kept}",
+                  file=sys.stderr)
+            paths = [kept]
         else:
-            with tempfile.TemporaryDirectory() as folder:  # read back as a saved run would be
-                rows += compare.load(files.write_json(Path(folder) / f"{args.profile}.json", run))
+            code = EXIT_OK
+            if args.run_to:
+                code = _deliver(args.run_to, text, "compare", code)
+            if args.save:
+                stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+                name = folder / f"{stamp}_{args.profile}_{uuid.uuid4().hex[:8]}.json"
+                where, why = files.deliver(name, text, "compare", overwrite=False)
+                if why:
+                    print(f"error: could not write {name} ({why}); the run is kept in {where}",
+                          file=sys.stderr)
+                    code = EXIT_FAIL
+                else:
+                    print(f"saved this run to {where}", file=sys.stderr)
+                paths = [where]
+            else:
+                with tempfile.TemporaryDirectory() as scratch:  # read back as a saved run would be
+                    rows += compare.load(files.write_text(Path(scratch) / f"{args.profile}.json", text))
+            failed = failed or code != EXIT_OK
+    else:
+        interrupted = None
     for path in paths:
         try:
             rows += compare.load(path)
@@ -355,6 +454,10 @@ def cmd_compare(args) -> int:
         fits = compare.growth(rows, args.format) if args.format in ("table", "md") else ""
         if fits:
             print(f"\ncost growth per derivative order (fit over validated orders):\n\n{fits}")
+        if args.format == "table":
+            print(f"\n{compare.legend()}")
+    if interrupted:
+        return interrupted.exit_code
     invalid = [r for r in rows if not r.validated]
     failed = failed or bool(invalid) or not rows
     if args.plot and rows:

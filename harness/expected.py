@@ -43,9 +43,9 @@ def parse_orders(text: str, limit: int = 100) -> frozenset[int]:
     """``"1-4"``, ``"2,5"``: derivative orders in 1..``limit``; `ValueError` saying what is wrong."""
     orders: set[int] = set()
     for part in text.split(","):
-        lo, _, hi = part.strip().partition("-")
+        lo, dash, hi = part.strip().partition("-")
         try:
-            first, last = int(lo), int(hi or lo)
+            first, last = int(lo), int(hi if dash else lo)
         except ValueError:
             raise ValueError(f"{text!r} is not an order list like 1-6 or 1,3") from None
         if first > last:

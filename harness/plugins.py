@@ -20,6 +20,7 @@ from harness import expected, hookspecs, problems
 from harness.strategies import STRATEGIES
 
 ENTRY_POINT_GROUP = "harness"
+BUILTIN_PROBLEMS = "harness.problems"
 BACKENDS_ENV = "HARNESS_BACKENDS"
 """Comma-separated backend names to run; the CLI's ``--backend`` overrides it."""
 
@@ -65,8 +66,15 @@ class Registry:
     backends: dict[str, BackendEntry] = field(default_factory=dict)
     problems: dict[str, problems.Problem] = field(default_factory=dict)
     errors: list[PluginError] = field(default_factory=list)
-    loadable: set[str] = field(default_factory=set)
-    """Plugins loaded from entry points: a fresh interpreter finds them too (isolation)."""
+    loadable: set[str] = field(default_factory=lambda: {BUILTIN_PROBLEMS})
+    """Plugins a fresh interpreter finds too (entry points, built-ins): what isolation can run."""
+    origins: dict[str, str] = field(default_factory=dict)
+    """The plugin that registered each problem."""
+
+    def portable(self, entry: BackendEntry, chosen: Iterable[problems.Problem]) -> bool:
+        """Whether a child interpreter can load ``entry`` and every problem in ``chosen``."""
+        return entry.plugin in self.loadable and all(
+            self.origins.get(p.name) in self.loadable for p in chosen)
 
     def add_backend(self, backend: Any, plugin: str) -> None:
         problem = spec_violation(backend)
@@ -89,8 +97,13 @@ class Registry:
                 plugin, f"registered {problem!r}, which is not a ScalarProblem or GradientProblem"))
         elif problem.name in self.problems:
             self.errors.append(PluginError(plugin, f"problem name {problem.name!r} is already taken"))
+        elif isinstance(problem, problems.ScalarProblem) and not len(problem.points):
+            self.errors.append(PluginError(
+                plugin, f"registered problem {problem.name!r} with no points: its checks would test "
+                        "nothing; give it points=(...) to evaluate the derivatives at"))
         else:
             self.problems[problem.name] = problem
+            self.origins[problem.name] = plugin
 
     def select_backends(self, names: Iterable[str] | None = None) -> list[BackendEntry]:
         """Backends by name (default: ``$HARNESS_BACKENDS``, else all), in registration order."""
@@ -98,6 +111,11 @@ class Registry:
             names = os.environ[BACKENDS_ENV].split(",")
         if names is None:
             return list(self.backends.values())
+        names = [n.strip() for n in names if n.strip()]
+        broken = [e for e in self.errors if e.plugin in names and e.plugin not in self.backends]
+        if broken:
+            raise UsageError(f"backend {broken[0].plugin!r} cannot run: {broken[0]}; fix or "
+                             "uninstall that plugin (python -m harness list shows every broken one)")
         return [self.backends[n] for n in _known(names, self.backends, "backend")]
 
     def select_problems(self, names: Iterable[str] | None = None) -> list[problems.Problem]:
@@ -180,7 +198,7 @@ def load(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = True) -> Re
     """
     pm = _manager()
     registry = Registry()
-    _register(pm, problems, "harness.problems", registry.errors)
+    _register(pm, problems, BUILTIN_PROBLEMS, registry.errors)
     if entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             try:

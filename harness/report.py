@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -36,10 +37,14 @@ def summary(checks: list[Check]) -> str:
                    else "unsupported" if counts["unsupported"] and not counts["pass"] else "ok")
         rows.append([*key, orders_text(c.order for c in group), counts["pass"], counts["fail"],
                      counts["unsupported"], counts["error"],
-                     f"{max(ratios):.2g}" if ratios else "-", verdict])
+                     _ratio(max(ratios)) if ratios else "-", verdict])
     headers = ["backend", "device", "dtype", "mode", "strategy", "problem", "orders", "pass",
                "fail", "unsup", "error", "worst err/allowed", "verdict"]
     return tabulate(rows, headers=headers)
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.2g}" if math.isfinite(value) else "not finite"
 
 
 def mismatch(check: Check) -> str:

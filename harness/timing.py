@@ -224,52 +224,53 @@ def measure(call: Callable[[], Any], rounds: int, iterations: int) -> list[float
     return times
 
 
-def run(found: Iterable[Case], budget: float, log: Callable[[str], None] = print,
-        min_rounds: int = MIN_ROUNDS) -> dict:
-    """Prepare, validate and time each case; a pytest-benchmark-shaped run (what `compare` reads).
+def bench(case: Case, budget: float, min_rounds: int = MIN_ROUNDS,
+          log: Callable[[str], None] = print) -> dict | None:
+    """Prepare, validate and time one case: its pytest-benchmark entry, or ``None`` (logged) when
+    it raises or disagrees with its oracle."""
+    from pytest_benchmark.stats import Stats
 
-    A case that raises or disagrees with its oracle is logged and left out.
-    """
+    try:
+        prepared = prepare(case)
+    except Exception as exc:
+        log(f"error: {case.name}: {type(exc).__name__}: {exc}")
+        return None
+    if not prepared.validated:
+        known = known_failure(case)
+        why = f"a known failure ({known.source})" if known else "NOT an expected failure"
+        log(f"wrong: {case.name}: disagrees with {prepared.detail}, {why}; not timed")
+        return None
+    try:
+        rounds, iterations = calibrate(prepared.call, budget, min_rounds)
+        times = measure(prepared.call, rounds, iterations)
+    except Exception as exc:
+        log(f"error: {case.name}: {type(exc).__name__}: {exc} (while timing)")
+        return None
+    stats = Stats()
+    for seconds in times:
+        stats.update(seconds)
+    return {
+        "group": case.group, "name": case.name, "fullname": case.name, "params": None,
+        "param": None, "extra_info": prepared.extra_info(),
+        "options": {"disable_gc": True, "timer": "perf_counter", "warmup": 1},
+        "stats": {**stats.as_dict(), "data": list(stats.data), "iterations": iterations},
+    }
+
+
+def document(benchmarks: list[dict], machine_info: dict | None = None) -> dict:
+    """A pytest-benchmark-shaped run (what `compare` reads) holding ``benchmarks``."""
     import datetime
 
     import pytest_benchmark
-    from pytest_benchmark.stats import Stats
 
-    benchmarks = []
-    for case in found:
-        try:
-            prepared = prepare(case)
-        except Exception as exc:
-            log(f"error: {case.name}: {type(exc).__name__}: {exc}")
-            continue
-        if not prepared.validated:
-            known = known_failure(case)
-            why = f"a known failure ({known.source})" if known else "NOT an expected failure"
-            log(f"wrong: {case.name}: disagrees with {prepared.detail}, {why}; not timed")
-            continue
-        try:
-            rounds, iterations = calibrate(prepared.call, budget, min_rounds)
-            times = measure(prepared.call, rounds, iterations)
-        except Exception as exc:
-            log(f"error: {case.name}: {type(exc).__name__}: {exc} (while timing)")
-            continue
-        stats = Stats()
-        for seconds in times:
-            stats.update(seconds)
-        benchmarks.append({
-            "group": case.group, "name": case.name, "fullname": case.name, "params": None,
-            "param": None, "extra_info": prepared.extra_info(),
-            "options": {"disable_gc": True, "timer": "perf_counter", "warmup": 1},
-            "stats": {**stats.as_dict(), "data": list(stats.data), "iterations": iterations},
-        })
-    return {"machine_info": {"harness": machine.info()}, "commit_info": {},
+    return {"machine_info": {"harness": machine_info or machine.info()}, "commit_info": {},
             "benchmarks": benchmarks,
             "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "version": pytest_benchmark.__version__}
 
 
-def merge(runs: list[dict]) -> dict:
-    """One run holding the benchmarks of several (one per isolated backend), the first's machine."""
-    merged = dict(runs[0])
-    merged["benchmarks"] = [b for run in runs for b in run["benchmarks"]]
-    return merged
+def run(found: Iterable[Case], budget: float, log: Callable[[str], None] = print,
+        min_rounds: int = MIN_ROUNDS) -> dict:
+    """`bench` each case in this process; the run. A case that fails is logged and left out."""
+    timed = [bench(case, budget, min_rounds, log) for case in found]
+    return document([b for b in timed if b is not None])

@@ -11,14 +11,18 @@ Finite-difference oracles add their own error estimate to the allowed gap.
 A failing check is classified: ``overflow/nan`` (the value is not finite where
 the reference is), ``nondeterministic`` (two calls disagree beyond the
 tolerance), ``oracle noise`` (the gap to a finite difference follows the step
-size) or ``wrong derivative``.
+size, and no exact oracle finds the same result wrong) or ``wrong derivative``.
+An erroring check is ``exception`` (the backend raised), ``wrong shape`` (a
+result of the wrong shape or structure), or, from `harness.runner`, ``crash``
+or ``timeout``.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -93,21 +97,24 @@ class Check:
     _raw: Any = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict:
+        """The check as strict JSON data (RFC 8259 has no NaN or infinity): each non-finite
+        number becomes ``null``, and ``not_finite`` maps where it stood (``"value[3]"``,
+        ``"max_abs_err"``) to what it was (``"nan"``, ``"inf"``, ``"-inf"``)."""
         record = asdict(self)
         record.pop("_raw")
+        found: dict[str, str] = {}
+        record = {name: _finite(item, name, found) for name, item in record.items()}
+        record["not_finite"] = found
         return record
 
-    @classmethod
-    def from_json(cls, record: dict) -> Check:
-        """A check read back from `to_json`; its value (if written out) takes part in agreement.
 
-        Fields this version does not know are dropped (a child of another version).
-        """
-        known = {f.name for f in fields(cls) if not f.name.startswith("_")}
-        check = cls(**{k: v for k, v in record.items() if k in known})
-        if check.value is not None and check.status in ("pass", "fail"):
-            check._raw = np.asarray(check.value, np.float64)
-        return check
+def _finite(item: Any, where: str, found: dict[str, str]) -> Any:
+    if isinstance(item, float) and not math.isfinite(item):
+        found[where] = str(item)
+        return None
+    if isinstance(item, list | tuple):
+        return [_finite(v, f"{where}[{i}]", found) for i, v in enumerate(item)]
+    return item
 
 
 @dataclass
@@ -133,12 +140,21 @@ def run(plan: Plan) -> Iterator[Check]:
     yield from agreement(results)
 
 
-def backend_checks(entry: BackendEntry, plan: Plan) -> Iterator[Check]:
+Progress = Callable[[tuple], None]
+"""Receives ``("total", n)`` once (the number of cases), ``("current", label)`` as work starts
+on a case or order, and ``("advance",)`` after each case (`harness.runner` shows them)."""
+
+
+def _ignore(event: tuple) -> None:
+    pass
+
+
+def backend_checks(entry: BackendEntry, plan: Plan, progress: Progress = _ignore) -> Iterator[Check]:
     """One backend's checks (none if it is unavailable), in this process."""
     if entry.unavailable:
         return
     with np.errstate(all="ignore"):  # overflow is classified, not warned about
-        yield from _backend_checks(entry, plan)
+        yield from _backend_checks(entry, plan, progress)
 
 
 @dataclass(frozen=True)
@@ -149,6 +165,11 @@ class _Job:
     devices: tuple[str, ...]
     self_consistency: bool
     """Run the self-consistency oracle here (float64, once per backend: in its last mode)."""
+    progress: Progress = _ignore
+
+    def current(self, what: str) -> None:
+        t = self.target
+        self.progress(("current", f"{t.device} {t.dtype} {t.mode} {what}"))
 
     def head(self, strategy: str, problem: str) -> partial:
         t = self.target
@@ -167,30 +188,41 @@ class _Job:
         return None
 
 
-def _backend_checks(entry: BackendEntry, plan: Plan) -> Iterator[Check]:
+def _backend_checks(entry: BackendEntry, plan: Plan, progress: Progress) -> Iterator[Check]:
     backend = entry.backend
     try:
         devices = tuple(backend.devices())
     except Exception as exc:
+        progress(("total", 0))
         yield _error(partial(Check, entry.name, entry.version, "-", "-", "-", "-", "-"), 0, exc)
         return
     modes = plan.modes or backend.modes
+    cases = []  # listed first, so that progress knows the total
     for device in plan.devices or devices:
         for dtype in plan.dtypes:
             for mode in modes:
                 job = _Job(Target(entry, device, dtype, mode), devices,
-                           self_consistency=dtype == "float64" and mode == modes[-1])
+                           self_consistency=dtype == "float64" and mode == modes[-1],
+                           progress=progress)
                 for problem in plan.problems:
                     if isinstance(problem, GradientProblem):
-                        yield from _guarded(_gradient_checks(job, problem, plan.orders),
-                                            job.head("reverse", problem.name))
-                        yield from _guarded(_hvp_checks(job, problem, plan.orders, plan.strategies),
-                                            job.head("-", problem.name))
-                        continue
-                    for strategy in plan.strategies or backend.strategies:
-                        yield from _guarded(_scalar_checks(job, strategy, problem,
-                                                           plan.orders or DEFAULT_ORDERS[dtype]),
-                                            job.head(strategy, problem.name))
+                        cases.append((job, problem, None))
+                    else:
+                        cases += [(job, problem, s) for s in plan.strategies or backend.strategies]
+    progress(("total", len(cases)))
+    for job, problem, strategy in cases:
+        dtype = job.target.dtype
+        if strategy is None:
+            job.current(f"{problem.name} value+grad")
+            yield from _guarded(_gradient_checks(job, problem, plan.orders),
+                                job.head("reverse", problem.name))
+            yield from _guarded(_hvp_checks(job, problem, plan.orders, plan.strategies),
+                                job.head("-", problem.name))
+        else:
+            yield from _guarded(_scalar_checks(job, strategy, problem,
+                                               plan.orders or DEFAULT_ORDERS[dtype]),
+                                job.head(strategy, problem.name))
+        progress(("advance",))
 
 
 def _attempt(head: partial, order: int, compute) -> tuple[Any, float]:
@@ -231,6 +263,8 @@ def _scalar_checks(job: _Job, strategy: str, problem: ScalarProblem, orders) -> 
         yield _error(head, 0, exc)
         return
     for order in orders:
+        job.current(f"{problem.name} {strategy} order {order}")
+
         def twice(order=order):
             d = target.derivative(problem, order, strategy)
             return d, *(_shaped(target.numpy(d(x)), points.shape) for _ in range(2))
@@ -252,6 +286,7 @@ def _scalar_checks(job: _Job, strategy: str, problem: ScalarProblem, orders) -> 
         if check.classification == "wrong derivative":
             check = _remainder(check, problem, x64, order, first, reference)
         yield check
+        exact = check
         lower[order] = d
         if job.self_consistency and order <= SELF_CONSISTENCY_ORDERS:
             check = head(order, "self-consistency", "pass", points=x64.tolist())
@@ -260,17 +295,22 @@ def _scalar_checks(job: _Job, strategy: str, problem: ScalarProblem, orders) -> 
             except Exception as exc:
                 yield _error(head, order, exc)
                 continue
-            yield _self_consistency(check, target, previous, x64, first, second, rtol)
+            yield _self_consistency(check, target, previous, x64, first, second, rtol, exact)
+
+
+class ShapeMismatch(ValueError):
+    """A backend's result has the wrong shape or pytree structure (classification ``wrong shape``)."""
 
 
 def _shaped(value: np.ndarray, shape: tuple) -> np.ndarray:
     if value.shape != shape:
-        raise ValueError(f"derivative has shape {value.shape}, expected {shape}")
+        raise ShapeMismatch(f"derivative has shape {value.shape}, expected {shape}")
     return value
 
 
-def _self_consistency(check, target: Target, previous, x64, first, second, rtol) -> Check:
-    """Order n against a central difference of the backend's own order n-1 (float64 only)."""
+def _self_consistency(check, target: Target, previous, x64, first, second, rtol, exact: Check) -> Check:
+    """Order n against a central difference of the backend's own order n-1 (float64 only).
+    ``exact``: the same result's check against the exact or multiprecision oracle."""
 
     def lower(t):
         return _shaped(target.numpy(previous(target.array(t))), np.shape(t))
@@ -281,10 +321,11 @@ def _self_consistency(check, target: Target, previous, x64, first, second, rtol)
         if finite.any():
             reference[finite], error[finite] = oracles.central_derivative(lower, x64[finite])
     except Exception as exc:
-        return replace(check, status="error", message=f"{type(exc).__name__}: {exc}")
+        return replace(check, status="error", classification="exception",
+                       message=f"{type(exc).__name__}: {exc}")
     check = _judge(check, first, second, reference, max(rtol, FD_RTOL), slack=4 * error)
     if check.classification == "wrong derivative":
-        check = _sweep(check, lower, x64, first)
+        check = _sweep(check, lower, x64, first, exact)
     return check
 
 
@@ -305,7 +346,7 @@ def _gradient_checks(job: _Job, problem: GradientProblem, orders) -> Iterator[Ch
         results = [target.numpy(vg(*args)) for _ in range(2)]
         expected = structure(select(rounded, problem.argnums))
         if structure(results[0][1]) != expected:
-            raise ValueError(f"gradient has structure {structure(results[0][1])}, "
+            raise ShapeMismatch(f"gradient has structure {structure(results[0][1])}, "
                              f"expected {expected}")
         return results
 
@@ -320,17 +361,20 @@ def _gradient_checks(job: _Job, problem: GradientProblem, orders) -> Iterator[Ch
     rtol = tolerance(target.dtype, 1)
     g, g_again = flatten(g1), flatten(g2)
     magnitude = flatten(problem.magnitude(*rounded)) if problem.magnitude else np.zeros_like(g)
+    exact = []
     if problem.gradient is not None:
-        yield _judge(head(1, "closed-form", "pass", points="full gradient"),
-                     g, g_again, flatten(problem.gradient(*rounded)), rtol, slack=rtol * magnitude)
+        exact.append(_judge(head(1, "closed-form", "pass", points="full gradient"),
+                            g, g_again, flatten(problem.gradient(*rounded)), rtol, slack=rtol * magnitude))
+        yield exact[-1]
     F, theta = oracles.of_flat_parameters(problem.fn, np, rounded, problem.argnums)
     rows = oracles.directions(theta.size)
     where = ("full gradient" if theta.size <= oracles.FULL_GRADIENT_LIMIT
              else f"{len(rows)} seeded random directions")
     claimed, claimed_again = rows @ g, rows @ g_again
     slack = rtol * (np.abs(rows) @ magnitude)
-    yield _judge(head(1, "complex-step", "pass", points=where),
-                 claimed, claimed_again, oracles.complex_step(F, theta, rows), rtol, slack=slack)
+    exact.append(_judge(head(1, "complex-step", "pass", points=where),
+                        claimed, claimed_again, oracles.complex_step(F, theta, rows), rtol, slack=slack))
+    yield exact[-1]
     reference, error = oracles.central_difference(F, theta, rows)
     check = _judge(head(1, "central-difference", "pass", points=where),
                    claimed, claimed_again, reference, max(rtol, FD_RTOL), slack=slack + 4 * error)
@@ -339,7 +383,7 @@ def _gradient_checks(job: _Job, problem: GradientProblem, orders) -> Iterator[Ch
         def along(t):
             return np.array([F(theta + ti * v) for ti, v in zip(t, rows, strict=True)])
 
-        check = _sweep(check, along, np.zeros(len(rows)), claimed)
+        check = _sweep(check, along, np.zeros(len(rows)), claimed, *exact)
     yield check
 
 
@@ -365,6 +409,7 @@ def _hvp_checks(job: _Job, problem: GradientProblem, orders, strategies) -> Iter
         if strategies is not None and strategy not in strategies:
             continue
         head = job.head(strategy, problem.name)
+        job.current(f"{problem.name} hvp {strategy}")
         reason = job.unoffered(None)
         if reason:
             yield head(2, "-", "unsupported", message=reason)
@@ -376,7 +421,7 @@ def _hvp_checks(job: _Job, problem: GradientProblem, orders, strategies) -> Iter
                                                               *args))) for v in rows])
                        for _ in range(2)]
             if results[0].shape != reference.shape:
-                raise ValueError(f"Hessian-vector products have shape {results[0].shape[1:]}, "
+                raise ShapeMismatch(f"Hessian-vector products have shape {results[0].shape[1:]}, "
                                  f"expected {reference.shape[1:]}")
             return results
 
@@ -423,7 +468,7 @@ def _judge(check: Check, value, second, reference, rtol: float, slack=0.0) -> Ch
     check.tolerance = rtol
     with np.errstate(divide="ignore", invalid="ignore"):
         check.err_over_allowed = float(np.max(np.where(error > 0, error / allowed, 0.0),
-                                              initial=0.0))
+                                              initial=0.0)) if finite else math.inf
     check._raw = value
     if value.size <= VALUE_LIMIT:
         check.value, check.reference = value.tolist(), reference.tolist()
@@ -457,16 +502,24 @@ def _remainder(check: Check, problem: ScalarProblem, x64, order, value, referenc
     return check
 
 
-def _sweep(check: Check, fn, points, claimed) -> Check:
-    """Reclassify a miss against a finite difference: does the gap follow the step size?"""
+def _sweep(check: Check, fn, points, claimed, *exact: Check) -> Check:
+    """Reclassify a miss against a finite difference: does the gap follow the step size?
+
+    Not when an exact (or multiprecision, closed-form, complex-step) oracle also says the
+    derivative is wrong: then the finite difference is right too, whatever its sweep shows.
+    """
     gaps = oracles.step_sweep(fn, points, claimed, SWEEP_STEPS)
     check.sweep = [[h, gap] for h, gap in zip(SWEEP_STEPS, gaps, strict=True)]
     ratio = gaps[1] / gaps[0] if gaps[0] else 1.0
-    if not 0.5 < ratio < 2.0:
+    confirmed = [c.oracle for c in exact if c.classification == "wrong derivative"]
+    follows = not 0.5 < ratio < 2.0
+    if follows and not confirmed:
         check.classification = "oracle noise"
     check.message = (f"gap {gaps[0]:.3g} at h={SWEEP_STEPS[0]:g}, {gaps[1]:.3g} at "
-                     f"h={SWEEP_STEPS[1]:g}: " + ("follows the step (the oracle is off)"
-                     if check.classification == "oracle noise" else "independent of the step"))
+                     f"h={SWEEP_STEPS[1]:g}: " + ("follows the step" if follows
+                                                  else "independent of the step"))
+    check.message += (f"; {', '.join(confirmed)} also finds it wrong, so this is no oracle noise"
+                      if confirmed else " (the oracle is off)" if follows else "")
     return check
 
 
@@ -500,4 +553,5 @@ def agreement(results: list[Check]) -> Iterator[Check]:
 
 
 def _error(head: partial, order: int, exc: Exception) -> Check:
-    return head(order, "-", "error", message=f"{type(exc).__name__}: {exc}")
+    kind = "wrong shape" if isinstance(exc, ShapeMismatch) else "exception"
+    return head(order, "-", "error", classification=kind, message=f"{type(exc).__name__}: {exc}")

@@ -47,3 +47,20 @@ def installed(registry) -> list[plugins.BackendEntry]:
     if not entries:
         pytest.skip("no built-in backend is installed")
     return entries
+
+
+@pytest.fixture
+def fast(installed) -> plugins.BackendEntry:
+    """One installed built-in backend, the quickest to validate (autograd has no compile step)."""
+    return next((e for e in installed if e.name == "autograd"), installed[0])
+
+
+@pytest.fixture
+def with_plugin(monkeypatch):
+    """Make the CLI's ``plugins.load()`` also load the given (name, plugin) pairs."""
+    real_load = plugins.load
+
+    def install(*extra):
+        monkeypatch.setattr(plugins, "load", lambda: real_load(extra=list(extra)))
+
+    return install

@@ -16,12 +16,6 @@ FIELDS = ("backend", "device", "dtype", "mode", "strategy", "problem", "order", 
           "reference", "oracle", "max_abs_err", "max_rel_err", "tolerance")
 
 
-@pytest.fixture
-def fast(installed) -> plugins.BackendEntry:
-    """One installed built-in backend, the quickest to validate (autograd has no compile step)."""
-    return next((e for e in installed if e.name == "autograd"), installed[0])
-
-
 @pytest.fixture(autouse=True)
 def no_backends_env(monkeypatch):
     monkeypatch.delenv(plugins.BACKENDS_ENV, raising=False)
@@ -43,17 +37,6 @@ class Planted(Wrapper):
     def derivative(self, f, order, strategy):
         d = self.inner.derivative(f, order, strategy)
         return (lambda x: d(x) * (1 + 1e-3)) if order == self.order else d
-
-
-@pytest.fixture
-def with_plugin(monkeypatch):
-    """Make the CLI's ``plugins.load()`` also load the given (name, plugin) pairs."""
-    real_load = plugins.load
-
-    def install(*extra):
-        monkeypatch.setattr(plugins, "load", lambda: real_load(extra=list(extra)))
-
-    return install
 
 
 # --- validate ------------------------------------------------------------------------------------------

@@ -176,10 +176,12 @@ def test_validate_cli_exits_0_1_or_2_whatever_the_options(autograd, drawn, joine
 def test_an_empty_selection_does_not_pass(autograd, option, capsys, monkeypatch):
     monkeypatch.delenv(plugins.BACKENDS_ENV, raising=False)
     argv = {"-b": "autograd", "-p": "cubic", option: ""}
-    code = cli.main(["validate", "--no-isolate", "-o", "1", "--dtype", "float64",
-                     *(x for item in argv.items() for x in item)])
-    assert "no checks ran" not in capsys.readouterr().out
-    assert code != cli.EXIT_OK
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["validate", "--no-isolate", "-o", "1", "--dtype", "float64",
+                  *(x for item in argv.items() for x in item)])
+    assert exc.value.code == cli.EXIT_USAGE
+    captured = capsys.readouterr()
+    assert "no checks ran" not in captured.out and "names nothing" in captured.err
 
 
 # --- harness.expected.parse -----------------------------------------------------------------------
