@@ -10,7 +10,6 @@ import argparse
 import datetime
 import json
 import math
-import multiprocessing
 import os
 import re
 import signal
@@ -18,7 +17,6 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tabulate import tabulate
@@ -35,6 +33,7 @@ from harness import (
     timing,
     validate,
 )
+from harness import devices as harness_devices
 from harness.plugins import DTYPES, MODES, UsageError
 from harness.strategies import STRATEGIES
 
@@ -108,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     lister.add_argument("--format", choices=("table", "json"), default="table")
     lister.add_argument("--no-devices", action="store_true",
                         help="skip device detection (it imports each framework in a subprocess)")
+    lister.add_argument("--refresh", action="store_true",
+                        help="detect devices again, even if this environment's are remembered")
 
     val = sub.add_parser("validate", help="check derivatives against oracles and across backends")
     val.add_argument("-b", "--backend", type=_names, action="extend",
@@ -186,32 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-def _probe_devices(name: str) -> list[str]:
-    """Run in a subprocess: import the framework and detect its devices."""
-    return plugins.load().backends[name].backend.devices()
-
-
-def detect_devices(entries: list[plugins.BackendEntry]) -> dict[str, str]:
-    """Each available backend's devices, found in child processes so this one imports no framework."""
-    found = {}
-    available = [e.name for e in entries if not e.unavailable]
-    if not available:
-        return found
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=len(available), mp_context=context) as pool:
-        futures = {name: pool.submit(_probe_devices, name) for name in available}
-        for name, future in futures.items():
-            try:
-                found[name] = ", ".join(future.result(timeout=120))
-            except Exception as exc:
-                found[name] = f"error: {type(exc).__name__}: {exc}"
-    return found
-
-
 def cmd_list(args) -> int:
     registry = plugins.load()
     entries = list(registry.backends.values())
-    devices = {} if args.no_devices else detect_devices(entries)
+    devices, detected = ({}, None) if args.no_devices else harness_devices.detect(entries, args.refresh)
     backends = [{
         "name": e.name, "plugin": e.plugin, "available": e.unavailable is None,
         "reason": e.unavailable, "version": e.version, "devices": devices.get(e.name),
@@ -222,8 +201,8 @@ def cmd_list(args) -> int:
                  "description": p.description} for p in registry.problems.values()]
     errors = [{"plugin": e.plugin, "message": e.message} for e in registry.errors]
     if args.format == "json":
-        print(json.dumps({"backends": backends, "problems": problems, "plugin_errors": errors},
-                         indent=2))
+        print(json.dumps({"backends": backends, "devices_detected": detected or "now",
+                          "problems": problems, "plugin_errors": errors}, indent=2))
         return EXIT_OK
     rows = [[b["name"], b["version"] or "-",
              "yes" if b["available"] else f"no: {b['reason']}",
@@ -231,6 +210,9 @@ def cmd_list(args) -> int:
             for b in backends]
     print(tabulate(rows, headers=["backend", "version", "available", "devices", "strategies",
                                   "modes"]))
+    if detected:
+        print(f"\ndevices as detected at {detected} in this same environment (interpreter, "
+              "installed packages, GPU nodes, device variables); --refresh detects them again")
     print()
     print(tabulate([[p["name"], p["kind"], "yes" if p["default"] else "-", p["description"]]
                     for p in problems], headers=["problem", "kind", "default", "description"]))

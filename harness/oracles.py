@@ -13,7 +13,6 @@ from fractions import Fraction
 from typing import Any
 
 import mpmath
-import numdifftools
 import numpy as np
 
 from harness.pytree import flatten, select, substitute, unflatten
@@ -109,6 +108,8 @@ def central_derivative(fn: Callable, points: np.ndarray) -> tuple[np.ndarray, np
     keep the error near 1e-13 on smooth functions: ``fn`` is often a costly
     nested derivative.
     """
+    import numdifftools  # here, not at the top: it imports scipy, 1-2 s, and `list` needs neither
+
     steps = numdifftools.MinStepGenerator(base_step=1e-3, num_steps=6, step_ratio=2)
     result = numdifftools.Derivative(fn, n=1, step=steps, full_output=True)(
         np.asarray(points, np.float64))
@@ -160,6 +161,8 @@ def complex_step(F: Callable, theta: np.ndarray, rows: np.ndarray) -> np.ndarray
 def central_difference(F: Callable, theta: np.ndarray, rows: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray]:
     """Directional derivatives ``rows @ grad F(theta)`` by numdifftools, with error estimates."""
+    import numdifftools
+
     values, errors = [], []
     for v in rows:
         result = numdifftools.Derivative(lambda t, v=v: F(theta + t * v), full_output=True)(0.0)

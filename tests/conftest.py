@@ -11,10 +11,20 @@ import os
 
 import pytest
 
-from harness import plugins
+from harness import plugins, timing
 
 BUILTIN = ("jax", "autograd", "torch")
 REQUIRED = {n for n in os.environ.get("HARNESS_REQUIRE_BACKENDS", "").split(",") if n}
+
+
+def pytest_addoption(parser):
+    """The benchmark suite's options (used by tests/benchmarks/conftest.py), declared here so
+    that `pytest --benchmark-only --harness-profile quick` works from the repository root."""
+    group = parser.getgroup("gradient-harness")
+    group.addoption("--harness-profile", choices=sorted(timing.PROFILES), default=None,
+                    help="benchmark sizes and orders (default: gpu if a GPU is seen, else cpu)")
+    group.addoption("--harness-results", default=None,
+                    help="folder for saved runs (default: results/ in the repository)")
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +74,16 @@ def with_plugin(monkeypatch):
         monkeypatch.setattr(plugins, "load", lambda: real_load(extra=list(extra)))
 
     return install
+
+
+@pytest.fixture(autouse=True, scope="session")
+def device_cache(tmp_path_factory):
+    """Device detections are remembered in a folder of this test session, not in ~/.cache."""
+    folder = tmp_path_factory.mktemp("device-cache")
+    previous = os.environ.get("HARNESS_CACHE_DIR")
+    os.environ["HARNESS_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("HARNESS_CACHE_DIR", None)
+    else:
+        os.environ["HARNESS_CACHE_DIR"] = previous

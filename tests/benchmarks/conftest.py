@@ -1,6 +1,7 @@
 """The benchmark suite's plumbing: which cases run, machine info, and saving the run to results/.
 
-Choose the cases with ``--harness-profile`` (``quick``, ``cpu``, ``gpu``; the
+Choose the cases with ``--harness-profile`` (declared in ``tests/conftest.py``, which pytest
+loads from the repository root too) (``quick``, ``cpu``, ``gpu``; the
 default is ``gpu`` when a backend sees one, else ``cpu``) and the backends with
 ``$HARNESS_BACKENDS``. Every run that timed something is saved as
 pytest-benchmark JSON under ``results/`` (or ``--harness-results DIR``), under
@@ -15,14 +16,6 @@ import uuid
 from pathlib import Path
 
 from harness import files, machine, plugins, timing
-
-
-def pytest_addoption(parser):
-    group = parser.getgroup("gradient-harness")
-    group.addoption("--harness-profile", choices=sorted(timing.PROFILES), default=None,
-                    help="benchmark sizes and orders (default: gpu if a GPU is seen, else cpu)")
-    group.addoption("--harness-results", default=None,
-                    help="folder for saved runs (default: results/ in the repository)")
 
 
 def pytest_generate_tests(metafunc):
