@@ -7,7 +7,6 @@ from pathlib import Path
 
 import harness
 from harness.pytree import select, substitute
-from harness.strategies import nest
 
 
 class AutogradBackend:
@@ -61,12 +60,6 @@ class AutogradBackend:
 
         # make_jvp differentiates one argument: pack the primals into one tuple.
         return make_jvp(lambda packed: f(*packed))(tuple(primals))(tuple(tangents))
-
-    def derivative(self, f, order, strategy):
-        return nest(self, f, order, strategy)
-
-    def compile(self, fn, mode):
-        raise NotImplementedError("autograd has no compiled mode")
 
     def block_until_ready(self, x):
         return x  # numpy is synchronous

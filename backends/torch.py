@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 
 import harness
-from harness.strategies import nest
 
 
 class TorchBackend:
@@ -49,12 +48,6 @@ class TorchBackend:
 
     def jvp(self, f, primals, tangents):
         return self.torch.func.jvp(f, primals, tangents)
-
-    def derivative(self, f, order, strategy):
-        return nest(self, f, order, strategy)
-
-    def compile(self, fn, mode):
-        raise NotImplementedError("torch.compile is not wired up yet")
 
     def block_until_ready(self, x):
         if self.torch.cuda.is_available():

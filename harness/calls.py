@@ -49,7 +49,7 @@ class Target:
     def derivative(self, problem: ScalarProblem, order: int, strategy: str) -> Callable:
         """``problem``'s ``order``-th derivative, compiled for this mode, on backend arrays."""
         f = partial(problem.fn, self.backend.namespace())
-        return self.compiled(self.backend.derivative(f, order, strategy))
+        return self.compiled(strategies.derivative(self.backend, f, order, strategy))
 
     def value_and_grad(self, problem: GradientProblem,
                        argnums: int | tuple[int, ...] | None = None) -> Callable:

@@ -34,8 +34,8 @@ from harness import (
     validate,
 )
 from harness import devices as harness_devices
-from harness.plugins import DTYPES, MODES, UsageError
-from harness.strategies import STRATEGIES
+from harness.hookspecs import DTYPES, MODES, STRATEGIES
+from harness.plugins import UsageError
 
 MAX_ORDER = 30
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -185,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # outside a run (which reports what it finished): before or after
+        print("interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 def cmd_list(args) -> int:

@@ -1,4 +1,5 @@
-"""The gradient-backend spec: the hooks a plugin implements and the backend object it registers.
+"""The gradient-backend spec, whole: the hooks a plugin implements, the backend it registers,
+and the names it may use. Nothing else needs reading to write a backend.
 
 A plugin is a module (or object) with functions decorated by ``@harness.hookimpl``
 and an entry point in the ``harness`` group of its package::
@@ -7,23 +8,57 @@ and an entry point in the ``harness`` group of its package::
     mybackend = "mypackage.harness_plugin"
 
 The built-in ``jax``, ``autograd`` and ``torch`` backends (``backends/``) load
-through this same group. A minimal plugin::
+through this same group. A complete backend, JAX with only what the spec
+requires plus the optional ``jvp`` (``tests/test_spec.py`` runs this very text
+and validates it on every default problem)::
+
+    import numpy as np
 
     import harness
-    from harness.strategies import nest
 
-    class MyBackend:
-        name = "mine"
-        requires = ("myframework",)
-        install_hint = "pip install myframework"
-        strategies = ("reverse",)
+
+    class MiniJax:
+        name = "mini-jax"
+        requires = ("jax",)
+        install_hint = "pip install jax"
+        strategies = ("reverse", "forward", "forward-over-reverse")
         modes = ("eager",)
         dtypes = ("float32", "float64")
-        ...  # the methods of `Backend` below
+
+        def devices(self):
+            return ["cpu"]
+
+        def namespace(self):
+            import jax
+
+            jax.config.update("jax_enable_x64", True)  # else float64 silently becomes float32
+            return jax.numpy
+
+        def asarray(self, x, dtype, device):
+            return self.namespace().asarray(np.asarray(x, dtype=dtype))
+
+        def to_numpy(self, x):
+            return np.asarray(x)
+
+        def value_and_grad(self, f, argnums):
+            import jax
+
+            return jax.value_and_grad(f, argnums)
+
+        def jvp(self, f, primals, tangents):
+            import jax
+
+            return jax.jvp(f, primals, tangents)
+
+        def block_until_ready(self, x):
+            import jax
+
+            return jax.block_until_ready(x)
+
 
     @harness.hookimpl
     def harness_register_backends(register):
-        register(MyBackend())
+        register(MiniJax())
 
 The host checks every registered backend against `Backend` and reports a plugin
 that breaks the spec, fails to import or raises by name; the other backends go on.
@@ -39,10 +74,31 @@ import pluggy
 hookspec = pluggy.HookspecMarker("harness")
 
 __all__ = [
+    "DTYPES",
+    "MODES",
+    "NAMESPACE",
+    "STRATEGIES",
     "Backend",
     "harness_register_backends",
     "harness_register_problems",
 ]
+
+MODES = ("eager", "jit")
+"""Execution modes: ``eager`` (required of every backend) and ``jit`` (compiled, `Backend.compile`)."""
+DTYPES = ("float32", "float64")
+STRATEGIES: dict[str, str] = {
+    "reverse": "nested reverse mode: grad of grad of ... (n reverse passes)",
+    "forward": "nested forward mode: jvp of jvp of ... with unit tangents",
+    "forward-over-reverse": "one reverse-mode derivative, then forward mode for the other n-1",
+    "taylor": "Taylor mode: all n orders in one forward pass (jax.experimental.jet)",
+}
+"""Strategies for n-th derivatives. ``reverse`` and ``forward-over-reverse`` also name the
+Hessian-vector products (grad of <grad f, v>; jvp of grad f along v)."""
+NAMESPACE = ("tanh", "exp", "log", "log1p", "sin", "cos", "sum", "ones_like")
+"""What `Backend.namespace` must offer: the functions problems use and the host composes with."""
+REQUIRED_METHODS = ("devices", "namespace", "asarray", "to_numpy", "value_and_grad",
+                    "block_until_ready")
+OPTIONAL_METHODS = ("jvp", "derivative", "compile")
 
 
 @runtime_checkable
@@ -61,21 +117,32 @@ class Backend(Protocol):
       first one's version is reported as the backend's version. If one is missing
       the backend is *unavailable* (listed with ``install_hint``), never a crash.
     - ``install_hint``: the command that makes the backend available.
-    - ``strategies``: the n-th-derivative strategies offered, names from
-      `harness.strategies.STRATEGIES` (``"reverse"``, ``"forward"``,
-      ``"forward-over-reverse"``, ``"taylor"``).
-    - ``modes``: execution modes, from ``("eager", "jit")``; ``"eager"`` is required.
-    - ``dtypes``: from ``("float32", "float64")``.
+    - ``strategies``: the n-th-derivative strategies offered, keys of `STRATEGIES`.
+    - ``modes``: execution modes, from `MODES`; ``"eager"`` is required.
+    - ``dtypes``: from `DTYPES`.
 
-    Optional:
+    Required methods: `devices`, `namespace`, `asarray`, `to_numpy`,
+    `value_and_grad`, `block_until_ready`. Optional:
 
+    - `jvp`: forward mode. With it the host builds the ``forward`` and
+      ``forward-over-reverse`` strategies and forward-over-reverse Hessian-vector
+      products; without it they are reported ``unsupported``.
+    - `derivative`: only for strategies the host cannot compose (Taylor mode);
+      without it the host nests `value_and_grad` and `jvp`
+      (`harness.strategies.nest`).
+    - `compile`: required when ``modes`` has anything besides ``"eager"``.
     - ``expected``: the path of a text file listing the combinations the backend
       is known to fail or not support (format: `harness.expected`).
-    - ``jvp(f, primals, tangents) -> (f(*primals), tangent_out)``: forward mode
-      over pytrees, as ``jax.jvp``. With it the host builds the ``forward`` and
-      ``forward-over-reverse`` strategies (`harness.strategies.nest`) and
-      forward-over-reverse Hessian-vector products (`harness.strategies.hvp`);
-      without it they are reported ``unsupported``.
+
+    **Nesting.** The host differentiates what `value_and_grad` and `jvp` return,
+    again and again (the n-th derivative is n nested calls; a Hessian-vector
+    product is a gradient of a gradient). So both must return functions that the
+    same backend can differentiate again, from inside another `value_and_grad`
+    or `jvp`. Functional frameworks (JAX, autograd, ``torch.func``) do this by
+    construction. A tape-based framework must record the backward pass on the
+    tape as well: ``torch.autograd.grad(..., create_graph=True)``, a persistent
+    ``tf.GradientTape`` nested inside the outer one, and must not detach the
+    inputs it receives (they may be the outer level's traced values).
     """
 
     name: str
@@ -94,7 +161,7 @@ class Backend(Protocol):
     def namespace(self) -> Any:
         """The array namespace problems are evaluated with (``jax.numpy``, ...).
 
-        It must offer ``tanh exp log log1p sin cos sum`` and arrays that support
+        It must offer the functions in `NAMESPACE` and arrays that support
         ``+ - * / ** @``.
         """
 
@@ -110,7 +177,21 @@ class Backend(Protocol):
         ``f(*args)`` returns a scalar; each argument is a pytree. The returned
         callable takes the same ``*args`` and returns ``(value, grads)``, where
         ``grads`` is one pytree shaped like ``args[argnums]`` for an int and a
-        tuple of them for a sequence, as ``jax.value_and_grad`` does.
+        tuple of them for a sequence, as ``jax.value_and_grad`` does. It must be
+        differentiable again by this backend (see *Nesting* above).
+        """
+
+    def block_until_ready(self, x: Any) -> Any:
+        """Wait until the asynchronous computation producing pytree ``x`` is done; return ``x``."""
+
+
+class OptionalMethods(Protocol):
+    """The optional methods of a `Backend`, with their contracts."""
+
+    def jvp(self, f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
+        """``(f(*primals), tangent_out)``: forward mode over pytrees, as ``jax.jvp``.
+
+        Differentiable again by this backend, like `Backend.value_and_grad`.
         """
 
     def derivative(self, f: Callable, order: int, strategy: str) -> Callable:
@@ -118,11 +199,10 @@ class Backend(Protocol):
 
         ``f`` maps an array of points to an array of values elementwise; the
         result maps an array of points to the n-th derivative at each point.
-        ``return harness.strategies.nest(self, f, order, strategy)`` builds the
-        nested strategies from ``value_and_grad`` and ``jvp``; handle only
-        framework-specific strategies (Taylor mode) yourself. Raise
-        ``NotImplementedError`` for a strategy the backend does not offer: it is
-        reported as ``unsupported``, not as an error.
+        Return ``harness.strategies.nest(self, f, order, strategy)`` for the
+        strategies the host composes, and handle only framework-specific ones
+        (Taylor mode) yourself. Raise ``NotImplementedError`` for a strategy the
+        backend does not offer: it is reported as ``unsupported``, not an error.
         """
 
     def compile(self, fn: Callable, mode: str) -> Callable:
@@ -131,9 +211,6 @@ class Backend(Protocol):
         Never called for ``"eager"``. Data reaches compiled functions as
         arguments, never as baked-in constants.
         """
-
-    def block_until_ready(self, x: Any) -> Any:
-        """Wait until the asynchronous computation producing pytree ``x`` is done; return ``x``."""
 
 
 @hookspec

@@ -8,7 +8,6 @@ plugin still loads. Nothing here imports a framework.
 from __future__ import annotations
 
 import importlib.metadata
-import inspect
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,20 +16,14 @@ from typing import Any
 import pluggy
 
 from harness import expected, hookspecs, problems
-from harness.strategies import STRATEGIES
+from harness.hookspecs import DTYPES, MODES, OPTIONAL_METHODS, REQUIRED_METHODS, STRATEGIES
 
 ENTRY_POINT_GROUP = "harness"
 BUILTIN_PROBLEMS = "harness.problems"
 BACKENDS_ENV = "HARNESS_BACKENDS"
 """Comma-separated backend names to run; the CLI's ``--backend`` overrides it."""
 
-MODES = ("eager", "jit")
-DTYPES = ("float32", "float64")
 _ATTRIBUTES = ("name", "requires", "install_hint", "strategies", "modes", "dtypes")
-_METHODS = tuple(
-    name for name, _ in inspect.getmembers(hookspecs.Backend, inspect.isfunction)
-    if not name.startswith("_")
-)
 
 
 class UsageError(ValueError):
@@ -143,9 +136,12 @@ def _known(names: Iterable[str], known: dict, what: str) -> list[str]:
 def spec_violation(backend: Any) -> str | None:
     """What ``backend`` lacks of the `hookspecs.Backend` spec, or ``None`` if it conforms."""
     missing = [a for a in _ATTRIBUTES if not hasattr(backend, a)]
-    missing += [m for m in _METHODS if not callable(getattr(backend, m, None))]
+    missing += [m for m in REQUIRED_METHODS if not callable(getattr(backend, m, None))]
     if missing:
         return f"missing {', '.join(missing)} (see harness/hookspecs.py)"
+    broken = [m for m in OPTIONAL_METHODS if hasattr(backend, m) and not callable(getattr(backend, m))]
+    if broken:
+        return f"{', '.join(broken)} must be methods (see harness/hookspecs.py)"
     if not isinstance(backend.name, str) or not backend.name:
         return "name must be a non-empty string"
     checks = [("strategies", STRATEGIES), ("modes", MODES), ("dtypes", DTYPES)]
@@ -156,6 +152,8 @@ def spec_violation(backend: Any) -> str | None:
             return f"{attribute} has {bad!r}; allowed: {', '.join(allowed)}"
     if "eager" not in backend.modes:
         return "modes must include 'eager'"
+    if set(backend.modes) != {"eager"} and not callable(getattr(backend, "compile", None)):
+        return f"modes {', '.join(backend.modes)} need a compile method (see harness/hookspecs.py)"
     return None
 
 

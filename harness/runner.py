@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import machine, plugins, timing, validate
-from harness.plugins import DTYPES, Registry
+from harness.hookspecs import DTYPES
+from harness.plugins import Registry
 
 POLL_S = 0.05
 """How often the parent reads its children's events and checks their time limits."""

@@ -13,13 +13,6 @@ from typing import Any
 
 from harness.pytree import select, substitute, vdot
 
-STRATEGIES: dict[str, str] = {
-    "reverse": "nested reverse mode: grad of grad of ... (n reverse passes)",
-    "forward": "nested forward mode: jvp of jvp of ... with unit tangents",
-    "forward-over-reverse": "one reverse-mode derivative, then forward mode for the other n-1",
-    "taylor": "Taylor mode: all n orders in one forward pass (jax.experimental.jet)",
-}
-
 HVP_STRATEGIES = ("reverse", "forward-over-reverse")
 """reverse: grad of <grad f, v> (reverse over reverse); forward-over-reverse: jvp of grad f along v."""
 
@@ -55,6 +48,12 @@ def nest(backend: Any, f: Callable, order: int, strategy: str) -> Callable:
     for op in plans[strategy]:
         f = op(f)
     return f
+
+
+def derivative(backend: Any, f: Callable, order: int, strategy: str) -> Callable:
+    """The backend's own `derivative` if it has one (it is optional), else `nest`."""
+    own = getattr(backend, "derivative", None)
+    return own(f, order, strategy) if own else nest(backend, f, order, strategy)
 
 
 def hvp(backend: Any, f: Callable, argnums: int | tuple[int, ...], strategy: str) -> Callable:

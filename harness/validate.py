@@ -31,7 +31,8 @@ import numpy as np
 from harness import oracles
 from harness import strategies as strategies_mod
 from harness.calls import Target
-from harness.plugins import DTYPES, BackendEntry
+from harness.hookspecs import DTYPES
+from harness.plugins import BackendEntry
 from harness.problems import GradientProblem, Problem, ScalarProblem
 from harness.pytree import flatten, select, structure, substitute, tree_map, unflatten
 

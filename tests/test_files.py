@@ -161,3 +161,39 @@ def test_concurrent_writers_of_one_name_exactly_one_wins(tmp_path):
     assert all(isinstance(exc, FileExistsError) for exc in outcome if exc is not None)
     assert json.loads(target.read_text()) == payload(winners[0])
     assert leftovers(tmp_path) == []
+
+
+# --- Temporaries of killed writers ----------------------------------------------------------------
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_write_and_never_read_as_a_run(tmp_path):
+    from harness import compare
+
+    stale = tmp_path / f".run.json.{dead_pid()}.abcd1234.tmp"
+    stale.write_text('{"half": ')
+    live = tmp_path / f".other.json.{os.getpid()}.efgh5678.tmp"  # a writer still at work
+    live.write_text("{")
+    with pytest.raises(FileNotFoundError):
+        compare.resolve(["latest"], tmp_path)
+    files.write_json(tmp_path / "next.json", {"ok": True})
+    assert not stale.exists()
+    assert live.exists()
+    assert leftovers(tmp_path) == [live.name]
+
+
+def test_kill_mid_write_then_next_write_leaves_no_temporary(tmp_path):
+    for attempt in range(3):
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        if kill_mid_write(folder, folder / "run.json"):
+            break
+    else:
+        pytest.fail("the writer was never killed mid-write: the test proved nothing")
+    files.write_json(folder / "again.json", {"ok": True})
+    assert leftovers(folder) == []

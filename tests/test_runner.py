@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -177,23 +178,28 @@ def test_isolated_and_in_process_runs_give_the_same_checks_on_every_problem(caps
 
 
 def on_a_terminal(args: list[str], env: dict | None = None) -> tuple[int, str, str]:
-    """Run ``python -m harness ARGS`` with stderr on a pseudo-terminal: (exit code, stdout, stderr)."""
+    """Run ``python -m harness ARGS`` with stderr on a pseudo-terminal: (exit code, stdout, stderr).
+
+    stdout goes to a file, not a pipe: a report larger than a pipe's buffer would block the
+    child while this reads the terminal."""
     master, slave = os.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE,
-                            stderr=slave, env=env, text=False)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the terminal's other side closed
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    out = proc.stdout.read()
-    proc.wait()
-    os.close(master)
+    with tempfile.TemporaryFile() as stdout:
+        proc = subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=stdout,
+                                stderr=slave, env=env)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other side closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        proc.wait()
+        os.close(master)
+        stdout.seek(0)
+        out = stdout.read()
     return proc.returncode, out.decode(), b"".join(chunks).decode(errors="replace")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 LOOP = "import numpy as np; a = np.random.rand(600, 600)\nwhile True: a @ a"
 
@@ -22,6 +23,14 @@ def main(command: list[str]) -> int:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     count = int(os.environ.get("HARNESS_LOAD_LOOPS", "4"))
     loops = [subprocess.Popen([sys.executable, "-c", LOOP], env=env) for _ in range(count)]
+    time.sleep(2.0)
+    dead = [loop for loop in loops if loop.poll() is not None]
+    if dead:
+        for loop in loops:
+            loop.kill()
+        print(f"under_load: {len(dead)} of the loops died at once: does {sys.executable} have numpy?",
+              file=sys.stderr)
+        return 2
     try:
         print(f"under_load: {count} numpy loops running; load average {os.getloadavg()[0]:.1f}",
               file=sys.stderr, flush=True)
