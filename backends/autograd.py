@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 import harness
 from harness.pytree import select, substitute
@@ -28,22 +32,20 @@ class AutogradBackend:
     def devices(self) -> list[str]:
         return ["cpu"]  # autograd runs on numpy: host memory only
 
-    def namespace(self):
+    def namespace(self) -> Any:
         return self.autograd.numpy
 
-    def asarray(self, x, dtype, device):
+    def asarray(self, x: Any, dtype: str, device: str) -> Any:
         if device != "cpu":
             raise ValueError(f"autograd runs on the CPU only, not on {device!r}")
         return self.autograd.numpy.asarray(x, dtype=dtype)
 
-    def to_numpy(self, x):
-        import numpy as np
-
+    def to_numpy(self, x: Any) -> np.ndarray:
         x = np.asarray(x)
         # Nested forward mode returns object arrays of numpy scalars.
         return x.astype(np.result_type(*x.flat)) if x.dtype == object else x
 
-    def value_and_grad(self, f, argnums):
+    def value_and_grad(self, f: Callable, argnums: int | tuple[int, ...]) -> Callable:
         value_and_grad = self.autograd.value_and_grad
         if isinstance(argnums, int):
             return value_and_grad(f, argnums)
@@ -55,13 +57,13 @@ class AutogradBackend:
 
         return lambda *args: value_and_grad(of_chosen)(select(args, argnums), *args)
 
-    def jvp(self, f, primals, tangents):
+    def jvp(self, f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
         from autograd.differential_operators import make_jvp
 
         # make_jvp differentiates one argument: pack the primals into one tuple.
         return make_jvp(lambda packed: f(*packed))(tuple(primals))(tuple(tangents))
 
-    def block_until_ready(self, x):
+    def block_until_ready(self, x: Any) -> Any:
         return x  # numpy is synchronous
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 
 import harness
 from harness.strategies import nest
@@ -32,35 +36,35 @@ class JaxBackend:
             gpus = []
         return ["cpu"] + [f"cuda:{d.id}" for d in gpus]
 
-    def _device(self, device: str):
+    def _device(self, device: str) -> Any:
         if device == "cpu":
             return self.jax.devices("cpu")[0]
         kind, _, index = device.partition(":")
         return self.jax.devices("gpu")[int(index or 0)]
 
-    def namespace(self):
+    def namespace(self) -> Any:
         return self.jax.numpy
 
-    def asarray(self, x, dtype, device):
+    def asarray(self, x: Any, dtype: str, device: str) -> Any:
         return self.jax.device_put(self.jax.numpy.asarray(x, dtype=dtype), self._device(device))
 
-    def to_numpy(self, x):
+    def to_numpy(self, x: Any) -> np.ndarray:
         import numpy as np
 
         return np.asarray(x)
 
-    def value_and_grad(self, f, argnums):
+    def value_and_grad(self, f: Callable, argnums: int | tuple[int, ...]) -> Callable:
         return self.jax.value_and_grad(f, argnums=argnums)
 
-    def jvp(self, f, primals, tangents):
+    def jvp(self, f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
         return self.jax.jvp(f, primals, tangents)
 
-    def derivative(self, f, order, strategy):
+    def derivative(self, f: Callable, order: int, strategy: str) -> Callable:
         if strategy == "taylor":
             return self._taylor(f, order)
         return nest(self, f, order, strategy)
 
-    def _taylor(self, f, order):
+    def _taylor(self, f: Callable, order: int) -> Callable:
         from jax.experimental import jet
 
         jnp = self.jax.numpy
@@ -75,10 +79,10 @@ class JaxBackend:
 
         return nth
 
-    def compile(self, fn, mode):
+    def compile(self, fn: Callable, mode: str) -> Callable:
         return self.jax.jit(fn)
 
-    def block_until_ready(self, x):
+    def block_until_ready(self, x: Any) -> Any:
         return self.jax.block_until_ready(x)
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 
 import harness
 
@@ -26,18 +30,18 @@ class TorchBackend:
         cuda = self.torch.cuda
         return ["cpu"] + [f"cuda:{i}" for i in range(cuda.device_count() if cuda.is_available() else 0)]
 
-    def namespace(self):
+    def namespace(self) -> Any:
         import array_api_compat.torch
 
         return array_api_compat.torch
 
-    def asarray(self, x, dtype, device):
+    def asarray(self, x: Any, dtype: str, device: str) -> Any:
         return self.torch.as_tensor(x, dtype=getattr(self.torch, dtype), device=device)
 
-    def to_numpy(self, x):
+    def to_numpy(self, x: Any) -> np.ndarray:
         return x.detach().cpu().numpy()
 
-    def value_and_grad(self, f, argnums):
+    def value_and_grad(self, f: Callable, argnums: int | tuple[int, ...]) -> Callable:
         grad_and_value = self.torch.func.grad_and_value(f, argnums=argnums)
 
         def value_and_grad(*args):
@@ -46,10 +50,10 @@ class TorchBackend:
 
         return value_and_grad
 
-    def jvp(self, f, primals, tangents):
+    def jvp(self, f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
         return self.torch.func.jvp(f, primals, tangents)
 
-    def block_until_ready(self, x):
+    def block_until_ready(self, x: Any) -> Any:
         if self.torch.cuda.is_available():
             self.torch.cuda.synchronize()
         return x

@@ -4,9 +4,14 @@ Importing this package imports no array framework: backends are plugins that
 import JAX, autograd or PyTorch only when they are first used.
 """
 
+import importlib.metadata
+
 import pluggy
 
-__version__ = "0.1.0"
+try:
+    __version__ = importlib.metadata.version("gradient-harness")  # one source: pyproject.toml
+except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+    __version__ = "0+unknown"
 
 hookimpl = pluggy.HookimplMarker("harness")
 """Decorator for a plugin's hook implementations: ``@harness.hookimpl``."""

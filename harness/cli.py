@@ -7,7 +7,6 @@ failed or errored, 2 a usage error (unknown name, bad order, ...).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
@@ -16,7 +15,6 @@ import signal
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from tabulate import tabulate
@@ -29,6 +27,7 @@ from harness import (
     plugins,
     progress,
     report,
+    results,
     runner,
     timing,
     validate,
@@ -377,16 +376,16 @@ def _benchmark_here(args, registry) -> tuple[dict | None, bool, runner.Interrupt
         why = "; ".join(unavailable) or "every case failed or was interrupted (see above)"
         print(f"error: no case was timed, so no run is saved: {why}", file=sys.stderr)
         return None, True, interrupted
-    machine = next((o.machine for o in outcomes if o.machine), None)
-    return timing.document(benchmarks, machine), failed, interrupted
+    machine = next((o.machine for o in outcomes if o.machine), {})
+    return results.document(benchmarks, machine), failed, interrupted
 
 
 def cmd_compare(args) -> int:
     folder = Path(args.results)
     try:
         stat, threshold = compare.parse_threshold(args.fail_on)
-        paths = compare.resolve(args.runs, folder)
-        base_path = compare.resolve([args.baseline], folder)[0] if args.baseline else None
+        paths = results.resolve(args.runs, folder)
+        base_path = results.resolve([args.baseline], folder)[0] if args.baseline else None
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from None
     _check_destination(args.plot, folder=True)
@@ -395,13 +394,13 @@ def cmd_compare(args) -> int:
         if args.save:
             _check_destination(folder, folder=True)
     failed = False
-    rows: list[compare.Row] = []
+    rows: list[results.Row] = []
     if not paths:
         registry = plugins.load()
         run, failed, interrupted = _benchmark_here(args, registry)
         if run is None:
             return interrupted.exit_code if interrupted else EXIT_FAIL
-        text = json.dumps(run, indent=2, default=str) + "\n"
+        text = results.text(run)
         if interrupted:
             kept, _ = files.deliver(files.fallback_path("compare"), text, "compare", overwrite=False)
             print(f"interrupted: {len(run['benchmarks'])} benchmarks finished, kept in {kept}",
@@ -412,8 +411,7 @@ def cmd_compare(args) -> int:
             if args.run_to:
                 code = _deliver(args.run_to, text, "compare", code)
             if args.save:
-                stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-                name = folder / f"{stamp}_{args.profile}_{uuid.uuid4().hex[:8]}.json"
+                name = folder / results.file_name(args.profile)
                 where, why = files.deliver(name, text, "compare", overwrite=False)
                 if why:
                     print(f"error: could not write {name} ({why}); the run is kept in {where}",
@@ -424,14 +422,14 @@ def cmd_compare(args) -> int:
                 paths = [where]
             else:
                 with tempfile.TemporaryDirectory() as scratch:  # read back as a saved run would be
-                    rows += compare.load(files.write_text(Path(scratch) / f"{args.profile}.json", text))
+                    rows += results.load(files.write_text(Path(scratch) / f"{args.profile}.json", text))
             failed = failed or code != EXIT_OK
     else:
         interrupted = None
     for path in paths:
         try:
-            rows += compare.load(path)
-        except compare.RunError as exc:
+            rows += results.load(path)
+        except results.RunError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True
     if rows:
@@ -450,8 +448,8 @@ def cmd_compare(args) -> int:
             print(f"wrote {path}", file=sys.stderr)
     if base_path is not None:
         try:
-            slower = compare.regressions(rows, compare.load(base_path), stat, threshold)
-        except compare.RunError as exc:
+            slower = compare.regressions(rows, results.load(base_path), stat, threshold)
+        except results.RunError as exc:
             raise UsageError(f"baseline {exc}") from None
         for line in slower:
             print(f"REGRESSION {line}", file=sys.stderr)

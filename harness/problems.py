@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 import harness
+from harness.pytree import leaves
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,13 @@ class ScalarProblem:
     polynomial: tuple[int, ...] | None = None
     default: bool = True
     """Part of a plain ``validate``; the others run with ``--problem all`` or by name."""
+    cost: Callable[[Any, int], tuple[float | None, float | None]] | None = None
+    """``cost(x, itemsize)``: (bytes moved, flops) per derivative call over points ``x``; by
+    default the points read and the derivative written, flops unknown."""
+
+    def bytes_and_flops(self, x: Any, itemsize: int) -> tuple[float | None, float | None]:
+        """The cost model benchmarks divide by (`cost`, or its default)."""
+        return self.cost(x, itemsize) if self.cost else (2.0 * np.size(x) * itemsize, None)
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,16 @@ class GradientProblem:
     hvp: Callable[..., Any] | None = None
     size: tuple[int, ...] | None = None
     default: bool = True
+    cost: Callable[[tuple, int], tuple[float | None, float | None]] | None = None
+    """``cost(args, itemsize)``: (bytes moved, flops) per value-and-gradient call on
+    ``make_args``'s arguments; by default every argument read twice (forward and backward),
+    flops unknown."""
+
+    def bytes_and_flops(self, args: tuple, itemsize: int) -> tuple[float | None, float | None]:
+        """The cost model benchmarks divide by (`cost`, or its default)."""
+        if self.cost:
+            return self.cost(args, itemsize)
+        return 2.0 * sum(np.size(leaf) for leaf in leaves(args)) * itemsize, None
 
 
 Problem = ScalarProblem | GradientProblem
@@ -171,6 +189,12 @@ LARGE_SIZE = (64, 200_000)
 """200,001 parameters: a float64 Hessian would take 320 GB, so only HVPs are checked."""
 
 
+def logistic_cost(args, itemsize):
+    """The N x D inputs read twice (forward and backward); 4 N D flops (two products, two sums)."""
+    inputs = args[2]
+    return 2.0 * inputs.size * itemsize, 4.0 * inputs.size
+
+
 def synthetic_args(size=None, seed=0):
     """Seeded N x D data: standard normal inputs, weights scaled so logits stay O(1)."""
     n, d = size or SYNTHETIC_SIZE
@@ -241,6 +265,7 @@ BUILTIN: tuple[Problem, ...] = (
         gradient=logistic_gradient,
         magnitude=logistic_magnitude,
         hvp=logistic_hvp,
+        cost=logistic_cost,
     ),
     GradientProblem(
         "logistic-large",

@@ -124,7 +124,7 @@ def execute(job: Job, registry: Registry, emit: Callable[[tuple], None]) -> None
         else:
             spec = timing.PROFILES[job.profile]
             emit(("machine", machine.info()))
-            found = timing.cases([entry], job.profile)
+            found = timing.cases([entry], job.profile, registered=registry.problems.values())
             emit(("total", len(found)))
             for case in found:
                 emit(("current", case.name))
@@ -170,7 +170,8 @@ def run(jobs: list[Job], registry: Registry, *, isolate: bool = True, timeout: f
 
 def _portable(job: Job, registry: Registry) -> bool:
     """Whether a child interpreter finds the job's backend and problems (entry points, built-ins)."""
-    chosen = registry.select_problems(job.problems) if job.kind == "validate" else []
+    chosen = (registry.select_problems(job.problems) if job.kind == "validate"
+              else registry.problems.values())  # a benchmark times plugin problems too
     return registry.portable(registry.backends[job.backend], chosen)
 
 

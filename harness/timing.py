@@ -25,14 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from harness import machine, oracles, problems, validate
-from harness.calls import Target
+from harness import machine, oracles, problems, results, validate
 from harness.plugins import BackendEntry
 from harness.problems import GradientProblem, ScalarProblem
-from harness.pytree import flatten
+from harness.pytree import flatten, tree_map
+from harness.target import Target
 
-FORMAT_VERSION = 1
-"""Version of the harness fields in a saved run; `compare` refuses newer ones."""
 SAMPLES = 16
 """Points of an elementwise derivative that are validated against mpmath before timing."""
 
@@ -63,7 +61,7 @@ class Case:
     @property
     def group(self) -> str:
         if isinstance(self.problem, GradientProblem):
-            return f"{self.problem.name} value+grad {'x'.join(map(str, self.size))}"
+            return f"{self.problem.name} value+grad {'x'.join(map(str, self.size)) or 'default size'}"
         what = "scalar latency" if self.size == () else f"over {self.size[0]} points"
         return f"{self.problem.name} d^{self.order} {what}"
 
@@ -75,22 +73,18 @@ class Case:
     def __str__(self) -> str:
         return self.name
 
-    def cost(self) -> tuple[float | None, float | None]:
-        """(bytes moved, flops) per call; ``None`` where there is no model."""
-        itemsize = np.dtype(self.target.dtype).itemsize
+    def arguments(self) -> tuple:
+        """The float64 numpy arguments of one call: the gradient problem's, or the points."""
         if isinstance(self.problem, GradientProblem):
-            n, d = self.size
-            return 2.0 * n * d * itemsize, 4.0 * n * d  # inputs read forward and backward
-        points = int(np.prod(self.size))
-        return 2.0 * points * itemsize, None  # read x, write the derivative
+            return self.problem.make_args(self.size or None)
+        return (np.array(2.0) if self.size == () else np.linspace(-3.0, 3.0, self.size[0]),)
 
     def extra_info(self) -> dict:
         t = self.target
-        nbytes, flops = self.cost()
-        return {"harness_format": FORMAT_VERSION, "backend": t.entry.name, "version": t.entry.version,
-                "device": t.device, "dtype": t.dtype, "mode": t.mode, "strategy": self.strategy,
-                "problem": self.problem.name, "size": list(self.size), "order": self.order,
-                "bytes": nbytes, "flops": flops}
+        return {"harness_format": results.FORMAT_VERSION, "backend": t.entry.name,
+                "version": t.entry.version, "device": t.device, "dtype": t.dtype, "mode": t.mode,
+                "strategy": self.strategy, "problem": self.problem.name, "size": list(self.size),
+                "order": self.order}
 
 
 @dataclass
@@ -104,18 +98,28 @@ class Prepared:
     detail: str = ""
     error: float | None = None
     """Largest error against the oracle, relative to the largest |reference|."""
+    cost: tuple[float | None, float | None] = (None, None)
+    """(bytes moved, flops) per call, by the problem's cost model."""
 
     def extra_info(self) -> dict:
-        return {**self.case.extra_info(), "first_call_s": self.first_call_s,
+        return {**self.case.extra_info(), "bytes": self.cost[0], "flops": self.cost[1],
+                "first_call_s": self.first_call_s,
                 "validated": self.validated, "validation": self.detail,
                 "validation_error": self.error}
 
 
 def cases(entries: Iterable[BackendEntry], profile: str = "cpu",
-          devices: Iterable[str] | None = None) -> list[Case]:
-    """Every benchmark case of a profile for the given (available) backends and devices."""
+          devices: Iterable[str] | None = None,
+          registered: Iterable[problems.Problem] = ()) -> list[Case]:
+    """Every benchmark case of a profile for the given (available) backends and devices.
+
+    The built-in logistic loss and tanh at the profile's sizes and orders, and each problem
+    in ``registered`` that a plugin added (default ones): a scalar problem like tanh (every
+    strategy, the profile's points and orders), a gradient problem at its own default size.
+    """
     spec = PROFILES[profile]
     builtin = {p.name: p for p in problems.BUILTIN}
+    extra = [p for p in registered if p.name not in builtin and p.default]
     found: list[Case] = []
     for entry in entries:
         if entry.unavailable:
@@ -126,8 +130,11 @@ def cases(entries: Iterable[BackendEntry], profile: str = "cpu",
                 t32 = Target(entry, device, "float32", mode)
                 found += [Case(t32, builtin["logistic"], size) for size in spec["logistic"]]
                 elementwise = Target(entry, device, spec.get("dtype", "float32"), mode)
+                found += [Case(t32, p, tuple(p.size or ())) for p in extra
+                          if isinstance(p, GradientProblem)]
                 for strategy in backend.strategies:
-                    found += [Case(elementwise, builtin["tanh"], (m,), order, strategy)
+                    found += [Case(elementwise, p, (m,), order, strategy)
+                              for p in [builtin["tanh"], *(p for p in extra if isinstance(p, ScalarProblem))]
                               for m in spec["points"] for order in spec["orders"]]
                 t64 = Target(entry, device, "float64", mode)
                 found += [Case(t64, builtin["tanh"], (), order, "reverse")
@@ -138,16 +145,14 @@ def cases(entries: Iterable[BackendEntry], profile: str = "cpu",
 def prepare(case: Case) -> Prepared:
     """Move data to the device, run and time the first call, validate the result."""
     target = case.target
+    args64 = case.arguments()
+    args = target.array(args64)
     if isinstance(case.problem, GradientProblem):
-        size = case.size if case.problem.name == "logistic" else None
-        args64 = case.problem.make_args(size)
-        args = target.array(args64)
         fn = target.value_and_grad(case.problem)
+        cost = case.problem.bytes_and_flops(args64, np.dtype(target.dtype).itemsize)
     else:
-        x64 = np.array(2.0) if case.size == () else np.linspace(-3.0, 3.0, case.size[0])
-        args64 = (x64,)
-        args = (target.array(x64),)
         fn = target.derivative(case.problem, case.order, case.strategy)
+        cost = case.problem.bytes_and_flops(args64[0], np.dtype(target.dtype).itemsize)
 
     def call():
         return target.backend.block_until_ready(fn(*args))
@@ -156,18 +161,26 @@ def prepare(case: Case) -> Prepared:
     result = call()
     first = time.perf_counter() - started
     validated, detail, error = _validate(case, target.numpy(result), args64)
-    return Prepared(case, call, first, validated, detail, error)
+    return Prepared(case, call, first, validated, detail, error, cost)
 
 
 def _validate(case: Case, result: Any, args64: tuple) -> tuple[bool, str, float]:
     """(agrees with the oracle?, which oracle, largest error relative to the largest |reference|)."""
     dtype = case.target.dtype
-    rounded = tuple(np.asarray(a, dtype=dtype).astype(np.float64) for a in args64)
+    rounded = tree_map(lambda a: np.asarray(a, dtype=dtype).astype(np.float64), args64)
     problem = case.problem
     if isinstance(problem, GradientProblem):
-        claimed, reference = flatten(result[1]), flatten(problem.gradient(*rounded))
-        ok = validate.agrees(claimed, reference, dtype, 1, flatten(problem.magnitude(*rounded)))
-        return ok, "closed-form gradient", _error(claimed, reference)
+        grad = flatten(result[1])
+        magnitude = flatten(problem.magnitude(*rounded)) if problem.magnitude else np.zeros_like(grad)
+        if problem.gradient is not None:
+            reference = flatten(problem.gradient(*rounded))
+            ok = validate.agrees(grad, reference, dtype, 1, magnitude)
+            return ok, "closed-form gradient", _error(grad, reference)
+        F, theta = oracles.of_flat_parameters(problem.fn, np, rounded, problem.argnums)
+        rows = oracles.directions(theta.size)
+        claimed, reference = rows @ grad, oracles.complex_step(F, theta, rows)
+        ok = validate.agrees(claimed, reference, dtype, 1, np.abs(rows) @ magnitude)
+        return ok, f"complex step along {len(rows)} directions", _error(claimed, reference)
     x = rounded[0]
     pick = (np.linspace(0, x.size - 1, min(SAMPLES, x.size)).astype(int) if x.ndim else ())
     sample, claimed = (x[pick], result[pick]) if x.ndim else (x, result)
@@ -257,20 +270,8 @@ def bench(case: Case, budget: float, min_rounds: int = MIN_ROUNDS,
     }
 
 
-def document(benchmarks: list[dict], machine_info: dict | None = None) -> dict:
-    """A pytest-benchmark-shaped run (what `compare` reads) holding ``benchmarks``."""
-    import datetime
-
-    import pytest_benchmark
-
-    return {"machine_info": {"harness": machine_info or machine.info()}, "commit_info": {},
-            "benchmarks": benchmarks,
-            "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "version": pytest_benchmark.__version__}
-
-
 def run(found: Iterable[Case], budget: float, log: Callable[[str], None] = print,
         min_rounds: int = MIN_ROUNDS) -> dict:
     """`bench` each case in this process; the run. A case that fails is logged and left out."""
     timed = [bench(case, budget, min_rounds, log) for case in found]
-    return document([b for b in timed if b is not None])
+    return results.document([b for b in timed if b is not None], machine.info())

@@ -30,11 +30,11 @@ import numpy as np
 
 from harness import oracles
 from harness import strategies as strategies_mod
-from harness.calls import Target
 from harness.hookspecs import DTYPES
 from harness.plugins import BackendEntry
 from harness.problems import GradientProblem, Problem, ScalarProblem
 from harness.pytree import flatten, select, structure, substitute, tree_map, unflatten
+from harness.target import Target
 
 TOLERANCES: dict[str, tuple[float, float]] = {
     # dtype: (rtol at order 1, growth factor per further order). Measured on CPU, nested

@@ -11,20 +11,10 @@ import os
 
 import pytest
 
-from harness import plugins, timing
+from harness import plugins
 
 BUILTIN = ("jax", "autograd", "torch")
 REQUIRED = {n for n in os.environ.get("HARNESS_REQUIRE_BACKENDS", "").split(",") if n}
-
-
-def pytest_addoption(parser):
-    """The benchmark suite's options (used by tests/benchmarks/conftest.py), declared here so
-    that `pytest --benchmark-only --harness-profile quick` works from the repository root."""
-    group = parser.getgroup("gradient-harness")
-    group.addoption("--harness-profile", choices=sorted(timing.PROFILES), default=None,
-                    help="benchmark sizes and orders (default: gpu if a GPU is seen, else cpu)")
-    group.addoption("--harness-results", default=None,
-                    help="folder for saved runs (default: results/ in the repository)")
 
 
 @pytest.fixture(scope="session")

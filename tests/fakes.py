@@ -62,6 +62,17 @@ class Wrapper:
         return self.inner.block_until_ready(x)
 
 
+class Raising(Wrapper):
+    """A renamed backend whose ``derivative`` raises ``RuntimeError(message)``."""
+
+    def __init__(self, inner, name: str | None = None, message: str = "planted failure in derivative"):
+        super().__init__(inner, name)
+        self.message = message
+
+    def derivative(self, f, order, strategy):
+        raise RuntimeError(self.message)
+
+
 class DoNothing:
     """Meets `harness.hookspecs.Backend` with numpy and computes nothing.
 

@@ -6,7 +6,7 @@ import json
 import types
 
 import pytest
-from fakes import Wrapper, plugin_of
+from fakes import Raising, Wrapper, plugin_of
 
 import harness
 from harness import cli, plugins, validate
@@ -182,12 +182,8 @@ def test_failing_plugin_fails_only_its_own_checks(capsys, fast, with_plugin):
 
 
 def test_erroring_check_exits_1(capsys, fast, with_plugin):
-    class Raising(Planted):
-        def derivative(self, f, order, strategy):
-            raise RuntimeError("planted")
-
-    with_plugin(("raising", plugin_of(Raising(fast.backend))))
-    code, report = validate_json(capsys, "-b", f"planted-{fast.name}", *SMALL)
+    with_plugin(("raising", plugin_of(Raising(fast.backend, "raising", message="planted"))))
+    code, report = validate_json(capsys, "-b", "raising", *SMALL)
     assert code == cli.EXIT_FAIL
     assert {c["status"] for c in report["checks"]} == {"error"}
     assert {c["message"] for c in report["checks"]} == {"RuntimeError: planted"}

@@ -20,9 +20,9 @@ import pytest
 from pytest_benchmark.stats import Stats
 
 import harness
-from harness import cli, compare, files, machine, plugins, problems, timing
-from harness.calls import Target
+from harness import cli, compare, files, machine, plugins, problems, results, timing
 from harness.strategies import derivative
+from harness.target import Target
 from harness.timing import Case
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -52,7 +52,7 @@ def bench(data, problem="tanh", size=(10_000,), order=1, backend="fake", device=
         stats.update(float(seconds))
     group = group_of(problem, size, order)
     name = f"{group} | {backend} eager reverse {dtype} {device}"
-    info = {"harness_format": timing.FORMAT_VERSION, "backend": backend, "version": "0.0",
+    info = {"harness_format": results.FORMAT_VERSION, "backend": backend, "version": "0.0",
             "device": device, "dtype": dtype, "mode": "eager", "strategy": "reverse",
             "problem": problem, "size": list(size), "order": order, "bytes": 8.0 * np.prod(size),
             "flops": None, "first_call_s": 0.01, "validated": True, "validation": "synthetic",
@@ -119,7 +119,7 @@ def fast(installed) -> plugins.BackendEntry:
 
 
 def test_load_a_valid_synthetic_run(good):
-    rows = compare.load(good)
+    rows = results.load(good)
     assert [(r.problem, r.size, r.order) for r in rows] == [c[:3] for c in CASES]
     doc = json.loads(good.read_text())
     for row, b in zip(rows, doc["benchmarks"], strict=True):
@@ -133,7 +133,7 @@ def test_load_a_valid_timed_run(fast, quick_machine, tmp_path):
              Case(Target(fast, "cpu", "float64"), PROBLEMS["tanh"], (), 2),
              Case(Target(fast, "cpu", "float32"), PROBLEMS["logistic"], (16, 3))]
     path = save(tmp_path, "timed", timing.run(found, 0.01, log=pytest.fail))
-    rows = compare.load(path)
+    rows = results.load(path)
     assert [r.group for r in rows] == [c.group for c in found]
     assert all(r.validated and r.median > 0 and r.backend == fast.name for r in rows)
 
@@ -157,7 +157,7 @@ def foreign(path: Path, good: Path):
 
 def future(path: Path, good: Path):
     doc = json.loads(good.read_text())
-    doc["benchmarks"][0]["extra_info"]["harness_format"] = timing.FORMAT_VERSION + 1
+    doc["benchmarks"][0]["extra_info"]["harness_format"] = results.FORMAT_VERSION + 1
     path.write_text(json.dumps(doc))
 
 
@@ -178,8 +178,8 @@ BAD_FILES = [truncated, foreign, future, damaged_benchmark, random_bytes, json_l
 def test_bad_file_is_a_run_error_naming_the_file_and_what_to_do(make, good, tmp_path):
     path = tmp_path / f"{make.__name__}.json"
     make(path, good)
-    with pytest.raises(compare.RunError) as info:
-        compare.load(path)
+    with pytest.raises(results.RunError) as info:
+        results.load(path)
     message = str(info.value)
     assert str(path) in message
     assert REMEDY.search(message), message
@@ -189,16 +189,16 @@ def test_bad_file_is_a_run_error_naming_the_file_and_what_to_do(make, good, tmp_
 def test_bad_file_is_a_run_error_naming_the_file(make, good, tmp_path):
     path = tmp_path / f"{make.__name__}.json"
     make(path, good)
-    with pytest.raises(compare.RunError, match=re.escape(str(path))):
-        compare.load(path)
+    with pytest.raises(results.RunError, match=re.escape(str(path))):
+        results.load(path)
 
 
 def test_future_format_names_both_versions(good, tmp_path):
     path = tmp_path / "future.json"
     future(path, good)
-    with pytest.raises(compare.RunError, match=f"format {timing.FORMAT_VERSION + 1}.*up to "
-                                               f"{timing.FORMAT_VERSION}"):
-        compare.load(path)
+    with pytest.raises(results.RunError, match=f"format {results.FORMAT_VERSION + 1}.*up to "
+                                               f"{results.FORMAT_VERSION}"):
+        results.load(path)
 
 
 @pytest.mark.parametrize("doc", [
@@ -209,8 +209,8 @@ def test_future_format_names_both_versions(good, tmp_path):
 def test_damaged_fields_are_run_errors(doc, tmp_path):
     path = tmp_path / "damaged.json"
     path.write_text(json.dumps(doc))
-    with pytest.raises(compare.RunError, match=re.escape(str(path))):
-        compare.load(path)
+    with pytest.raises(results.RunError, match=re.escape(str(path))):
+        results.load(path)
 
 
 # --- The CLI --------------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_cli_good_and_corrupt(capsys, good, tmp_path):
     assert compare_cli(capsys, good)[0] == 0  # the good run alone passes ...
     code, out, err = compare_cli(capsys, good, corrupt)
     assert code == 1  # ... so exit 1 is the corrupt file's
-    for row in compare.load(good):
+    for row in results.load(good):
         assert any(row.group in line and "good" in line and row.label in line for line in out.splitlines())
     assert str(corrupt) in err and "error:" in err
     assert "corrupt" not in out
@@ -255,7 +255,7 @@ def test_cli_format_csv(capsys, good):
     code, out, _ = compare_cli(capsys, good, "--format", "csv")
     assert code == 0
     parsed = list(csv.DictReader(io.StringIO(out)))
-    rows = compare.load(good)
+    rows = results.load(good)
     assert len(parsed) == len(rows)
     medians = {r.group: r.median for r in rows}
     for record in parsed:
@@ -274,7 +274,7 @@ def test_cli_format_json(capsys, good):
     code, out, _ = compare_cli(capsys, good, "--format", "json")
     assert code == 0
     parsed = strict_json(out)
-    rows = compare.load(good)
+    rows = results.load(good)
     assert len(parsed) == len(rows)
     by_group = {r.group: r for r in rows}
     for record in parsed:
@@ -289,7 +289,7 @@ def test_format_json_is_strict(tmp_path):
     path = save(tmp_path, "odd", run_of([bench([1e-12] * 10, bytes=1e308, validated=False,
                                                validation_error=float("nan")),
                                          bench([1e-3] * 10, "tanh", (10_000,), 2)]))
-    rows = compare.load(path)
+    rows = results.load(path)
     assert rows[0].gbps == float("inf")
     with pytest.raises(ValueError, match="NaN"):
         strict_json(json.dumps([r.validation_error for r in rows]))  # the check can fail
@@ -309,7 +309,7 @@ COMMITTED = sorted((Path(__file__).parents[1] / "results").glob("*.json"))
 @pytest.fixture(scope="module")
 def committed() -> list[list[compare.Row]]:
     assert COMMITTED, "results/ holds no committed run"
-    return [compare.load(path) for path in COMMITTED]
+    return [results.load(path) for path in COMMITTED]
 
 
 def widest(text: str) -> int:
@@ -428,8 +428,8 @@ def test_gate_min_statistic(capsys, tmp_path):
 
 def test_gate_noise_is_not_a_regression(tmp_path):
     # The median is 14% slower, but the samples interleave: Mann-Whitney does not call it a slowdown.
-    old = compare.load(save(tmp_path, "old", run_of([bench(np.arange(1.0, 7.0) * 1e-3)])))
-    new = compare.load(save(tmp_path, "new", run_of([bench(np.arange(1.5, 7.5) * 1e-3)])))
+    old = results.load(save(tmp_path, "old", run_of([bench(np.arange(1.0, 7.0) * 1e-3)])))
+    new = results.load(save(tmp_path, "new", run_of([bench(np.arange(1.5, 7.5) * 1e-3)])))
     assert new[0].median / old[0].median > 1.1
     assert compare.regressions(new, old, "median", 0.1) == []
     # Without samples the quartiles decide, and they overlap too.
@@ -497,10 +497,10 @@ def test_gate_on_real_timings(entry, quick_machine, capsys, tmp_path):
                           log=pytest.fail)
 
     base = save(tmp_path, "base", timed(entry))
-    slower.pause = compare.load(base)[0].median
+    slower.pause = results.load(base)[0].median
     slow = save(tmp_path, "slow", timed(slowed))
-    assert min(len(compare.load(path)[0].data) for path in (base, slow)) >= 10
-    ratio = compare.load(slow)[0].median / compare.load(base)[0].median
+    assert min(len(results.load(path)[0].data) for path in (base, slow)) >= 10
+    ratio = results.load(slow)[0].median / results.load(base)[0].median
     assert ratio > 1.3, f"the slowed backend was only x{ratio:.2f} slower"
 
     code, out, err = compare_cli(capsys, slow, "--baseline", base, "--fail-on", "median:10%")
@@ -510,7 +510,7 @@ def test_gate_on_real_timings(entry, quick_machine, capsys, tmp_path):
 
     code, out, err = compare_cli(capsys, base, "--baseline", base, "--fail-on", "median:10%")
     assert code == 0 and "REGRESSION" not in err and "0 regression(s)" in err
-    assert compare.regressions(compare.load(base), compare.load(base), "median", 0.10) == []
+    assert compare.regressions(results.load(base), results.load(base), "median", 0.10) == []
 
 
 # --- Plots ----------------------------------------------------------------------------------------
@@ -556,26 +556,26 @@ def runs(tmp_path) -> dict[str, Path]:
 
 def test_resolve_stem_name_prefix_and_latest(runs, tmp_path):
     first, second, third = runs.values()
-    assert compare.resolve([first.stem], tmp_path) == [first]
-    assert compare.resolve([second.name], tmp_path) == [second]
-    assert compare.resolve(["20260101"], tmp_path) == [first]
-    assert compare.resolve(["20260102T000000Z_g"], tmp_path) == [third]
-    assert compare.resolve(["latest"], tmp_path) == [first]  # by modification time, not by name
-    assert compare.resolve([str(third)], tmp_path / "elsewhere") == [third]  # a path is a path
+    assert results.resolve([first.stem], tmp_path) == [first]
+    assert results.resolve([second.name], tmp_path) == [second]
+    assert results.resolve(["20260101"], tmp_path) == [first]
+    assert results.resolve(["20260102T000000Z_g"], tmp_path) == [third]
+    assert results.resolve(["latest"], tmp_path) == [first]  # by modification time, not by name
+    assert results.resolve([str(third)], tmp_path / "elsewhere") == [third]  # a path is a path
 
 
 def test_resolve_ambiguous_prefix(runs, tmp_path):
     with pytest.raises(FileNotFoundError, match="matches several") as info:
-        compare.resolve(["20260102"], tmp_path)
+        results.resolve(["20260102"], tmp_path)
     assert all(path.stem in str(info.value) for path in runs.values())
 
 
 def test_resolve_missing_name(runs, tmp_path):
     with pytest.raises(FileNotFoundError, match="'nope' is neither a file nor a run") as info:
-        compare.resolve(["nope"], tmp_path)
+        results.resolve(["nope"], tmp_path)
     assert all(path.stem in str(info.value) for path in runs.values())
 
 
 def test_resolve_latest_with_no_runs(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"runs: none"):
-        compare.resolve(["latest"], tmp_path)
+        results.resolve(["latest"], tmp_path)

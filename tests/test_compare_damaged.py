@@ -1,7 +1,7 @@
 """``compare`` on damaged saved runs and damaged results folders (issue #9).
 
 A statistic that is NaN, infinite, negative or a zero median, a size or order of the wrong
-type, JSON nested too deeply: each is a `compare.RunError` naming the file, the benchmark and
+type, JSON nested too deeply: each is a `results.RunError` naming the file, the benchmark and
 the field, never a traceback or a nonsense number in the table. A results folder with a link
 loop, a broken link or a writer's temporary files still resolves to its good runs.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_compare import CASES, REMEDY, compare_cli, save, synthetic
 
-from harness import compare
+from harness import results
 
 BENCHMARK = 1
 """The benchmark the tests damage (the second: its neighbours are good)."""
@@ -45,8 +45,8 @@ def damaged(folder: Path, change, name: str = "damaged") -> Path:
 
 def refused(path: Path, *fragments: str) -> str:
     """The `RunError` message for ``path``, checked to name the file, each fragment and a remedy."""
-    with pytest.raises(compare.RunError) as info:
-        compare.load(path)
+    with pytest.raises(results.RunError) as info:
+        results.load(path)
     message = str(info.value)
     assert str(path) in message and REMEDY.search(message), message
     for fragment in fragments:
@@ -84,7 +84,7 @@ def test_zero_time_is_refused(key, tmp_path):
 
 
 def test_zero_spread_is_not_damage(tmp_path):
-    rows = compare.load(damaged(tmp_path, stats("iqr", 0.0)))
+    rows = results.load(damaged(tmp_path, stats("iqr", 0.0)))
     assert rows[BENCHMARK].iqr == 0.0
 
 
@@ -135,7 +135,7 @@ def test_bad_optional_field_is_refused(key, value, tmp_path):
 def test_nan_validation_error_is_a_finding_not_damage(tmp_path):
     # A backend that returns NaN fails validation with a NaN error: the run is still readable.
     path = damaged(tmp_path, extra("validation_error", float("nan")))
-    row = compare.load(path)[BENCHMARK]
+    row = results.load(path)[BENCHMARK]
     assert row.validation_error != row.validation_error
 
 
@@ -212,46 +212,46 @@ def newest(path: Path) -> Path:
 
 def test_latest_skips_a_link_to_itself(runs, tmp_path):
     (tmp_path / "loop.json").symlink_to("loop.json")
-    assert compare.resolve(["latest"], tmp_path) == [runs[1]]
-    assert compare.resolve(["old"], tmp_path) == [runs[0]]
+    assert results.resolve(["latest"], tmp_path) == [runs[1]]
+    assert results.resolve(["old"], tmp_path) == [runs[0]]
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "loop.json"))) as info:
-        compare.resolve(["loop"], tmp_path)
+        results.resolve(["loop"], tmp_path)
     assert "symbolic links" in str(info.value)
 
 
 def test_latest_skips_a_loop_of_two_links(runs, tmp_path):
     (tmp_path / "a.json").symlink_to("b.json")
     (tmp_path / "b.json").symlink_to("a.json")
-    assert compare.resolve(["latest"], tmp_path) == [runs[1]]
+    assert results.resolve(["latest"], tmp_path) == [runs[1]]
     for name in ("a", "b.json", str(tmp_path / "a.json")):
         with pytest.raises(FileNotFoundError, match="not a saved run"):
-            compare.resolve([name], tmp_path)
+            results.resolve([name], tmp_path)
 
 
 def test_latest_skips_a_broken_link_and_a_folder(runs, tmp_path):
     (tmp_path / "gone.json").symlink_to("missing.json")
     (tmp_path / "folder.json").mkdir()
     newest(tmp_path / "folder.json")
-    assert compare.resolve(["latest"], tmp_path) == [runs[1]]
+    assert results.resolve(["latest"], tmp_path) == [runs[1]]
     with pytest.raises(FileNotFoundError, match="broken symbolic link"):
-        compare.resolve(["gone"], tmp_path)
+        results.resolve(["gone"], tmp_path)
     with pytest.raises(FileNotFoundError, match="not a regular file"):
-        compare.resolve(["folder"], tmp_path)
+        results.resolve(["folder"], tmp_path)
 
 
 def test_latest_follows_a_good_link(runs, tmp_path):
     link = tmp_path / "pinned.json"
     link.symlink_to(runs[0].name)
-    assert compare.resolve(["pinned"], tmp_path) == [link]
+    assert results.resolve(["pinned"], tmp_path) == [link]
 
 
 @pytest.mark.parametrize("name", [".newer.json.k2j4x9.tmp", ".hidden.json", ".json"])
 def test_hidden_files_are_never_runs(name, runs, tmp_path):
     # An interrupted `files.write_text` leaves `.NAME.json.XXXX.tmp`: complete JSON, maybe, but not a run.
     newest(save(tmp_path, "x", synthetic(seed=5)).rename(tmp_path / name))
-    assert compare.resolve(["latest"], tmp_path) == [runs[1]]
+    assert results.resolve(["latest"], tmp_path) == [runs[1]]
     with pytest.raises(FileNotFoundError, match="runs: newer, older"):
-        compare.resolve([".hidden"], tmp_path)
+        results.resolve([".hidden"], tmp_path)
 
 
 def test_cli_latest_with_a_link_loop(capsys, runs, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import files
+from harness import files, results
 
 ROWS = 60_000
 """The killed writer's JSON is ROWS strings of 1000 characters: about 60 MB."""
@@ -173,14 +173,13 @@ def dead_pid() -> int:
 
 
 def test_a_killed_writers_temporary_is_removed_by_the_next_write_and_never_read_as_a_run(tmp_path):
-    from harness import compare
 
     stale = tmp_path / f".run.json.{dead_pid()}.abcd1234.tmp"
     stale.write_text('{"half": ')
     live = tmp_path / f".other.json.{os.getpid()}.efgh5678.tmp"  # a writer still at work
     live.write_text("{")
     with pytest.raises(FileNotFoundError):
-        compare.resolve(["latest"], tmp_path)
+        results.resolve(["latest"], tmp_path)
     files.write_json(tmp_path / "next.json", {"ok": True})
     assert not stale.exists()
     assert live.exists()

@@ -10,7 +10,7 @@ import statistics
 import pytest
 
 from harness import problems, timing
-from harness.calls import Target
+from harness.target import Target
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")

@@ -12,7 +12,7 @@ import types
 
 import numpy as np
 import pytest
-from fakes import Wrapper, plugin_of
+from fakes import Raising, Wrapper, plugin_of
 
 import harness
 from harness import cli, plugins, problems, runner
@@ -195,11 +195,6 @@ def test_finite_differences_never_call_an_exactly_confirmed_error_oracle_noise(c
                          and c["status"] == "fail"]
     for check in finite_difference:
         assert "also finds it wrong" in check["message"]
-
-
-class Raising(Wrapper):
-    def derivative(self, f, order, strategy):
-        raise RuntimeError("planted")
 
 
 def test_every_error_has_a_classification(capsys, fast, with_plugin):

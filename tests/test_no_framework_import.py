@@ -42,7 +42,7 @@ def test_importing_and_loading_imports_no_framework():
     result = python("""
         import harness, harness.plugins, harness.cli, harness.validate, harness.oracles
         import harness.problems, harness.strategies, harness.report, harness.files, harness.pytree
-        import harness.calls, harness.hookspecs
+        import harness.target, harness.hookspecs
         import backends.jax, backends.torch, backends.autograd
         registry = harness.plugins.load()
         assert {"jax", "autograd", "torch"} <= set(registry.backends), registry.backends

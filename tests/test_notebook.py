@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from harness import oracles, problems, validate
-from harness.calls import Target
+from harness.target import Target
 
 NOTEBOOK = problems.NOTEBOOK
 PRINTED_TANH = {1: 0.070650816, 2: -0.13621868, 3: 0.25265405}  # In [2], In [3]

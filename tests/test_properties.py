@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from harness import cli, expected, oracles, plugins, problems, pytree, validate
-from harness.calls import Target
+from harness.target import Target
 
 BUILTIN = ("jax", "autograd", "torch")
 SCALAR = ("tanh", "sigmoid", "softplus", "exp-sin", "rational")

@@ -16,11 +16,11 @@ import time
 
 import numpy as np
 import pytest
-from fakes import DoNothing, Wrapper, plugin_of
+from fakes import DoNothing, Raising, Wrapper, plugin_of
 
-from harness import compare, files, hookspecs, machine, plugins, problems, timing
-from harness.calls import Target
+from harness import compare, files, hookspecs, machine, plugins, problems, results, timing
 from harness.strategies import derivative
+from harness.target import Target
 from harness.timing import Case
 
 PROBLEMS = {p.name: p for p in problems.BUILTIN}
@@ -70,11 +70,6 @@ class CountingScaled(Counting):
     def derivative(self, f, order, strategy):
         d = super().derivative(f, order, strategy)
         return lambda x: d(x) * 1.01
-
-
-class Raising(Wrapper):
-    def derivative(self, f, order, strategy):
-        raise RuntimeError("planted failure in derivative")
 
 
 class FailsAfterFirstCall(Wrapper):
@@ -178,7 +173,7 @@ def test_extra_info_fields(fast, size, order):
     info = timing.prepare(case).extra_info()
     assert not EXTRA_KEYS - set(info), f"missing {EXTRA_KEYS - set(info)}"
     json.dumps(info)  # pytest-benchmark writes it as JSON: plain values only
-    assert info["harness_format"] == timing.FORMAT_VERSION
+    assert info["harness_format"] == results.FORMAT_VERSION
     assert (info["backend"], info["version"], info["device"], info["dtype"], info["mode"],
             info["strategy"], info["problem"]) == (fast.name, fast.version, "cpu", dtype, "eager",
                                                    "reverse", problem.name)
@@ -261,7 +256,7 @@ def test_run_round_trips_through_compare_load(fast, quick_machine, tmp_path):
     assert logged == []
     json.dumps(run)  # plain JSON: nothing that files.write_json would turn into a string
     path = files.write_json(tmp_path / "run.json", run)
-    rows = compare.load(path)
+    rows = results.load(path)
     assert [r.group for r in rows] == [c.group for c in found]
     for row, case, bench in zip(rows, found, run["benchmarks"], strict=True):
         stats = bench["stats"]

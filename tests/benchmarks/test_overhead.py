@@ -7,7 +7,7 @@ the closure, the argument unpacking and two backend method calls: the harness,
 not a framework.
 It needs no framework installed. Run with ``pytest tests/benchmarks/test_overhead.py --benchmark-only``.
 
-No test here takes an argument named ``case``: the conftest parametrizes those over the profile.
+No test here takes an argument named ``harness_case``: the harness's pytest plugin parametrizes those.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from fakes import DoNothing
 
 import harness
 from harness import plugins, problems, timing
-from harness.calls import Target
+from harness.target import Target
 
 ROUNDS = 200
 ITERATIONS = 1000
@@ -28,7 +28,8 @@ class Plugin:
         register(DoNothing())
 
 
-def test_harness_overhead(benchmark):
+def test_harness_overhead(harness_benchmark):
+    benchmark = harness_benchmark
     registry = plugins.load(extra=[("do-nothing", Plugin())], entry_points=False)
     assert registry.errors == []
     entry = registry.backends["do-nothing"]

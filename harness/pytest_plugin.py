@@ -1,0 +1,101 @@
+"""The benchmark suite's pytest plugin, registered through the ``pytest11`` entry point (as
+pytest-benchmark itself is), so its options work wherever gradient-harness is installed.
+
+- ``--harness-profile quick|cpu|gpu|scaling`` chooses the cases (default: ``gpu`` when a
+  backend sees one, else ``cpu``); ``$HARNESS_BACKENDS`` chooses the backends.
+- A test that takes an argument named ``harness_case`` is run once per `harness.timing.Case` of
+  the profile: the installed backends on the built-in problems and on every default
+  problem a plugin registers.
+- The ``harness_benchmark`` fixture is pytest-benchmark's ``benchmark``, recorded: at the end
+  of the session the recorded benchmarks are saved as one new run under ``results/`` (or
+  ``--harness-results DIR``), made with pytest-benchmark's public hooks and written by
+  `harness.results`. Sessions that record nothing save nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import files, machine, plugins, results, timing
+
+RECORDED = pytest.StashKey[list]()
+PROFILE = pytest.StashKey[str]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("gradient-harness")
+    group.addoption("--harness-profile", choices=sorted(timing.PROFILES), default=None,
+                    help="benchmark sizes and orders (default: gpu if a GPU is seen, else cpu)")
+    group.addoption("--harness-results", default=None, metavar="DIR",
+                    help="folder for saved runs (default: results/ in the rootdir)")
+
+
+def pytest_configure(config):
+    config.stash[RECORDED] = []
+    folder = config.getoption("--harness-results")
+    why = folder and files.unwritable(folder, folder=True)
+    if why:
+        raise pytest.UsageError(f"--harness-results {folder}: {why}")
+
+
+def pytest_generate_tests(metafunc):
+    if "harness_case" not in metafunc.fixturenames:
+        return
+    registry = plugins.load()
+    entries = [e for e in registry.select_backends() if not e.unavailable]
+    profile = metafunc.config.getoption("--harness-profile")
+    if profile is None:
+        gpu = any(d != "cpu" for e in entries for d in e.backend.devices())
+        profile = "gpu" if gpu else "cpu"
+    metafunc.config.stash[PROFILE] = profile
+    found = timing.cases(entries, profile, registered=registry.problems.values())
+    metafunc.parametrize("harness_case", found, ids=[c.name for c in found])
+
+
+@pytest.fixture
+def harness_profile(request) -> dict:
+    """The chosen profile's settings (`harness.timing.PROFILES`)."""
+    return timing.PROFILES[request.config.stash.get(PROFILE, "cpu")]
+
+
+@pytest.fixture
+def harness_benchmark(benchmark, request):
+    """pytest-benchmark's ``benchmark``; what it times goes into this session's saved run."""
+    yield benchmark
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:
+        request.config.stash[RECORDED].append(stats)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config, machine_info):
+    machine_info["harness"] = machine.info()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    recorded = config.stash.get(RECORDED, [])
+    if not recorded:
+        return
+    hook = config.hook
+    machine_info = hook.pytest_benchmark_generate_machine_info(config=config)
+    hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine_info)
+    commit_info = hook.pytest_benchmark_generate_commit_info(config=config)
+    hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
+    run = hook.pytest_benchmark_generate_json(config=config, benchmarks=recorded, include_data=True,
+                                              machine_info=machine_info, commit_info=commit_info)
+    if not run["benchmarks"]:
+        return
+    run["machine_info"]["harness"]["profile"] = config.stash.get(PROFILE, None)
+    gpus = machine_info["harness"]["gpus"]
+    folder = Path(config.getoption("--harness-results") or Path(config.rootpath) / "results")
+    name = folder / results.file_name(gpus[0]["name"] if gpus else "cpu")
+    where, why = files.deliver(name, results.text(run), "benchmarks", overwrite=False)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    say = reporter.write_line if reporter else print
+    if why:
+        say(f"gradient-harness: could not write {name} ({why}); the run is kept in {where}")
+    else:
+        say(f"gradient-harness: saved this run to {where}")

@@ -1,0 +1,83 @@
+"""The benchmark suite as a pytest plugin (``pytest11``), and problems from plugins benchmarked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+
+import numpy as np
+
+import harness
+from harness import compare, plugins, results, timing
+from harness.problems import GradientProblem, ScalarProblem
+
+
+def softsign(xp, x):
+    return x / (1 + (x * x) ** 0.5)
+
+
+def quadratic(xp, w, data):
+    return xp.sum((data @ w) ** 2)
+
+
+def quadratic_args(size=None):
+    rng = np.random.default_rng(1)
+    n, d = size or (200, 8)
+    return rng.standard_normal(d), rng.standard_normal((n, d))
+
+
+@harness.hookimpl
+def harness_register_problems(register):
+    register(ScalarProblem("softsign", softsign, points=(-2.0, 0.5, 3.0)))
+    register(GradientProblem("quadratic", quadratic, quadratic_args, argnums=0,
+                             cost=lambda args, itemsize: (7.0 * args[1].size * itemsize, None)))
+
+
+def test_a_plugin_problem_is_benchmarked_with_its_own_cost_model(fast, tmp_path):
+    plugin = types.SimpleNamespace(harness_register_problems=harness_register_problems)
+    registry = plugins.load(extra=[("extra-problems", plugin)])
+    assert registry.errors == []
+    found = timing.cases([registry.backends[fast.name]], "quick", registered=registry.problems.values())
+    mine = [c for c in found if c.problem.name in ("softsign", "quadratic") and c.target.mode == "eager"]
+    assert {c.problem.name for c in mine} == {"softsign", "quadratic"}
+    run = timing.run([c for c in mine if c.order in (1, 2)], 0.01, log=print, min_rounds=3)
+    timed = {(b["extra_info"]["problem"], b["extra_info"]["order"]): b for b in run["benchmarks"]}
+    assert ("quadratic", 1) in timed and ("softsign", 1) in timed
+    quad = timed[("quadratic", 1)]["extra_info"]
+    assert quad["validated"] is True  # no closed form: checked by complex step before timing
+    assert quad["validation"].startswith("complex step")
+    assert quad["bytes"] == 7.0 * 200 * 8 * 4  # its own model: float32, data 200 x 8
+    soft = timed[("softsign", 1)]["extra_info"]
+    assert soft["bytes"] == 2.0 * 10_000 * 4  # the default: points read, derivative written
+    rows = results.load(results.save(run, tmp_path, "quick"))
+    assert any(r.problem == "quadratic" and r.of_bound for r in rows)
+    assert "quadratic value+grad" in compare.table(rows, "md")
+
+
+def test_the_options_and_saving_work_in_any_project(tmp_path):
+    """A project that only installs gradient-harness: the plugin's options exist and a session
+    that used ``harness_benchmark`` is saved where --harness-results says."""
+    (tmp_path / "test_elsewhere.py").write_text(
+        "def test_timed(harness_benchmark):\n    harness_benchmark(sum, [1, 2])\n")
+    out = tmp_path / "runs"
+    done = subprocess.run([sys.executable, "-m", "pytest", "test_elsewhere.py", "--benchmark-only",
+                           "--harness-profile", "quick", "--harness-results", str(out),
+                           "-p", "no:cacheprovider", "-q"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [saved] = out.iterdir()
+    run = json.loads(saved.read_text())
+    assert len(run["benchmarks"]) == 1 and run["machine_info"]["harness"]["cpu_model"]
+    assert f"saved this run to {saved}" in done.stdout
+
+
+def test_an_unwritable_results_folder_is_a_usage_error(tmp_path):
+    (tmp_path / "test_x.py").write_text("def test_x():\n    pass\n")
+    (tmp_path / "file").write_text("")
+    done = subprocess.run([sys.executable, "-m", "pytest", "test_x.py", "--harness-results",
+                           str(tmp_path / "file"), "-p", "no:cacheprovider", "-q"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "--harness-results" in done.stderr and "not a folder" in done.stderr
