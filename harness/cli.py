@@ -62,7 +62,8 @@ def _devices(text: str) -> list[str]:
     bad = [n for n in names if not re.fullmatch(r"cpu|cuda(:\d+)?", n)]
     if bad:
         raise argparse.ArgumentTypeError(
-            f"unknown device {', '.join(map(repr, bad))}; use cpu, cuda or cuda:N")
+            f"unknown device {', '.join(map(repr, bad))}; use cpu, cuda or cuda:N"
+        )
     return [n if n != "cuda" else "cuda:0" for n in names]
 
 
@@ -72,8 +73,10 @@ def _choices(allowed):
         bad = [n for n in names if n not in allowed]
         if bad:
             raise argparse.ArgumentTypeError(
-                f"unknown {', '.join(map(repr, bad))}; choose from {', '.join(allowed)}")
+                f"unknown {', '.join(map(repr, bad))}; choose from {', '.join(allowed)}"
+            )
         return names
+
     return parse
 
 
@@ -98,76 +101,151 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m harness",
         description="Validate and benchmark automatic-differentiation backends.",
-        epilog="Exit codes: 0 all checks pass, 1 a check failed or errored, 2 usage error.")
+        epilog="Exit codes: 0 all checks pass, 1 a check failed or errored, 2 usage error.",
+    )
     parser.add_argument("--version", action="version", version=f"gradient-harness {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     lister = sub.add_parser("list", help="backends (availability, version, devices), problems")
     lister.add_argument("--format", choices=("table", "json"), default="table")
-    lister.add_argument("--no-devices", action="store_true",
-                        help="skip device detection (it imports each framework in a subprocess)")
-    lister.add_argument("--refresh", action="store_true",
-                        help="detect devices again, even if this environment's are remembered")
+    lister.add_argument(
+        "--no-devices",
+        action="store_true",
+        help="skip device detection (it imports each framework in a subprocess)",
+    )
+    lister.add_argument(
+        "--refresh",
+        action="store_true",
+        help="detect devices again, even if this environment's are remembered",
+    )
 
     val = sub.add_parser("validate", help="check derivatives against oracles and across backends")
-    val.add_argument("-b", "--backend", type=_names, action="extend",
-                     help=f"backends to run, comma-separated (default: ${plugins.BACKENDS_ENV} "
-                          "or all installed)")
-    val.add_argument("-p", "--problem", type=_names, action="extend",
-                     help="problems to run, or 'all' (default: the notebook's and the synthetic "
-                          "logistic loss; `list` marks them)")
-    val.add_argument("-o", "--order", type=parse_orders,
-                     help="derivative orders, e.g. 1-10 (default: 1-6 float64, 1-4 float32)")
-    val.add_argument("--dtype", type=_choices(DTYPES), action="extend", metavar="DTYPE",
-                     help=f"{', '.join(DTYPES)}, comma-separated (default: both)")
-    val.add_argument("--mode", type=_choices(MODES), action="extend", metavar="MODE",
-                     help=f"{', '.join(MODES)} (compiled), comma-separated (default: every mode "
-                          "the backend offers)")
-    val.add_argument("--strategy", type=_choices(tuple(STRATEGIES)), action="extend",
-                     metavar="STRATEGY",
-                     help=f"n-th derivative strategies: {', '.join(STRATEGIES)} (default: every "
-                          "one the backend offers; reverse and forward-over-reverse also name the "
-                          "Hessian-vector products)")
-    val.add_argument("--device", type=_devices, action="extend",
-                     help="devices such as cpu or cuda:0 (default: every device detected)")
-    val.add_argument("--format", choices=("table", "json", "jsonl"), default="table",
-                     help="jsonl: one check per line, written as each finishes")
+    val.add_argument(
+        "-b",
+        "--backend",
+        type=_names,
+        action="extend",
+        help=f"backends to run, comma-separated (default: ${plugins.BACKENDS_ENV} or all installed)",
+    )
+    val.add_argument(
+        "-p",
+        "--problem",
+        type=_names,
+        action="extend",
+        help="problems to run, or 'all' (default: the notebook's and the synthetic "
+        "logistic loss; `list` marks them)",
+    )
+    val.add_argument(
+        "-o",
+        "--order",
+        type=parse_orders,
+        help="derivative orders, e.g. 1-10 (default: 1-6 float64, 1-4 float32)",
+    )
+    val.add_argument(
+        "--dtype",
+        type=_choices(DTYPES),
+        action="extend",
+        metavar="DTYPE",
+        help=f"{', '.join(DTYPES)}, comma-separated (default: both)",
+    )
+    val.add_argument(
+        "--mode",
+        type=_choices(MODES),
+        action="extend",
+        metavar="MODE",
+        help=f"{', '.join(MODES)} (compiled), comma-separated (default: every mode the backend offers)",
+    )
+    val.add_argument(
+        "--strategy",
+        type=_choices(tuple(STRATEGIES)),
+        action="extend",
+        metavar="STRATEGY",
+        help=f"n-th derivative strategies: {', '.join(STRATEGIES)} (default: every "
+        "one the backend offers; reverse and forward-over-reverse also name the "
+        "Hessian-vector products)",
+    )
+    val.add_argument(
+        "--device",
+        type=_devices,
+        action="extend",
+        help="devices such as cpu or cuda:0 (default: every device detected)",
+    )
+    val.add_argument(
+        "--format",
+        choices=("table", "json", "jsonl"),
+        default="table",
+        help="jsonl: one check per line, written as each finishes",
+    )
     val.add_argument("--output", help="write the report to this file (atomically) not stdout")
-    val.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
-                     help="run each backend in its own process with a time limit, so a crash "
-                          "or hang is reported and the others go on (default: on)")
-    val.add_argument("--timeout", type=_seconds, default=3600.0,
-                     help="seconds each isolated backend may take; then its process group is "
-                          "killed and reported as a timeout (default 3600)")
+    val.add_argument(
+        "--isolate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run each backend in its own process with a time limit, so a crash "
+        "or hang is reported and the others go on (default: on)",
+    )
+    val.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=3600.0,
+        help="seconds each isolated backend may take; then its process group is "
+        "killed and reported as a timeout (default 3600)",
+    )
     val.add_argument("-q", "--quiet", action="store_true", help="no live progress on the terminal")
-    val.add_argument("--agreement", action=argparse.BooleanOptionalAction, default=True,
-                     help="check backends against each other (default: on)")
+    val.add_argument(
+        "--agreement",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="check backends against each other (default: on)",
+    )
 
     cmp = sub.add_parser(
-        "compare", help="benchmark side by side: saved runs, or a quick run on this machine",
+        "compare",
+        help="benchmark side by side: saved runs, or a quick run on this machine",
         description="With no RUN: validate and time the installed backends here (about a minute). "
-                    "RUN is a results file, or a run name (stem or unique prefix, or 'latest') "
-                    "in --results.",
-        epilog=compare.HELP_COLUMNS)
+        "RUN is a results file, or a run name (stem or unique prefix, or 'latest') "
+        "in --results.",
+        epilog=compare.HELP_COLUMNS,
+    )
     cmp.add_argument("runs", nargs="*", metavar="RUN", type=_nonempty)
     cmp.add_argument("--results", default="results", help="folder of saved runs (default: results)")
     cmp.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
     cmp.add_argument("--baseline", metavar="RUN", type=_nonempty, help="run to compare against for --fail-on")
-    cmp.add_argument("--fail-on", default="median:10%", metavar="STAT:N%",
-                     help="with --baseline: exit 1 when STAT (median or min) is slower by more "
-                          "than N%% and beyond noise (default: median:10%%)")
+    cmp.add_argument(
+        "--fail-on",
+        default="median:10%",
+        metavar="STAT:N%",
+        help="with --baseline: exit 1 when STAT (median or min) is slower by more "
+        "than N%% and beyond noise (default: median:10%%)",
+    )
     cmp.add_argument("--plot", metavar="DIR", help="write PNG figures to DIR")
     cmp.add_argument("--save", action="store_true", help="save the quick run to --results")
-    cmp.add_argument("--profile", choices=tuple(timing.PROFILES), default="quick",
-                     help="cases for the run without RUN (default quick, about a minute; "
-                          "scaling: cost against order 1-10 for every strategy, a few minutes)")
-    cmp.add_argument("-b", "--backend", type=_names, action="extend",
-                     help="backends for the quick run (default: all installed)")
-    cmp.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
-                     help="time each backend in its own process, one after another, with a "
-                          "time limit (default: on)")
-    cmp.add_argument("--timeout", type=_seconds, default=1800.0,
-                     help="seconds each isolated backend may take (default 1800)")
+    cmp.add_argument(
+        "--profile",
+        choices=tuple(timing.PROFILES),
+        default="quick",
+        help="cases for the run without RUN (default quick, about a minute; "
+        "scaling: cost against order 1-10 for every strategy, a few minutes)",
+    )
+    cmp.add_argument(
+        "-b",
+        "--backend",
+        type=_names,
+        action="extend",
+        help="backends for the quick run (default: all installed)",
+    )
+    cmp.add_argument(
+        "--isolate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time each backend in its own process, one after another, with a time limit (default: on)",
+    )
+    cmp.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=1800.0,
+        help="seconds each isolated backend may take (default 1800)",
+    )
     cmp.add_argument("-q", "--quiet", action="store_true", help="no live progress on the terminal")
     cmp.add_argument("--run-to", metavar="FILE", help="also write the quick run to FILE")
 
@@ -179,8 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     """Exit codes: see the module docstring; 130 or 143 when SIGINT or SIGTERM stopped the run."""
     args = build_parser().parse_args(argv)
     try:
-        return {"list": cmd_list, "validate": cmd_validate, "compare": cmd_compare,
-                "tolerances": cmd_tolerances}[args.command](args)
+        return {
+            "list": cmd_list,
+            "validate": cmd_validate,
+            "compare": cmd_compare,
+            "tolerances": cmd_tolerances,
+        }[args.command](args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -193,31 +275,62 @@ def cmd_list(args) -> int:
     registry = plugins.load()
     entries = list(registry.backends.values())
     devices, detected = ({}, None) if args.no_devices else harness_devices.detect(entries, args.refresh)
-    backends = [{
-        "name": e.name, "plugin": e.plugin, "available": e.unavailable is None,
-        "reason": e.unavailable, "version": e.version, "devices": devices.get(e.name),
-        "strategies": list(e.backend.strategies), "modes": list(e.backend.modes),
-        "dtypes": list(e.backend.dtypes),
-    } for e in entries]
-    problems = [{"name": p.name, "kind": type(p).__name__, "default": p.default,
-                 "description": p.description} for p in registry.problems.values()]
+    backends = [
+        {
+            "name": e.name,
+            "plugin": e.plugin,
+            "available": e.unavailable is None,
+            "reason": e.unavailable,
+            "version": e.version,
+            "devices": devices.get(e.name),
+            "strategies": list(e.backend.strategies),
+            "modes": list(e.backend.modes),
+            "dtypes": list(e.backend.dtypes),
+        }
+        for e in entries
+    ]
+    problems = [
+        {"name": p.name, "kind": type(p).__name__, "default": p.default, "description": p.description}
+        for p in registry.problems.values()
+    ]
     errors = [{"plugin": e.plugin, "message": e.message} for e in registry.errors]
     if args.format == "json":
-        print(json.dumps({"backends": backends, "devices_detected": detected or "now",
-                          "problems": problems, "plugin_errors": errors}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "backends": backends,
+                    "devices_detected": detected or "now",
+                    "problems": problems,
+                    "plugin_errors": errors,
+                },
+                indent=2,
+            )
+        )
         return EXIT_OK
-    rows = [[b["name"], b["version"] or "-",
-             "yes" if b["available"] else f"no: {b['reason']}",
-             b["devices"] or "-", " ".join(b["strategies"]), " ".join(b["modes"])]
-            for b in backends]
-    print(tabulate(rows, headers=["backend", "version", "available", "devices", "strategies",
-                                  "modes"]))
+    rows = [
+        [
+            b["name"],
+            b["version"] or "-",
+            "yes" if b["available"] else f"no: {b['reason']}",
+            b["devices"] or "-",
+            " ".join(b["strategies"]),
+            " ".join(b["modes"]),
+        ]
+        for b in backends
+    ]
+    print(tabulate(rows, headers=["backend", "version", "available", "devices", "strategies", "modes"]))
     if detected:
-        print(f"\ndevices as detected at {detected} in this same environment (interpreter, "
-              "installed packages, GPU nodes, device variables); --refresh detects them again")
+        print(
+            f"\ndevices as detected at {detected} in this same environment (interpreter, "
+            "installed packages, GPU nodes, device variables); --refresh detects them again"
+        )
     print()
-    print(tabulate([[p["name"], p["kind"], "yes" if p["default"] else "-", p["description"]]
-                    for p in problems], headers=["problem", "kind", "default", "description"]))
+    print(
+        tabulate(
+            [[p["name"], p["kind"], "yes" if p["default"] else "-", p["description"]] for p in problems],
+            headers=["problem", "kind", "default", "description"],
+        )
+    )
     for error in registry.errors:
         print(f"\nbroken {error}", file=sys.stderr)
     return EXIT_OK
@@ -228,9 +341,20 @@ def cmd_validate(args) -> int:
     entries = registry.select_backends(args.backend)
     chosen = registry.select_problems(args.problem)
     _check_destination(args.output)
-    jobs = [runner.Job("validate", e.name, tuple(p.name for p in chosen), tuple(args.dtype or DTYPES),
-                       _tuple(args.mode), _tuple(args.strategy), _tuple(args.device), args.order)
-            for e in entries if not e.unavailable]
+    jobs = [
+        runner.Job(
+            "validate",
+            e.name,
+            tuple(p.name for p in chosen),
+            tuple(args.dtype or DTYPES),
+            _tuple(args.mode),
+            _tuple(args.strategy),
+            _tuple(args.device),
+            args.order,
+        )
+        for e in entries
+        if not e.unavailable
+    ]
     stream = args.format == "jsonl" and not args.output
 
     def emit(check: validate.Check) -> None:
@@ -242,8 +366,9 @@ def cmd_validate(args) -> int:
             emit(_failure_check(registry.backends[outcome.job.backend], outcome))
 
     started = time.perf_counter()
-    outcomes, interrupted = _run(jobs, registry, args, parallel=os.cpu_count() or 1,
-                                 on_result=emit, on_stop=on_stop, stream=stream)
+    outcomes, interrupted = _run(
+        jobs, registry, args, parallel=os.cpu_count() or 1, on_result=emit, on_stop=on_stop, stream=stream
+    )
     checks = [c for o in outcomes for c in o.results]
     checks += [_failure_check(registry.backends[o.job.backend], o) for o in outcomes if o.failure]
     checks.sort(key=lambda c: [o.job.backend for o in outcomes].index(c.backend))  # plan order
@@ -252,23 +377,32 @@ def cmd_validate(args) -> int:
         emit(check)
     checks += agreement
     elapsed = time.perf_counter() - started
-    missing = [d for d in args.device or () if not any(
-        c.device == d and "does not offer device" not in c.message for c in checks)]
+    missing = [
+        d
+        for d in args.device or ()
+        if not any(c.device == d and "does not offer device" not in c.message for c in checks)
+    ]
     if missing and checks and not interrupted:
-        raise UsageError(f"no selected backend has device {', '.join(missing)} on this machine "
-                         "(python -m harness list shows the devices found)")
+        raise UsageError(
+            f"no selected backend has device {', '.join(missing)} on this machine "
+            "(python -m harness list shows the devices found)"
+        )
     unavailable = {e.name: e.unavailable for e in entries if e.unavailable}
     errors = [str(e) for e in registry.errors]
     surprises = [] if interrupted else expected.reconcile(checks, {e.name: e.expected for e in entries})
     # Backends chosen by name must run; a broken plugin fails only an unrestricted run.
     explicit = args.backend is not None or bool(os.environ.get(plugins.BACKENDS_ENV))
     broken = bool(unavailable) if explicit else bool(errors)
-    failed = (broken or bool(surprises)
-              or any(c.status in ("fail", "error") and not c.expected for c in checks))
+    failed = (
+        broken or bool(surprises) or any(c.status in ("fail", "error") and not c.expected for c in checks)
+    )
     document = {
-        "harness": __version__, "seconds": round(elapsed, 3),
+        "harness": __version__,
+        "seconds": round(elapsed, 3),
         "interrupted": signal.Signals(interrupted.signum).name if interrupted else None,
-        "unavailable": unavailable, "plugin_errors": errors, "surprises": surprises,
+        "unavailable": unavailable,
+        "plugin_errors": errors,
+        "surprises": surprises,
         "checks": [c.to_json() for c in checks],
     }
     if args.format == "jsonl":
@@ -285,8 +419,11 @@ def cmd_validate(args) -> int:
         print(text)
     if interrupted:
         if not args.output:
-            kept, _ = files.deliver(files.fallback_path("validate"),
-                                    json.dumps(document, indent=2, allow_nan=False) + "\n", "validate")
+            kept, _ = files.deliver(
+                files.fallback_path("validate"),
+                json.dumps(document, indent=2, allow_nan=False) + "\n",
+                "validate",
+            )
         finished = sum(len(o.results) for o in outcomes)
         print(f"interrupted: {finished} checks finished, kept in {kept}", file=sys.stderr)
         return interrupted.exit_code
@@ -300,9 +437,21 @@ def _tuple(values) -> tuple | None:
 def _failure_check(entry: plugins.BackendEntry, outcome: runner.Outcome) -> validate.Check:
     """The one ``error`` check that says a job's process crashed, timed out or failed."""
     classification, message = outcome.failure
-    return validate.Check(entry.name, entry.version, "-", "-", "-", "-", "-", 0, "-", "error",
-                          classification=classification, message=message,
-                          seconds=round(outcome.seconds, 3))
+    return validate.Check(
+        entry.name,
+        entry.version,
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        0,
+        "-",
+        "error",
+        classification=classification,
+        message=message,
+        seconds=round(outcome.seconds, 3),
+    )
 
 
 def _validation_text(checks, surprises, unavailable, errors, elapsed, failed) -> str:
@@ -313,10 +462,12 @@ def _validation_text(checks, surprises, unavailable, errors, elapsed, failed) ->
     parts += [f"broken {e}" for e in errors]
     counts = {s: sum(c.status == s for c in checks) for s in validate.STATUSES}
     known = sum(c.expected for c in checks)
-    parts.append(", ".join(f"{n} {s}" for s, n in counts.items())
-                 + (f" ({known} of them expected)" if known else "")
-                 + f" in {elapsed:.1f} s"
-                 + (": FAILED" if failed else ": all as expected" if known else ": all passed"))
+    parts.append(
+        ", ".join(f"{n} {s}" for s, n in counts.items())
+        + (f" ({known} of them expected)" if known else "")
+        + f" in {elapsed:.1f} s"
+        + (": FAILED" if failed else ": all as expected" if known else ": all passed")
+    )
     return "\n\n".join(parts)
 
 
@@ -333,8 +484,14 @@ def _run(jobs, registry, args, *, parallel: int, on_result=None, on_stop=None, s
 
     with display:
         try:
-            return runner.run(jobs, registry, isolate=args.isolate, timeout=args.timeout,
-                              parallel=parallel, listener=listener), None
+            return runner.run(
+                jobs,
+                registry,
+                isolate=args.isolate,
+                timeout=args.timeout,
+                parallel=parallel,
+                listener=listener,
+            ), None
         except runner.Interrupted as exc:
             return exc.outcomes, exc
 
@@ -361,10 +518,14 @@ def _benchmark_here(args, registry) -> tuple[dict | None, bool, runner.Interrupt
     """The quick run of ``compare`` without RUN: (the run, or None if nothing was timed, whether
     a backend failed, the interrupt). Backends are timed one after another, each isolated when
     it can be (side by side they would slow each other)."""
-    jobs = [runner.Job("benchmark", e.name, profile=args.profile)
-            for e in registry.select_backends(args.backend) if not e.unavailable]
-    unavailable = [f"{e.name}: {e.unavailable}" for e in registry.select_backends(args.backend)
-                   if e.unavailable]
+    jobs = [
+        runner.Job("benchmark", e.name, profile=args.profile)
+        for e in registry.select_backends(args.backend)
+        if not e.unavailable
+    ]
+    unavailable = [
+        f"{e.name}: {e.unavailable}" for e in registry.select_backends(args.backend) if e.unavailable
+    ]
     outcomes, interrupted = _run(jobs, registry, args, parallel=1)
     failed = False
     for outcome in outcomes:
@@ -403,8 +564,9 @@ def cmd_compare(args) -> int:
         text = results.text(run)
         if interrupted:
             kept, _ = files.deliver(files.fallback_path("compare"), text, "compare", overwrite=False)
-            print(f"interrupted: {len(run['benchmarks'])} benchmarks finished, kept in {kept}",
-                  file=sys.stderr)
+            print(
+                f"interrupted: {len(run['benchmarks'])} benchmarks finished, kept in {kept}", file=sys.stderr
+            )
             paths = [kept]
         else:
             code = EXIT_OK
@@ -414,8 +576,9 @@ def cmd_compare(args) -> int:
                 name = folder / results.file_name(args.profile)
                 where, why = files.deliver(name, text, "compare", overwrite=False)
                 if why:
-                    print(f"error: could not write {name} ({why}); the run is kept in {where}",
-                          file=sys.stderr)
+                    print(
+                        f"error: could not write {name} ({why}); the run is kept in {where}", file=sys.stderr
+                    )
                     code = EXIT_FAIL
                 else:
                     print(f"saved this run to {where}", file=sys.stderr)
@@ -453,8 +616,7 @@ def cmd_compare(args) -> int:
             raise UsageError(f"baseline {exc}") from None
         for line in slower:
             print(f"REGRESSION {line}", file=sys.stderr)
-        print(f"{len(slower)} regression(s) beyond {args.fail_on} against {base_path.stem}",
-              file=sys.stderr)
+        print(f"{len(slower)} regression(s) beyond {args.fail_on} against {base_path.stem}", file=sys.stderr)
         failed = failed or bool(slower)
     return EXIT_FAIL if failed else EXIT_OK
 

@@ -35,8 +35,18 @@ def _time(seconds: float | None) -> str:
     return f"{seconds * 1e9:.4g} ns"
 
 
-COLUMNS = ["group", "run", "backend / mode / strategy / dtype / device", "median", "IQR",
-           "x fastest", "first call", "GB/s", "of bound", "validated"]
+COLUMNS = [
+    "group",
+    "run",
+    "backend / mode / strategy / dtype / device",
+    "median",
+    "IQR",
+    "x fastest",
+    "first call",
+    "GB/s",
+    "of bound",
+    "validated",
+]
 
 WRAPPED = {"run", COLUMNS[2]}
 """The columns whose text may wrap over lines to fit the terminal; numbers never wrap."""
@@ -62,7 +72,8 @@ HELP_COLUMNS = (
     "the bytes moved per call by the problem's cost model over the median, and of bound that "
     "GB/s over the machine's measured copy bandwidth for the device (the logistic gradient's "
     "cost model reads the N x D inputs twice); validated says whether the result agreed with "
-    "its oracle before timing.")
+    "its oracle before timing."
+)
 """`LEGEND` as one paragraph, for ``compare --help`` (no ``%``: argparse formats help text)."""
 
 
@@ -83,26 +94,72 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
     for r in rows:
         fastest[r.group] = min(fastest[r.group], r.median)
     if fmt == "json":
-        records = [{**{k: v for k, v in asdict(r).items() if k != "data"},
-                    "gbps": r.gbps, "of_bound": r.of_bound,
-                    "x_fastest": r.median / fastest[r.group]} for r in rows]
+        records = [
+            {
+                **{k: v for k, v in asdict(r).items() if k != "data"},
+                "gbps": r.gbps,
+                "of_bound": r.of_bound,
+                "x_fastest": r.median / fastest[r.group],
+            }
+            for r in rows
+        ]
         return json.dumps(_finite(records), indent=2, allow_nan=False)
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["group", "run", "backend", "mode", "strategy", "dtype", "device",
-                         "median_s", "iqr_s", "x_fastest", "first_call_s", "gbps", "of_bound",
-                         "validated"])
+        writer.writerow(
+            [
+                "group",
+                "run",
+                "backend",
+                "mode",
+                "strategy",
+                "dtype",
+                "device",
+                "median_s",
+                "iqr_s",
+                "x_fastest",
+                "first_call_s",
+                "gbps",
+                "of_bound",
+                "validated",
+            ]
+        )
         for r in rows:
-            writer.writerow([r.group, r.run, r.backend, r.mode, r.strategy, r.dtype, r.device,
-                             r.median, r.iqr, r.median / fastest[r.group], r.first_call_s,
-                             r.gbps, r.of_bound, r.validated])
+            writer.writerow(
+                [
+                    r.group,
+                    r.run,
+                    r.backend,
+                    r.mode,
+                    r.strategy,
+                    r.dtype,
+                    r.device,
+                    r.median,
+                    r.iqr,
+                    r.median / fastest[r.group],
+                    r.first_call_s,
+                    r.gbps,
+                    r.of_bound,
+                    r.validated,
+                ]
+            )
         return out.getvalue()
-    body = [[r.group, r.run, r.label, _time(r.median), _time(r.iqr),
-             f"{r.median / fastest[r.group]:.2f}", _time(r.first_call_s),
-             f"{r.gbps:.3g}" if r.gbps else "-",
-             f"{r.of_bound:.0%}" if r.of_bound else "-", "yes" if r.validated else "NO"]
-            for r in rows]
+    body = [
+        [
+            r.group,
+            r.run,
+            r.label,
+            _time(r.median),
+            _time(r.iqr),
+            f"{r.median / fastest[r.group]:.2f}",
+            _time(r.first_call_s),
+            f"{r.gbps:.3g}" if r.gbps else "-",
+            f"{r.of_bound:.0%}" if r.of_bound else "-",
+            "yes" if r.validated else "NO",
+        ]
+        for r in rows
+    ]
     if fmt == "md":
         return tabulate(body, headers=COLUMNS, tablefmt="github", disable_numparse=True)
     return _fitted(body, shutil.get_terminal_size((0, 0)).columns if width is None else width)
@@ -123,8 +180,9 @@ def _fitted(body: list[list[str]], width: int) -> str:
     rows: list = [headers, SEPARATING_LINE]  # the header as a row: tabulate pads real headers by 2
     for i, row in enumerate(cells):  # and a rule before each group, where its name will go
         rows += [SEPARATING_LINE, row] if i == 0 or groups[i] != groups[i - 1] else [row]
-    text = tabulate(rows, tablefmt="simple", disable_numparse=True,
-                    maxcolwidths=_widths(headers, cells, width))
+    text = tabulate(
+        rows, tablefmt="simple", disable_numparse=True, maxcolwidths=_widths(headers, cells, width)
+    )
     lines = text.splitlines()[1:-1]  # without headers, "simple" draws a rule above and below
     head = next(i for i, line in enumerate(lines) if line.startswith("-")) + 1
     out, names = lines[:head], iter(dict.fromkeys(groups))
@@ -141,8 +199,10 @@ def _widths(headers: list[str], cells: list[list[str]], width: int) -> list[int]
     word, `NARROWEST` for wrapped text), then what is left shared out, to the wrapped text first."""
     columns = list(zip(headers, *cells, strict=True))
     natural = [max(map(len, column)) for column in columns]
-    least = [min(n, NARROWEST) if column[0] in WRAPPED else max(map(len, [*column[0].split(), *column[1:]]))
-             for n, column in zip(natural, columns, strict=True)]
+    least = [
+        min(n, NARROWEST) if column[0] in WRAPPED else max(map(len, [*column[0].split(), *column[1:]]))
+        for n, column in zip(natural, columns, strict=True)
+    ]
     room = width - sum(least) - 2 * (len(headers) - 1)
     for grow in ([i for i, h in enumerate(headers) if h in WRAPPED], range(len(headers))):
         while room > 0 and (short := [i for i in grow if least[i] < natural[i]]):
@@ -186,30 +246,46 @@ def growth(rows: list[Row], fmt: str = "table") -> str:
         if len(group) < 3:
             continue
         first = [(r.order, r.first_call_s) for r in group if r.first_call_s]
-        body.append([*key[3:], f"{group[0].order}-{group[-1].order}",
-                     f"x{per_order([(r.order, r.median) for r in group]):.2f}",
-                     f"x{per_order(first):.2f}" if len(first) >= 3 else "-",
-                     _time(group[0].median), _time(group[-1].median),
-                     f"{max(r.validation_error or 0.0 for r in group):.1e}"])
+        body.append(
+            [
+                *key[3:],
+                f"{group[0].order}-{group[-1].order}",
+                f"x{per_order([(r.order, r.median) for r in group]):.2f}",
+                f"x{per_order(first):.2f}" if len(first) >= 3 else "-",
+                _time(group[0].median),
+                _time(group[-1].median),
+                f"{max(r.validation_error or 0.0 for r in group):.1e}",
+            ]
+        )
     if not body:
         return ""
-    headers = ["backend", "mode", "strategy", "dtype", "device", "orders", "growth/order",
-               "first-call growth", "time at first", "time at last", "max rel error"]
-    return tabulate(body, headers=headers, tablefmt="github" if fmt == "md" else "simple",
-                    disable_numparse=True)
+    headers = [
+        "backend",
+        "mode",
+        "strategy",
+        "dtype",
+        "device",
+        "orders",
+        "growth/order",
+        "first-call growth",
+        "time at first",
+        "time at last",
+        "max rel error",
+    ]
+    return tabulate(
+        body, headers=headers, tablefmt="github" if fmt == "md" else "simple", disable_numparse=True
+    )
 
 
 def parse_threshold(text: str) -> tuple[str, float]:
     """``"median:10%"`` as ``("median", 0.10)``."""
     match = re.fullmatch(r"(median|min):(\d+(?:\.\d+)?)%", text.strip())
     if not match:
-        raise ValueError(f"--fail-on takes STAT:N% with STAT median or min, e.g. median:10%, "
-                         f"not {text!r}")
+        raise ValueError(f"--fail-on takes STAT:N% with STAT median or min, e.g. median:10%, not {text!r}")
     return match[1], float(match[2]) / 100
 
 
-def regressions(current: list[Row], baseline: list[Row], stat: str, threshold: float
-                ) -> list[str]:
+def regressions(current: list[Row], baseline: list[Row], stat: str, threshold: float) -> list[str]:
     """Rows slower than the baseline by more than ``threshold`` and beyond noise, described."""
     from scipy.stats import mannwhitneyu
 
@@ -226,11 +302,12 @@ def regressions(current: list[Row], baseline: list[Row], stat: str, threshold: f
             p = mannwhitneyu(row.data, old.data, alternative="greater").pvalue
             noise, evidence = p >= NOISE_P, f"Mann-Whitney p={p:.2g}"
         else:
-            noise, evidence = row.q1 <= old.q3, "quartiles " + (
-                "overlap" if row.q1 <= old.q3 else "apart")
+            noise, evidence = row.q1 <= old.q3, "quartiles " + ("overlap" if row.q1 <= old.q3 else "apart")
         if not noise:
-            found.append(f"{row.group} | {row.label}: {stat} {_time(getattr(row, stat))} vs "
-                         f"{_time(getattr(old, stat))} in {old.run} (x{ratio:.2f}, {evidence})")
+            found.append(
+                f"{row.group} | {row.label}: {stat} {_time(getattr(row, stat))} vs "
+                f"{_time(getattr(old, stat))} in {old.run} (x{ratio:.2f}, {evidence})"
+            )
     return found
 
 
@@ -257,16 +334,23 @@ def plot(rows: list[Row], folder: Path) -> list[Path]:
                 lines[(r.backend, r.mode, r.strategy, r.dtype)].append(r)
             # colour: backend and mode; line style: strategy
             colours = {k: f"C{i}" for i, k in enumerate(sorted({k[:2] for k in lines}))}
-            panels = [("median time per call (s)", lambda r: r.median),
-                      ("first call: trace + compile + run (s)", lambda r: r.first_call_s),
-                      ("max error / max |reference|", lambda r: r.validation_error)]
+            panels = [
+                ("median time per call (s)", lambda r: r.median),
+                ("first call: trace + compile + run (s)", lambda r: r.first_call_s),
+                ("max error / max |reference|", lambda r: r.validation_error),
+            ]
             for ax, (title, value) in zip(axes, panels, strict=True):
                 for key, group in sorted(lines.items()):
                     points = sorted((r.order, value(r)) for r in group if value(r))
                     if points:
-                        ax.plot(*zip(*points, strict=True), marker="o", markersize=3,
-                                color=colours[key[:2]], linestyle=STYLES.get(key[2], "-"),
-                                label=" ".join(key))
+                        ax.plot(
+                            *zip(*points, strict=True),
+                            marker="o",
+                            markersize=3,
+                            color=colours[key[:2]],
+                            linestyle=STYLES.get(key[2], "-"),
+                            label=" ".join(key),
+                        )
                 ax.set_yscale("log")
                 ax.set_xlabel("derivative order")
                 ax.set_title(title)

@@ -26,8 +26,15 @@ from harness import files, plugins
 
 CACHE_ENV = "HARNESS_CACHE_DIR"
 """Folder of the device cache (default ~/.cache/gradient-harness)."""
-DEVICE_ENV = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
-              "ROCR_VISIBLE_DEVICES", "JAX_PLATFORMS", "JAX_PLATFORM_NAME", "XLA_FLAGS")
+DEVICE_ENV = (
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+    "HIP_VISIBLE_DEVICES",
+    "ROCR_VISIBLE_DEVICES",
+    "JAX_PLATFORMS",
+    "JAX_PLATFORM_NAME",
+    "XLA_FLAGS",
+)
 DEVICE_NODES = ("/dev/nvidia*", "/dev/dri/*", "/dev/kfd", "/dev/accel*")
 PROBE_TIMEOUT_S = 300
 

@@ -33,10 +33,10 @@ class Expectation:
     source: str
 
     def matches(self, problem: str, strategy: str, mode: str, dtype: str, order: int) -> bool:
-        fields = ((self.problem, problem), (self.strategy, strategy), (self.mode, mode),
-                  (self.dtype, dtype))
-        return (all(want in ("*", got) for want, got in fields)
-                and (self.orders is None or order in self.orders))
+        fields = ((self.problem, problem), (self.strategy, strategy), (self.mode, mode), (self.dtype, dtype))
+        return all(want in ("*", got) for want, got in fields) and (
+            self.orders is None or order in self.orders
+        )
 
 
 def parse_orders(text: str, limit: int = 100) -> frozenset[int]:
@@ -70,8 +70,10 @@ def parse(text: str, source: str) -> list[Expectation]:
             continue
         where = f"{source}:{number}"
         if len(fields) != 6 or fields[5] not in OUTCOMES:
-            raise ValueError(f"{where}: expected 'problem strategy mode dtype orders outcome' "
-                             f"with outcome one of {', '.join(OUTCOMES)}, got {line.strip()!r}")
+            raise ValueError(
+                f"{where}: expected 'problem strategy mode dtype orders outcome' "
+                f"with outcome one of {', '.join(OUTCOMES)}, got {line.strip()!r}"
+            )
         try:
             orders = _orders(fields[4])
         except ValueError as exc:
@@ -100,7 +102,9 @@ def reconcile(checks: Iterable, expectations: dict[str, list[Expectation]]) -> l
                 outcomes.setdefault(key, set()).add(check.status)
                 if check.status == exp.outcome:
                     check.expected = True
-    return [f"{exp.source}: {exp.problem} {strategy} {mode} {dtype} order {order} is expected to "
-            f"{exp.outcome} ({exp.reason or 'no reason given'}) but did not: update the file"
-            for (exp, strategy, mode, dtype, order), seen in outcomes.items()
-            if exp.outcome not in seen]
+    return [
+        f"{exp.source}: {exp.problem} {strategy} {mode} {dtype} order {order} is expected to "
+        f"{exp.outcome} ({exp.reason or 'no reason given'}) but did not: update the file"
+        for (exp, strategy, mode, dtype, order), seen in outcomes.items()
+        if exp.outcome not in seen
+    ]

@@ -96,8 +96,7 @@ STRATEGIES: dict[str, str] = {
 Hessian-vector products (grad of <grad f, v>; jvp of grad f along v)."""
 NAMESPACE = ("tanh", "exp", "log", "log1p", "sin", "cos", "sum", "ones_like")
 """What `Backend.namespace` must offer: the functions problems use and the host composes with."""
-REQUIRED_METHODS = ("devices", "namespace", "asarray", "to_numpy", "value_and_grad",
-                    "block_until_ready")
+REQUIRED_METHODS = ("devices", "namespace", "asarray", "to_numpy", "value_and_grad", "block_until_ready")
 OPTIONAL_METHODS = ("jvp", "derivative", "compile")
 
 

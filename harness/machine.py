@@ -71,12 +71,20 @@ def gpus() -> list[dict]:
         return []
     query = "--query-gpu=name,driver_version,memory.total"
     try:
-        out = subprocess.run(["nvidia-smi", query, "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=30, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", query, "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    return [dict(zip(("name", "driver", "memory"), (p.strip() for p in line.split(",")), strict=False))
-            for line in out.splitlines() if line.strip()]
+    return [
+        dict(zip(("name", "driver", "memory"), (p.strip() for p in line.split(",")), strict=False))
+        for line in out.splitlines()
+        if line.strip()
+    ]
 
 
 def versions() -> dict[str, str | None]:
@@ -91,8 +99,7 @@ def versions() -> dict[str, str | None]:
 
 def info(measure: bool = True) -> dict:
     """The ``harness`` section of a run's ``machine_info``."""
-    record = {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "gpus": gpus(),
-              "versions": versions()}
+    record = {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "gpus": gpus(), "versions": versions()}
     if measure:
         record["host_copy_bandwidth"] = host_copy_bandwidth()
         record["cuda_copy_bandwidth"] = cuda_copy_bandwidth()

@@ -63,8 +63,7 @@ def mpmath_derivative(fn: Callable, points: np.ndarray, order: int) -> np.ndarra
     doubled until two successive nonzero results agree to 30 digits (a true zero,
     such as tanh's second derivative at 0, goes through every precision).
     """
-    return np.array([_mpmath_diff(fn, float(x), order) for x in np.ravel(points)]
-                    ).reshape(np.shape(points))
+    return np.array([_mpmath_diff(fn, float(x), order) for x in np.ravel(points)]).reshape(np.shape(points))
 
 
 def _mpmath_diff(fn: Callable, x: float, order: int) -> float:
@@ -74,15 +73,19 @@ def _mpmath_diff(fn: Callable, x: float, order: int) -> float:
     for dps in (MPMATH_DPS, 2 * MPMATH_DPS, 4 * MPMATH_DPS, 8 * MPMATH_DPS, 16 * MPMATH_DPS):
         with mpmath.workdps(dps):
             value = mpmath.diff(lambda t: fn(MpmathNamespace, t), mpmath.mpf(x), order)
-            if previous is not None and value != 0 and \
-                    abs(value - previous) <= mpmath.mpf(10) ** -30 * abs(value):
+            if (
+                previous is not None
+                and value != 0
+                and abs(value - previous) <= mpmath.mpf(10) ** -30 * abs(value)
+            ):
                 return float(value)
             previous = value
     return float(previous)
 
 
-def remainder_slope(fn: Callable, x: float, order: int, claimed: float,
-                    steps: Sequence[float] = (1e-2, 1e-3, 1e-4)) -> float:
+def remainder_slope(
+    fn: Callable, x: float, order: int, claimed: float, steps: Sequence[float] = (1e-2, 1e-3, 1e-4)
+) -> float:
     """How fast ``|F(x+h) - F(x) - h * claimed|`` falls with h, F the exact (order-1)-th derivative.
 
     The log-log slope is 2 when ``claimed`` is F'(x) (the remainder is h**2 F''/2)
@@ -90,9 +93,13 @@ def remainder_slope(fn: Callable, x: float, order: int, claimed: float,
     needs no tolerance. F comes from mpmath at `MPMATH_DPS` digits.
     """
     with mpmath.workdps(MPMATH_DPS):
+
         def F(t):
-            return (mpmath.diff(lambda u: fn(MpmathNamespace, u), t, order - 1) if order > 1
-                    else fn(MpmathNamespace, t))
+            return (
+                mpmath.diff(lambda u: fn(MpmathNamespace, u), t, order - 1)
+                if order > 1
+                else fn(MpmathNamespace, t)
+            )
 
         x0 = mpmath.mpf(float(x))
         base = F(x0)
@@ -111,13 +118,11 @@ def central_derivative(fn: Callable, points: np.ndarray) -> tuple[np.ndarray, np
     import numdifftools  # here, not at the top: it imports scipy, 1-2 s, and `list` needs neither
 
     steps = numdifftools.MinStepGenerator(base_step=1e-3, num_steps=6, step_ratio=2)
-    result = numdifftools.Derivative(fn, n=1, step=steps, full_output=True)(
-        np.asarray(points, np.float64))
+    result = numdifftools.Derivative(fn, n=1, step=steps, full_output=True)(np.asarray(points, np.float64))
     return np.asarray(result.estimate), np.asarray(result.error_estimate)
 
 
-def step_sweep(fn: Callable, points: np.ndarray, claimed: np.ndarray, steps: Sequence[float]
-               ) -> list[float]:
+def step_sweep(fn: Callable, points: np.ndarray, claimed: np.ndarray, steps: Sequence[float]) -> list[float]:
     """Largest gap between ``claimed`` and plain central differences of ``fn``, per step size.
 
     The gap follows the step (falls as h**2, or grows as 1/h from rounding)
@@ -125,17 +130,15 @@ def step_sweep(fn: Callable, points: np.ndarray, claimed: np.ndarray, steps: Seq
     claimed derivative is wrong.
     """
     x = np.asarray(points, np.float64)
-    return [
-        float(np.max(np.abs(claimed - (fn(x + h) - fn(x - h)) / (2 * h)), initial=0.0))
-        for h in steps
-    ]
+    return [float(np.max(np.abs(claimed - (fn(x + h) - fn(x - h)) / (2 * h)), initial=0.0)) for h in steps]
 
 
 # --- Gradients of a problem's loss w.r.t. its selected arguments -----------------------------------
 
 
-def of_flat_parameters(fn: Callable, xp: Any, args: tuple, argnums: int | tuple[int, ...]
-                       ) -> tuple[Callable[[np.ndarray], Any], np.ndarray]:
+def of_flat_parameters(
+    fn: Callable, xp: Any, args: tuple, argnums: int | tuple[int, ...]
+) -> tuple[Callable[[np.ndarray], Any], np.ndarray]:
     """``F(theta) = fn(xp, *args)`` with the selected arguments read from the flat vector ``theta``."""
     like = select(args, argnums)
 
@@ -158,8 +161,7 @@ def complex_step(F: Callable, theta: np.ndarray, rows: np.ndarray) -> np.ndarray
     return np.array([np.imag(F(theta + 1j * COMPLEX_STEP * v)) / COMPLEX_STEP for v in rows])
 
 
-def central_difference(F: Callable, theta: np.ndarray, rows: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def central_difference(F: Callable, theta: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Directional derivatives ``rows @ grad F(theta)`` by numdifftools, with error estimates."""
     import numdifftools
 

@@ -67,7 +67,8 @@ class Registry:
     def portable(self, entry: BackendEntry, chosen: Iterable[problems.Problem]) -> bool:
         """Whether a child interpreter can load ``entry`` and every problem in ``chosen``."""
         return entry.plugin in self.loadable and all(
-            self.origins.get(p.name) in self.loadable for p in chosen)
+            self.origins.get(p.name) in self.loadable for p in chosen
+        )
 
     def add_backend(self, backend: Any, plugin: str) -> None:
         problem = spec_violation(backend)
@@ -86,14 +87,21 @@ class Registry:
 
     def add_problem(self, problem: Any, plugin: str) -> None:
         if not isinstance(problem, problems.ScalarProblem | problems.GradientProblem):
-            self.errors.append(PluginError(
-                plugin, f"registered {problem!r}, which is not a ScalarProblem or GradientProblem"))
+            self.errors.append(
+                PluginError(
+                    plugin, f"registered {problem!r}, which is not a ScalarProblem or GradientProblem"
+                )
+            )
         elif problem.name in self.problems:
             self.errors.append(PluginError(plugin, f"problem name {problem.name!r} is already taken"))
         elif isinstance(problem, problems.ScalarProblem) and not len(problem.points):
-            self.errors.append(PluginError(
-                plugin, f"registered problem {problem.name!r} with no points: its checks would test "
-                        "nothing; give it points=(...) to evaluate the derivatives at"))
+            self.errors.append(
+                PluginError(
+                    plugin,
+                    f"registered problem {problem.name!r} with no points: its checks would test "
+                    "nothing; give it points=(...) to evaluate the derivatives at",
+                )
+            )
         else:
             self.problems[problem.name] = problem
             self.origins[problem.name] = plugin
@@ -107,8 +115,10 @@ class Registry:
         names = [n.strip() for n in names if n.strip()]
         broken = [e for e in self.errors if e.plugin in names and e.plugin not in self.backends]
         if broken:
-            raise UsageError(f"backend {broken[0].plugin!r} cannot run: {broken[0]}; fix or "
-                             "uninstall that plugin (python -m harness list shows every broken one)")
+            raise UsageError(
+                f"backend {broken[0].plugin!r} cannot run: {broken[0]}; fix or "
+                "uninstall that plugin (python -m harness list shows every broken one)"
+            )
         return [self.backends[n] for n in _known(names, self.backends, "backend")]
 
     def select_problems(self, names: Iterable[str] | None = None) -> list[problems.Problem]:
@@ -202,8 +212,9 @@ def load(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = True) -> Re
             try:
                 plugin = ep.load()
             except Exception as exc:
-                registry.errors.append(PluginError(
-                    ep.name, f"failed to import {ep.value}: {type(exc).__name__}: {exc}"))
+                registry.errors.append(
+                    PluginError(ep.name, f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
+                )
                 continue
             _register(pm, plugin, ep.name, registry.errors)
             registry.loadable.add(ep.name)
@@ -221,6 +232,7 @@ def load(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = True) -> Re
             try:
                 impl.function(register=lambda obj, _name=name, _add=add: _add(obj, _name))
             except Exception as exc:
-                registry.errors.append(PluginError(
-                    name, f"raised while registering: {type(exc).__name__}: {exc}"))
+                registry.errors.append(
+                    PluginError(name, f"raised while registering: {type(exc).__name__}: {exc}")
+                )
     return registry

@@ -146,9 +146,7 @@ def logistic_magnitude(W, b, inputs, targets):
 
 
 NOTEBOOK = {
-    "inputs": np.array(
-        [[0.52, 1.12, 0.77], [0.88, -1.08, 0.15], [0.52, 0.06, -1.30], [0.74, -2.49, 1.39]]
-    ),
+    "inputs": np.array([[0.52, 1.12, 0.77], [0.88, -1.08, 0.15], [0.52, 0.06, -1.30], [0.74, -2.49, 1.39]]),
     "targets": np.array([1.0, 1.0, 0.0, 1.0]),
     # From JAX's legacy generator (jax_threefry_partitionable=False): key(0) split
     # into 3 gives W and b; the first part split again gives the notebook's
@@ -178,9 +176,11 @@ def logistic_hvp(v, W, b, inputs, targets):
 
 def as_dict(closed_form):
     """A (W, b) closed form as one of the dict-pytree problem."""
+
     def of_dict(params, inputs, targets):
         dW, db = closed_form(params["W"], params["b"], inputs, targets)
         return {"W": dW, "b": db}
+
     return of_dict
 
 
@@ -227,16 +227,41 @@ BUILTIN: tuple[Problem, ...] = (
         description="tanh out to |x| = 200, where nested derivative rules overflow",
         default=False,
     ),
-    ScalarProblem("sigmoid", logistic_sigmoid, points=(-8.0, -2.0, -0.5, 0.0, 0.5, 2.0, 8.0),
-                  description="0.5 * (tanh(x / 2) + 1), the notebook's sigmoid", default=False),
-    ScalarProblem("softplus", softplus, points=(-8.0, -2.0, -0.5, 0.0, 0.5, 2.0, 8.0),
-                  description="log1p(exp(x))", default=False),
-    ScalarProblem("exp-sin", exp_sin, points=(-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0),
-                  description="exp(sin(x))", default=False),
-    ScalarProblem("reciprocal", reciprocal, points=(-2.0, -0.5, 0.25, 0.5, 1.0, 3.0),
-                  description="1 / x; its n-th derivative grows as n! / x**(n+1)", default=False),
-    ScalarProblem("rational", rational, points=(-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0),
-                  description="(x**2 - 2x + 3) / (x**2 + 1)", default=False),
+    ScalarProblem(
+        "sigmoid",
+        logistic_sigmoid,
+        points=(-8.0, -2.0, -0.5, 0.0, 0.5, 2.0, 8.0),
+        description="0.5 * (tanh(x / 2) + 1), the notebook's sigmoid",
+        default=False,
+    ),
+    ScalarProblem(
+        "softplus",
+        softplus,
+        points=(-8.0, -2.0, -0.5, 0.0, 0.5, 2.0, 8.0),
+        description="log1p(exp(x))",
+        default=False,
+    ),
+    ScalarProblem(
+        "exp-sin",
+        exp_sin,
+        points=(-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0),
+        description="exp(sin(x))",
+        default=False,
+    ),
+    ScalarProblem(
+        "reciprocal",
+        reciprocal,
+        points=(-2.0, -0.5, 0.25, 0.5, 1.0, 3.0),
+        description="1 / x; its n-th derivative grows as n! / x**(n+1)",
+        default=False,
+    ),
+    ScalarProblem(
+        "rational",
+        rational,
+        points=(-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0),
+        description="(x**2 - 2x + 3) / (x**2 + 1)",
+        default=False,
+    ),
     GradientProblem(
         "logistic-notebook",
         logistic_loss,
@@ -273,7 +298,7 @@ BUILTIN: tuple[Problem, ...] = (
         synthetic_args,
         argnums=(0, 1),
         description=f"synthetic logistic loss {LARGE_SIZE[0]} x {LARGE_SIZE[1]}: its Hessian "
-                    "would need 320 GB, so Hessian-vector products only",
+        "would need 320 GB, so Hessian-vector products only",
         gradient=logistic_gradient,
         magnitude=logistic_magnitude,
         hvp=logistic_hvp,

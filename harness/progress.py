@@ -32,10 +32,17 @@ class Display:
             )
 
             self.progress = Progress(
-                TextColumn("{task.description:>10}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                TextColumn("{task.description:>10}"),
+                BarColumn(bar_width=24),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("left"),
+                TimeRemainingColumn(),
                 TextColumn("{task.fields[current]}", markup=False),
-                console=Console(stderr=True), redirect_stdout=False, redirect_stderr=False)
+                console=Console(stderr=True),
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
 
     @staticmethod
     def wanted(quiet: bool, stdout_stream: bool = False) -> bool:
@@ -77,8 +84,11 @@ class Display:
         elif kind == "advance":
             self.progress.advance(task)
         elif kind == "stop":
-            what = (f"{outcome.failure[0]}" if outcome.failure
-                    else f"done: {len(outcome.results)} {outcome.job.noun}s")
+            what = (
+                f"{outcome.failure[0]}"
+                if outcome.failure
+                else f"done: {len(outcome.results)} {outcome.job.noun}s"
+            )
             total = self.progress.tasks[task].total
             self.progress.update(task, current=what, total=total if total is not None else 1)
             self.progress.stop_task(task)

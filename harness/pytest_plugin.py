@@ -26,10 +26,18 @@ PROFILE = pytest.StashKey[str]()
 
 def pytest_addoption(parser):
     group = parser.getgroup("gradient-harness")
-    group.addoption("--harness-profile", choices=sorted(timing.PROFILES), default=None,
-                    help="benchmark sizes and orders (default: gpu if a GPU is seen, else cpu)")
-    group.addoption("--harness-results", default=None, metavar="DIR",
-                    help="folder for saved runs (default: results/ in the rootdir)")
+    group.addoption(
+        "--harness-profile",
+        choices=sorted(timing.PROFILES),
+        default=None,
+        help="benchmark sizes and orders (default: gpu if a GPU is seen, else cpu)",
+    )
+    group.addoption(
+        "--harness-results",
+        default=None,
+        metavar="DIR",
+        help="folder for saved runs (default: results/ in the rootdir)",
+    )
 
 
 def pytest_configure(config):
@@ -84,8 +92,13 @@ def pytest_sessionfinish(session, exitstatus):
     hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine_info)
     commit_info = hook.pytest_benchmark_generate_commit_info(config=config)
     hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
-    run = hook.pytest_benchmark_generate_json(config=config, benchmarks=recorded, include_data=True,
-                                              machine_info=machine_info, commit_info=commit_info)
+    run = hook.pytest_benchmark_generate_json(
+        config=config,
+        benchmarks=recorded,
+        include_data=True,
+        machine_info=machine_info,
+        commit_info=commit_info,
+    )
     if not run["benchmarks"]:
         return
     run["machine_info"]["harness"]["profile"] = config.stash.get(PROFILE, None)

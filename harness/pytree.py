@@ -35,8 +35,11 @@ def leaves(tree: Any) -> Iterator[Any]:
         for v in tree.values():
             yield from leaves(v)
     elif isinstance(tree, tuple | list) or (
-            hasattr(tree, "__len__") and hasattr(tree, "__getitem__")
-            and not hasattr(tree, "shape") and not isinstance(tree, str)):
+        hasattr(tree, "__len__")
+        and hasattr(tree, "__getitem__")
+        and not hasattr(tree, "shape")
+        and not isinstance(tree, str)
+    ):
         for i in range(len(tree)):
             yield from leaves(tree[i])
     else:

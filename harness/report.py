@@ -32,14 +32,42 @@ def summary(checks: list[Check]) -> str:
         counts = {s: sum(c.status == s for c in group) for s in ("pass", "fail", "unsupported", "error")}
         ratios = [c.err_over_allowed for c in group if c.err_over_allowed is not None]
         unexpected = [c for c in group if c.status in ("fail", "error") and not c.expected]
-        verdict = ("FAIL" if unexpected
-                   else "expected fail" if counts["fail"] or counts["error"]
-                   else "unsupported" if counts["unsupported"] and not counts["pass"] else "ok")
-        rows.append([*key, orders_text(c.order for c in group), counts["pass"], counts["fail"],
-                     counts["unsupported"], counts["error"],
-                     _ratio(max(ratios)) if ratios else "-", verdict])
-    headers = ["backend", "device", "dtype", "mode", "strategy", "problem", "orders", "pass",
-               "fail", "unsup", "error", "worst err/allowed", "verdict"]
+        verdict = (
+            "FAIL"
+            if unexpected
+            else "expected fail"
+            if counts["fail"] or counts["error"]
+            else "unsupported"
+            if counts["unsupported"] and not counts["pass"]
+            else "ok"
+        )
+        rows.append(
+            [
+                *key,
+                orders_text(c.order for c in group),
+                counts["pass"],
+                counts["fail"],
+                counts["unsupported"],
+                counts["error"],
+                _ratio(max(ratios)) if ratios else "-",
+                verdict,
+            ]
+        )
+    headers = [
+        "backend",
+        "device",
+        "dtype",
+        "mode",
+        "strategy",
+        "problem",
+        "orders",
+        "pass",
+        "fail",
+        "unsup",
+        "error",
+        "worst err/allowed",
+        "verdict",
+    ]
     return tabulate(rows, headers=headers)
 
 
@@ -59,9 +87,12 @@ def mismatch(check: Check) -> str:
     if check.points is not None:
         lines.append(f"  points   {check.points}")
     if check.value is not None:
-        lines += [f"  value    {check.value}", f"  ref      {check.reference} ({check.oracle})",
-                  f"  errors   abs {check.max_abs_err:.3g}, rel {check.max_rel_err:.3g}; "
-                  f"rtol {check.tolerance:.3g}"]
+        lines += [
+            f"  value    {check.value}",
+            f"  ref      {check.reference} ({check.oracle})",
+            f"  errors   abs {check.max_abs_err:.3g}, rel {check.max_rel_err:.3g}; "
+            f"rtol {check.tolerance:.3g}",
+        ]
     if check.message:
         lines.append(f"  note     {check.message}")
     return "\n".join(lines)
@@ -70,8 +101,10 @@ def mismatch(check: Check) -> str:
 def tolerance_table() -> str:
     orders = range(0, 11)
     rows = [[dtype, *(f"{tolerance(dtype, n):.0e}" for n in orders)] for dtype in TOLERANCES]
-    note = (f"rtol by dtype and derivative order (0 = the loss value); allowed gap "
-            f"|a - r| <= rtol*|r| + rtol*max|r|. Against finite differences rtol is at least "
-            f"{FD_RTOL:g}, plus 4x the difference's own error estimate. Default orders: "
-            + ", ".join(f"{d} {orders_text(o)}" for d, o in DEFAULT_ORDERS.items()))
+    note = (
+        f"rtol by dtype and derivative order (0 = the loss value); allowed gap "
+        f"|a - r| <= rtol*|r| + rtol*max|r|. Against finite differences rtol is at least "
+        f"{FD_RTOL:g}, plus 4x the difference's own error estimate. Default orders: "
+        + ", ".join(f"{d} {orders_text(o)}" for d, o in DEFAULT_ORDERS.items())
+    )
     return tabulate(rows, headers=["dtype", *map(str, orders)]) + "\n\n" + note

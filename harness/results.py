@@ -41,9 +41,13 @@ def document(benchmarks: list[dict], machine_info: dict) -> dict:
     """A run holding ``benchmarks`` (entries shaped as pytest-benchmark writes them)."""
     import pytest_benchmark
 
-    return {"machine_info": {"harness": machine_info}, "commit_info": {}, "benchmarks": benchmarks,
-            "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "version": pytest_benchmark.__version__}
+    return {
+        "machine_info": {"harness": machine_info},
+        "commit_info": {},
+        "benchmarks": benchmarks,
+        "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "version": pytest_benchmark.__version__,
+    }
 
 
 def text(run: dict) -> str:
@@ -172,19 +176,25 @@ def load(path: Path) -> list[Row]:
     except RunError:
         raise
     except (OSError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path}: cannot read it ({exc}); check the path and permissions, or "
-                       "delete the file if it is not a saved run") from None
+        raise RunError(
+            f"{path}: cannot read it ({exc}); check the path and permissions, or "
+            "delete the file if it is not a saved run"
+        ) from None
     except json.JSONDecodeError as exc:
-        raise RunError(f"{path}: not valid JSON ({exc}); the file is corrupt or truncated: "
-                       "delete it and rerun the benchmarks") from None
+        raise RunError(
+            f"{path}: not valid JSON ({exc}); the file is corrupt or truncated: "
+            "delete it and rerun the benchmarks"
+        ) from None
     except RecursionError:
-        raise RunError(f"{path}: JSON nested too deeply to be a saved run; delete it and rerun "
-                       "the benchmarks") from None
+        raise RunError(
+            f"{path}: JSON nested too deeply to be a saved run; delete it and rerun the benchmarks"
+        ) from None
     except _Damaged as exc:
         raise RunError(f"{path}: damaged run: {exc}; delete it and rerun the benchmarks") from None
     except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
-        raise RunError(f"{path}: damaged run ({type(exc).__name__}: {exc}); delete it and "
-                       "rerun the benchmarks") from None
+        raise RunError(
+            f"{path}: damaged run ({type(exc).__name__}: {exc}); delete it and rerun the benchmarks"
+        ) from None
 
 
 class _Damaged(ValueError):
@@ -193,21 +203,32 @@ class _Damaged(ValueError):
 
 def _load(path: Path) -> list[Row]:
     doc = json.loads(Path(path).read_text())
-    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list) \
-            or not isinstance(doc.get("machine_info"), dict):
-        raise RunError(f"{path}: not a pytest-benchmark run (no 'benchmarks' and 'machine_info'); "
-                       "pass a file saved by `pytest --benchmark-only` or `compare --save`")
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("benchmarks"), list)
+        or not isinstance(doc.get("machine_info"), dict)
+    ):
+        raise RunError(
+            f"{path}: not a pytest-benchmark run (no 'benchmarks' and 'machine_info'); "
+            "pass a file saved by `pytest --benchmark-only` or `compare --save`"
+        )
     extras = [b.get("extra_info") for b in doc["benchmarks"] if isinstance(b, dict)]
     if not extras or not all(isinstance(e, dict) and "harness_format" in e for e in extras):
-        raise RunError(f"{path}: a pytest-benchmark run without gradient-harness fields (from "
-                       "another project?); compare reads runs saved by gradient-harness only")
+        raise RunError(
+            f"{path}: a pytest-benchmark run without gradient-harness fields (from "
+            "another project?); compare reads runs saved by gradient-harness only"
+        )
     newest = max(_whole(e["harness_format"], "extra_info.harness_format") for e in extras)
     if newest > FORMAT_VERSION:
-        raise RunError(f"{path}: written by a newer gradient-harness (format {newest}; this one "
-                       f"reads up to {FORMAT_VERSION}): upgrade gradient-harness to compare it")
+        raise RunError(
+            f"{path}: written by a newer gradient-harness (format {newest}; this one "
+            f"reads up to {FORMAT_VERSION}): upgrade gradient-harness to compare it"
+        )
     machine = doc["machine_info"].get("harness") or {}
-    bounds = {device: _optional(machine, f"{name}_copy_bandwidth", "machine_info.harness", zero=False)
-              for device, name in (("cpu", "host"), ("cuda", "cuda"))}
+    bounds = {
+        device: _optional(machine, f"{name}_copy_bandwidth", "machine_info.harness", zero=False)
+        for device, name in (("cpu", "host"), ("cuda", "cuda"))
+    }
     rows = []
     for i, bench in enumerate(doc["benchmarks"]):
         try:
@@ -235,17 +256,26 @@ def _row(run: str, bench: dict, bounds: dict[str, float | None]) -> Row:
     if error is not None and not _is_number(error):
         raise _Damaged(f"extra_info.validation_error is {reprlib.repr(error)}, not a number")
     return Row(
-        run=run, group=_text(bench, "group", "benchmark"), **text,
+        run=run,
+        group=_text(bench, "group", "benchmark"),
+        **text,
         size=tuple(_whole(n, f"extra_info.size[{i}]") for i, n in enumerate(size)),
         order=_whole(_field(e, "order", "extra_info"), "extra_info.order"),
-        median=_seconds(s, "median"), iqr=_seconds(s, "iqr", zero=True), q1=_seconds(s, "q1"),
-        q3=_seconds(s, "q3"), min=_seconds(s, "min"),
-        first_call_s=_optional(e, "first_call_s"), bytes=_optional(e, "bytes"),
-        flops=_optional(e, "flops"), validated=bool(validated),
+        median=_seconds(s, "median"),
+        iqr=_seconds(s, "iqr", zero=True),
+        q1=_seconds(s, "q1"),
+        q3=_seconds(s, "q3"),
+        min=_seconds(s, "min"),
+        first_call_s=_optional(e, "first_call_s"),
+        bytes=_optional(e, "bytes"),
+        flops=_optional(e, "flops"),
+        validated=bool(validated),
         validation_error=None if error is None else float(error),
         bound=bounds.get(text["device"].split(":")[0]),
-        data=None if data is None else [_amount(t, f"stats.data[{i}]", zero=False)
-                                        for i, t in enumerate(data)])
+        data=None
+        if data is None
+        else [_amount(t, f"stats.data[{i}]", zero=False) for i, t in enumerate(data)],
+    )
 
 
 def _field(section, key: str, where: str):
@@ -280,8 +310,9 @@ def _amount(value, what: str, *, zero: bool = True) -> float:
     except OverflowError:  # an integer beyond any float
         number = math.inf
     if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
-        raise _Damaged(f"{what} is {reprlib.repr(value)}, not a finite number "
-                       f"{'of 0 or more' if zero else 'above 0'}")
+        raise _Damaged(
+            f"{what} is {reprlib.repr(value)}, not a finite number {'of 0 or more' if zero else 'above 0'}"
+        )
     return number
 
 
@@ -293,5 +324,3 @@ def _seconds(stats: dict, key: str, *, zero: bool = False) -> float:
 def _optional(section: dict, key: str, where: str = "extra_info", *, zero: bool = True) -> float | None:
     value = section.get(key)
     return None if value is None else _amount(value, f"{where}.{key}", zero=zero)
-
-

@@ -117,8 +117,15 @@ def execute(job: Job, registry: Registry, emit: Callable[[tuple], None]) -> None
     entry = registry.backends[job.backend]
     try:
         if job.kind == "validate":
-            plan = validate.Plan([entry], registry.select_problems(job.problems), job.dtypes,
-                                 job.modes, job.strategies, job.devices, job.orders)
+            plan = validate.Plan(
+                [entry],
+                registry.select_problems(job.problems),
+                job.dtypes,
+                job.modes,
+                job.strategies,
+                job.devices,
+                job.orders,
+            )
             for check in validate.backend_checks(entry, plan, emit):
                 emit(("result", check))
         else:
@@ -128,8 +135,12 @@ def execute(job: Job, registry: Registry, emit: Callable[[tuple], None]) -> None
             emit(("total", len(found)))
             for case in found:
                 emit(("current", case.name))
-                timed = timing.bench(case, spec["budget"], spec.get("min_rounds", timing.MIN_ROUNDS),
-                                     log=lambda line: emit(("log", line)))
+                timed = timing.bench(
+                    case,
+                    spec["budget"],
+                    spec.get("min_rounds", timing.MIN_ROUNDS),
+                    log=lambda line: emit(("log", line)),
+                )
                 if timed is not None:
                     emit(("result", timed))
                 emit(("advance",))
@@ -139,8 +150,15 @@ def execute(job: Job, registry: Registry, emit: Callable[[tuple], None]) -> None
     emit(("end",))
 
 
-def run(jobs: list[Job], registry: Registry, *, isolate: bool = True, timeout: float = 3600.0,
-        parallel: int = 1, listener: Listener | None = None) -> list[Outcome]:
+def run(
+    jobs: list[Job],
+    registry: Registry,
+    *,
+    isolate: bool = True,
+    timeout: float = 3600.0,
+    parallel: int = 1,
+    listener: Listener | None = None,
+) -> list[Outcome]:
     """Every job's outcome, in the order given.
 
     Jobs a child can load run in children (``parallel`` at a time, each killed after
@@ -170,8 +188,9 @@ def run(jobs: list[Job], registry: Registry, *, isolate: bool = True, timeout: f
 
 def _portable(job: Job, registry: Registry) -> bool:
     """Whether a child interpreter finds the job's backend and problems (entry points, built-ins)."""
-    chosen = (registry.select_problems(job.problems) if job.kind == "validate"
-              else registry.problems.values())  # a benchmark times plugin problems too
+    chosen = (
+        registry.select_problems(job.problems) if job.kind == "validate" else registry.problems.values()
+    )  # a benchmark times plugin problems too
     return registry.portable(registry.backends[job.backend], chosen)
 
 
@@ -208,8 +227,11 @@ class _Child:
         with open(self.output_path, "wb") as output:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "harness.runner", str(folder), str(os.getpid())],
-                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.events = open(folder / EVENTS_FILE, "rb")  # noqa: SIM115 -- open while the child runs
         self.started = time.monotonic()
         self.timed_out = False
@@ -250,8 +272,9 @@ class _Child:
     def _failure(self, timeout: float) -> tuple[str, str]:
         kept = self.outcome.finished_text()
         if self.timed_out:
-            return "timeout", (f"no result within {timeout:g} s: the backend's process group was "
-                               f"killed; {kept}")
+            return "timeout", (
+                f"no result within {timeout:g} s: the backend's process group was killed; {kept}"
+            )
         code = self.proc.returncode
         if code < 0:
             name = signal.Signals(-code).name

@@ -70,6 +70,7 @@ def hvp(backend: Any, f: Callable, argnums: int | tuple[int, ...], strategy: str
         return backend.value_and_grad(f, argnums)(*args)[1]
 
     if strategy == "reverse":
+
         def along(chosen, v, *args):
             return vdot(xp, gradient(*substitute(args, argnums, chosen)), v)
 
@@ -80,9 +81,11 @@ def hvp(backend: Any, f: Callable, argnums: int | tuple[int, ...], strategy: str
             raise NotImplementedError("forward-over-reverse needs the backend's optional jvp")
 
         def product(v, *args):
-            return jvp(lambda chosen: gradient(*substitute(args, argnums, chosen)),
-                       (select(args, argnums),), (v,))[1]
+            return jvp(
+                lambda chosen: gradient(*substitute(args, argnums, chosen)), (select(args, argnums),), (v,)
+            )[1]
 
         return product
-    raise NotImplementedError(f"no Hessian-vector product strategy {strategy!r} "
-                              f"(known: {', '.join(HVP_STRATEGIES)})")
+    raise NotImplementedError(
+        f"no Hessian-vector product strategy {strategy!r} (known: {', '.join(HVP_STRATEGIES)})"
+    )

@@ -38,8 +38,9 @@ class Target:
 
     def array(self, tree: Any) -> Any:
         """A numpy pytree as the backend's arrays of this dtype on this device."""
-        return tree_map(lambda a: self.backend.asarray(np.asarray(a, dtype=self.dtype), self.dtype,
-                                                       self.device), tree)
+        return tree_map(
+            lambda a: self.backend.asarray(np.asarray(a, dtype=self.dtype), self.dtype, self.device), tree
+        )
 
     def numpy(self, tree: Any) -> Any:
         """Wait for a backend pytree and bring it back as float64 numpy."""
@@ -51,8 +52,9 @@ class Target:
         f = partial(problem.fn, self.backend.namespace())
         return self.compiled(strategies.derivative(self.backend, f, order, strategy))
 
-    def value_and_grad(self, problem: GradientProblem,
-                       argnums: int | tuple[int, ...] | None = None) -> Callable:
+    def value_and_grad(
+        self, problem: GradientProblem, argnums: int | tuple[int, ...] | None = None
+    ) -> Callable:
         """``problem``'s value and gradient w.r.t. ``argnums`` (default: the problem's own)."""
         f = partial(problem.fn, self.backend.namespace())
         chosen = problem.argnums if argnums is None else argnums

@@ -36,15 +36,37 @@ SAMPLES = 16
 
 PROFILES: dict[str, dict[str, Any]] = {
     # logistic sizes (N, D); elementwise derivative sizes M and orders; scalar-latency orders
-    "quick": {"logistic": [(4, 3), (100_000, 64)], "points": [10_000], "orders": [1, 2, 4],
-              "latency": [1, 2, 3], "budget": 0.05},
-    "cpu": {"logistic": [(4, 3), (1_000_000, 64)], "points": [10_000], "orders": list(range(1, 9)),
-            "latency": [1, 2, 3], "budget": 0.3},
-    "gpu": {"logistic": [(4, 3), (4_194_304, 256), (16_777_216, 64)], "points": [16_777_216],
-            "orders": list(range(1, 9)), "latency": [1, 2, 3], "budget": 0.3},
+    "quick": {
+        "logistic": [(4, 3), (100_000, 64)],
+        "points": [10_000],
+        "orders": [1, 2, 4],
+        "latency": [1, 2, 3],
+        "budget": 0.05,
+    },
+    "cpu": {
+        "logistic": [(4, 3), (1_000_000, 64)],
+        "points": [10_000],
+        "orders": list(range(1, 9)),
+        "latency": [1, 2, 3],
+        "budget": 0.3,
+    },
+    "gpu": {
+        "logistic": [(4, 3), (4_194_304, 256), (16_777_216, 64)],
+        "points": [16_777_216],
+        "orders": list(range(1, 9)),
+        "latency": [1, 2, 3],
+        "budget": 0.3,
+    },
     # the cost-against-order study: every strategy and mode, orders 1-10, float64
-    "scaling": {"logistic": [], "points": [1_000], "orders": list(range(1, 11)), "latency": [],
-                "budget": 0.05, "dtype": "float64", "min_rounds": 3},
+    "scaling": {
+        "logistic": [],
+        "points": [1_000],
+        "orders": list(range(1, 11)),
+        "latency": [],
+        "budget": 0.05,
+        "dtype": "float64",
+        "min_rounds": 3,
+    },
 }
 
 
@@ -68,7 +90,7 @@ class Case:
     @property
     def name(self) -> str:
         t = self.target
-        return (f"{self.group} | {t.entry.name} {t.mode} {self.strategy} {t.dtype} {t.device}")
+        return f"{self.group} | {t.entry.name} {t.mode} {self.strategy} {t.dtype} {t.device}"
 
     def __str__(self) -> str:
         return self.name
@@ -81,10 +103,18 @@ class Case:
 
     def extra_info(self) -> dict:
         t = self.target
-        return {"harness_format": results.FORMAT_VERSION, "backend": t.entry.name,
-                "version": t.entry.version, "device": t.device, "dtype": t.dtype, "mode": t.mode,
-                "strategy": self.strategy, "problem": self.problem.name, "size": list(self.size),
-                "order": self.order}
+        return {
+            "harness_format": results.FORMAT_VERSION,
+            "backend": t.entry.name,
+            "version": t.entry.version,
+            "device": t.device,
+            "dtype": t.dtype,
+            "mode": t.mode,
+            "strategy": self.strategy,
+            "problem": self.problem.name,
+            "size": list(self.size),
+            "order": self.order,
+        }
 
 
 @dataclass
@@ -102,15 +132,23 @@ class Prepared:
     """(bytes moved, flops) per call, by the problem's cost model."""
 
     def extra_info(self) -> dict:
-        return {**self.case.extra_info(), "bytes": self.cost[0], "flops": self.cost[1],
-                "first_call_s": self.first_call_s,
-                "validated": self.validated, "validation": self.detail,
-                "validation_error": self.error}
+        return {
+            **self.case.extra_info(),
+            "bytes": self.cost[0],
+            "flops": self.cost[1],
+            "first_call_s": self.first_call_s,
+            "validated": self.validated,
+            "validation": self.detail,
+            "validation_error": self.error,
+        }
 
 
-def cases(entries: Iterable[BackendEntry], profile: str = "cpu",
-          devices: Iterable[str] | None = None,
-          registered: Iterable[problems.Problem] = ()) -> list[Case]:
+def cases(
+    entries: Iterable[BackendEntry],
+    profile: str = "cpu",
+    devices: Iterable[str] | None = None,
+    registered: Iterable[problems.Problem] = (),
+) -> list[Case]:
     """Every benchmark case of a profile for the given (available) backends and devices.
 
     The built-in logistic loss and tanh at the profile's sizes and orders, and each problem
@@ -130,15 +168,16 @@ def cases(entries: Iterable[BackendEntry], profile: str = "cpu",
                 t32 = Target(entry, device, "float32", mode)
                 found += [Case(t32, builtin["logistic"], size) for size in spec["logistic"]]
                 elementwise = Target(entry, device, spec.get("dtype", "float32"), mode)
-                found += [Case(t32, p, tuple(p.size or ())) for p in extra
-                          if isinstance(p, GradientProblem)]
+                found += [Case(t32, p, tuple(p.size or ())) for p in extra if isinstance(p, GradientProblem)]
                 for strategy in backend.strategies:
-                    found += [Case(elementwise, p, (m,), order, strategy)
-                              for p in [builtin["tanh"], *(p for p in extra if isinstance(p, ScalarProblem))]
-                              for m in spec["points"] for order in spec["orders"]]
+                    found += [
+                        Case(elementwise, p, (m,), order, strategy)
+                        for p in [builtin["tanh"], *(p for p in extra if isinstance(p, ScalarProblem))]
+                        for m in spec["points"]
+                        for order in spec["orders"]
+                    ]
                 t64 = Target(entry, device, "float64", mode)
-                found += [Case(t64, builtin["tanh"], (), order, "reverse")
-                          for order in spec["latency"]]
+                found += [Case(t64, builtin["tanh"], (), order, "reverse") for order in spec["latency"]]
     return found
 
 
@@ -182,7 +221,7 @@ def _validate(case: Case, result: Any, args64: tuple) -> tuple[bool, str, float]
         ok = validate.agrees(claimed, reference, dtype, 1, np.abs(rows) @ magnitude)
         return ok, f"complex step along {len(rows)} directions", _error(claimed, reference)
     x = rounded[0]
-    pick = (np.linspace(0, x.size - 1, min(SAMPLES, x.size)).astype(int) if x.ndim else ())
+    pick = np.linspace(0, x.size - 1, min(SAMPLES, x.size)).astype(int) if x.ndim else ()
     sample, claimed = (x[pick], result[pick]) if x.ndim else (x, result)
     reference = oracles.mpmath_derivative(problem.fn, sample, case.order)
     ok = validate.agrees(claimed, reference, dtype, case.order)
@@ -198,8 +237,15 @@ def _error(claimed, reference) -> float:
 def known_failure(case: Case):
     """The backend's expectation that this case fails, if it declares one (`harness.expected`)."""
     t = case.target
-    return next((e for e in t.entry.expected if e.outcome == "fail" and e.matches(
-        case.problem.name, case.strategy, t.mode, t.dtype, case.order)), None)
+    return next(
+        (
+            e
+            for e in t.entry.expected
+            if e.outcome == "fail"
+            and e.matches(case.problem.name, case.strategy, t.mode, t.dtype, case.order)
+        ),
+        None,
+    )
 
 
 MIN_ROUNDS = 10
@@ -207,8 +253,7 @@ MIN_ROUNDS = 10
 when a single pair is out of order)."""
 
 
-def calibrate(call: Callable[[], Any], budget: float, min_rounds: int = MIN_ROUNDS
-              ) -> tuple[int, int]:
+def calibrate(call: Callable[[], Any], budget: float, min_rounds: int = MIN_ROUNDS) -> tuple[int, int]:
     """(rounds, iterations): iterations lift a round above ~100 us; rounds fill ``budget`` seconds
     (at least ``min_rounds``)."""
     started = time.perf_counter()
@@ -237,8 +282,9 @@ def measure(call: Callable[[], Any], rounds: int, iterations: int) -> list[float
     return times
 
 
-def bench(case: Case, budget: float, min_rounds: int = MIN_ROUNDS,
-          log: Callable[[str], None] = print) -> dict | None:
+def bench(
+    case: Case, budget: float, min_rounds: int = MIN_ROUNDS, log: Callable[[str], None] = print
+) -> dict | None:
     """Prepare, validate and time one case: its pytest-benchmark entry, or ``None`` (logged) when
     it raises or disagrees with its oracle."""
     from pytest_benchmark.stats import Stats
@@ -263,15 +309,20 @@ def bench(case: Case, budget: float, min_rounds: int = MIN_ROUNDS,
     for seconds in times:
         stats.update(seconds)
     return {
-        "group": case.group, "name": case.name, "fullname": case.name, "params": None,
-        "param": None, "extra_info": prepared.extra_info(),
+        "group": case.group,
+        "name": case.name,
+        "fullname": case.name,
+        "params": None,
+        "param": None,
+        "extra_info": prepared.extra_info(),
         "options": {"disable_gc": True, "timer": "perf_counter", "warmup": 1},
         "stats": {**stats.as_dict(), "data": list(stats.data), "iterations": iterations},
     }
 
 
-def run(found: Iterable[Case], budget: float, log: Callable[[str], None] = print,
-        min_rounds: int = MIN_ROUNDS) -> dict:
+def run(
+    found: Iterable[Case], budget: float, log: Callable[[str], None] = print, min_rounds: int = MIN_ROUNDS
+) -> dict:
     """`bench` each case in this process; the run. A case that fails is logged and left out."""
     timed = [bench(case, budget, min_rounds, log) for case in found]
     return results.document([b for b in timed if b is not None], machine.info())

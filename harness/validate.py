@@ -174,15 +174,16 @@ class _Job:
 
     def head(self, strategy: str, problem: str) -> partial:
         t = self.target
-        return partial(Check, t.entry.name, t.entry.version, t.device, t.dtype, t.mode, strategy,
-                       problem)
+        return partial(Check, t.entry.name, t.entry.version, t.device, t.dtype, t.mode, strategy, problem)
 
     def unoffered(self, strategy: str | None) -> str | None:
         """Why the backend does not offer this target (and ``strategy``), or ``None``."""
         t, b = self.target, self.target.backend
         for what, value, offered in (
-            ("device", t.device, self.devices), ("dtype", t.dtype, b.dtypes),
-            ("mode", t.mode, b.modes), ("strategy", strategy, b.strategies),
+            ("device", t.device, self.devices),
+            ("dtype", t.dtype, b.dtypes),
+            ("mode", t.mode, b.modes),
+            ("strategy", strategy, b.strategies),
         ):
             if value is not None and value not in offered:
                 return f"{b.name} does not offer {what} {value!r} (offers {', '.join(offered)})"
@@ -202,9 +203,12 @@ def _backend_checks(entry: BackendEntry, plan: Plan, progress: Progress) -> Iter
     for device in plan.devices or devices:
         for dtype in plan.dtypes:
             for mode in modes:
-                job = _Job(Target(entry, device, dtype, mode), devices,
-                           self_consistency=dtype == "float64" and mode == modes[-1],
-                           progress=progress)
+                job = _Job(
+                    Target(entry, device, dtype, mode),
+                    devices,
+                    self_consistency=dtype == "float64" and mode == modes[-1],
+                    progress=progress,
+                )
                 for problem in plan.problems:
                     if isinstance(problem, GradientProblem):
                         cases.append((job, problem, None))
@@ -215,14 +219,17 @@ def _backend_checks(entry: BackendEntry, plan: Plan, progress: Progress) -> Iter
         dtype = job.target.dtype
         if strategy is None:
             job.current(f"{problem.name} value+grad")
-            yield from _guarded(_gradient_checks(job, problem, plan.orders),
-                                job.head("reverse", problem.name))
-            yield from _guarded(_hvp_checks(job, problem, plan.orders, plan.strategies),
-                                job.head("-", problem.name))
+            yield from _guarded(
+                _gradient_checks(job, problem, plan.orders), job.head("reverse", problem.name)
+            )
+            yield from _guarded(
+                _hvp_checks(job, problem, plan.orders, plan.strategies), job.head("-", problem.name)
+            )
         else:
-            yield from _guarded(_scalar_checks(job, strategy, problem,
-                                               plan.orders or DEFAULT_ORDERS[dtype]),
-                                job.head(strategy, problem.name))
+            yield from _guarded(
+                _scalar_checks(job, strategy, problem, plan.orders or DEFAULT_ORDERS[dtype]),
+                job.head(strategy, problem.name),
+            )
         progress(("advance",))
 
 
@@ -282,8 +289,9 @@ def _scalar_checks(job: _Job, strategy: str, problem: ScalarProblem, orders) -> 
         else:
             reference = oracles.mpmath_derivative(problem.fn, x64, order)
             oracle = f"mpmath({oracles.MPMATH_DPS} digits)"
-        check = _judge(head(order, oracle, "pass", points=x64.tolist(), seconds=seconds),
-                       first, second, reference, rtol)
+        check = _judge(
+            head(order, oracle, "pass", points=x64.tolist(), seconds=seconds), first, second, reference, rtol
+        )
         if check.classification == "wrong derivative":
             check = _remainder(check, problem, x64, order, first, reference)
         yield check
@@ -322,8 +330,9 @@ def _self_consistency(check, target: Target, previous, x64, first, second, rtol,
         if finite.any():
             reference[finite], error[finite] = oracles.central_derivative(lower, x64[finite])
     except Exception as exc:
-        return replace(check, status="error", classification="exception",
-                       message=f"{type(exc).__name__}: {exc}")
+        return replace(
+            check, status="error", classification="exception", message=f"{type(exc).__name__}: {exc}"
+        )
     check = _judge(check, first, second, reference, max(rtol, FD_RTOL), slack=4 * error)
     if check.classification == "wrong derivative":
         check = _sweep(check, lower, x64, first, exact)
@@ -347,8 +356,7 @@ def _gradient_checks(job: _Job, problem: GradientProblem, orders) -> Iterator[Ch
         results = [target.numpy(vg(*args)) for _ in range(2)]
         expected = structure(select(rounded, problem.argnums))
         if structure(results[0][1]) != expected:
-            raise ShapeMismatch(f"gradient has structure {structure(results[0][1])}, "
-                             f"expected {expected}")
+            raise ShapeMismatch(f"gradient has structure {structure(results[0][1])}, expected {expected}")
         return results
 
     outcome, seconds = _attempt(head, 1, twice)
@@ -357,28 +365,58 @@ def _gradient_checks(job: _Job, problem: GradientProblem, orders) -> Iterator[Ch
         return
     (v1, g1), (v2, g2) = outcome
 
-    yield _judge(head(0, "numpy-float64", "pass", points="loss value", seconds=seconds),
-                 v1, v2, np.asarray(problem.fn(np, *rounded), np.float64), tolerance(target.dtype, 0))
+    yield _judge(
+        head(0, "numpy-float64", "pass", points="loss value", seconds=seconds),
+        v1,
+        v2,
+        np.asarray(problem.fn(np, *rounded), np.float64),
+        tolerance(target.dtype, 0),
+    )
     rtol = tolerance(target.dtype, 1)
     g, g_again = flatten(g1), flatten(g2)
     magnitude = flatten(problem.magnitude(*rounded)) if problem.magnitude else np.zeros_like(g)
     exact = []
     if problem.gradient is not None:
-        exact.append(_judge(head(1, "closed-form", "pass", points="full gradient"),
-                            g, g_again, flatten(problem.gradient(*rounded)), rtol, slack=rtol * magnitude))
+        exact.append(
+            _judge(
+                head(1, "closed-form", "pass", points="full gradient"),
+                g,
+                g_again,
+                flatten(problem.gradient(*rounded)),
+                rtol,
+                slack=rtol * magnitude,
+            )
+        )
         yield exact[-1]
     F, theta = oracles.of_flat_parameters(problem.fn, np, rounded, problem.argnums)
     rows = oracles.directions(theta.size)
-    where = ("full gradient" if theta.size <= oracles.FULL_GRADIENT_LIMIT
-             else f"{len(rows)} seeded random directions")
+    where = (
+        "full gradient"
+        if theta.size <= oracles.FULL_GRADIENT_LIMIT
+        else f"{len(rows)} seeded random directions"
+    )
     claimed, claimed_again = rows @ g, rows @ g_again
     slack = rtol * (np.abs(rows) @ magnitude)
-    exact.append(_judge(head(1, "complex-step", "pass", points=where),
-                        claimed, claimed_again, oracles.complex_step(F, theta, rows), rtol, slack=slack))
+    exact.append(
+        _judge(
+            head(1, "complex-step", "pass", points=where),
+            claimed,
+            claimed_again,
+            oracles.complex_step(F, theta, rows),
+            rtol,
+            slack=slack,
+        )
+    )
     yield exact[-1]
     reference, error = oracles.central_difference(F, theta, rows)
-    check = _judge(head(1, "central-difference", "pass", points=where),
-                   claimed, claimed_again, reference, max(rtol, FD_RTOL), slack=slack + 4 * error)
+    check = _judge(
+        head(1, "central-difference", "pass", points=where),
+        claimed,
+        claimed_again,
+        reference,
+        max(rtol, FD_RTOL),
+        slack=slack + 4 * error,
+    )
     if check.classification == "wrong derivative":
 
         def along(t):
@@ -394,17 +432,31 @@ def _hvp_checks(job: _Job, problem: GradientProblem, orders, strategies) -> Iter
     if problem.hvp is None or (orders is not None and 2 not in orders):
         return
     target = job.target
-    rounded = tree_map(lambda a: np.asarray(a, dtype=target.dtype).astype(np.float64),
-                       problem.make_args(problem.size))
+    rounded = tree_map(
+        lambda a: np.asarray(a, dtype=target.dtype).astype(np.float64), problem.make_args(problem.size)
+    )
     chosen = select(rounded, problem.argnums)
     theta = flatten(chosen)
     full = theta.size <= oracles.FULL_GRADIENT_LIMIT
     rows = np.eye(theta.size) if full else oracles.directions(theta.size)[:2]
     where = f"full Hessian ({theta.size} products)" if full else f"{len(rows)} seeded directions"
     reference = np.stack([flatten(problem.hvp(unflatten(v, chosen), *rounded)) for v in rows])
-    stepped = np.stack([flatten(problem.gradient(*substitute(
-        rounded, problem.argnums, unflatten(theta + 1j * oracles.COMPLEX_STEP * v, chosen))),
-        complex) for v in rows]).imag / oracles.COMPLEX_STEP
+    stepped = (
+        np.stack(
+            [
+                flatten(
+                    problem.gradient(
+                        *substitute(
+                            rounded, problem.argnums, unflatten(theta + 1j * oracles.COMPLEX_STEP * v, chosen)
+                        )
+                    ),
+                    complex,
+                )
+                for v in rows
+            ]
+        ).imag
+        / oracles.COMPLEX_STEP
+    )
     rtol = tolerance(target.dtype, 2)
     for strategy in strategies_mod.HVP_STRATEGIES:
         if strategies is not None and strategy not in strategies:
@@ -418,12 +470,17 @@ def _hvp_checks(job: _Job, problem: GradientProblem, orders, strategies) -> Iter
 
         def twice(strategy=strategy):
             args, product = target.array(rounded), target.hvp(problem, strategy)
-            results = [np.stack([flatten(target.numpy(product(target.array(unflatten(v, chosen)),
-                                                              *args))) for v in rows])
-                       for _ in range(2)]
+            results = [
+                np.stack(
+                    [flatten(target.numpy(product(target.array(unflatten(v, chosen)), *args))) for v in rows]
+                )
+                for _ in range(2)
+            ]
             if results[0].shape != reference.shape:
-                raise ShapeMismatch(f"Hessian-vector products have shape {results[0].shape[1:]}, "
-                                 f"expected {reference.shape[1:]}")
+                raise ShapeMismatch(
+                    f"Hessian-vector products have shape {results[0].shape[1:]}, "
+                    f"expected {reference.shape[1:]}"
+                )
             return results
 
         outcome, seconds = _attempt(head, 2, twice)
@@ -431,8 +488,9 @@ def _hvp_checks(job: _Job, problem: GradientProblem, orders, strategies) -> Iter
             yield outcome
             continue
         first, second = outcome
-        yield _judge(head(2, "closed-form", "pass", points=where, seconds=seconds),
-                     first, second, reference, rtol)
+        yield _judge(
+            head(2, "closed-form", "pass", points=where, seconds=seconds), first, second, reference, rtol
+        )
         yield _judge(head(2, "complex-step", "pass", points=where), first, second, stepped, rtol)
 
 
@@ -468,13 +526,15 @@ def _judge(check: Check, value, second, reference, rtol: float, slack=0.0) -> Ch
     check.max_rel_err = float(np.max(relative, initial=0.0))
     check.tolerance = rtol
     with np.errstate(divide="ignore", invalid="ignore"):
-        check.err_over_allowed = float(np.max(np.where(error > 0, error / allowed, 0.0),
-                                              initial=0.0)) if finite else math.inf
+        check.err_over_allowed = (
+            float(np.max(np.where(error > 0, error / allowed, 0.0), initial=0.0)) if finite else math.inf
+        )
     check._raw = value
     if value.size <= VALUE_LIMIT:
         check.value, check.reference = value.tolist(), reference.tolist()
-    repeatable = (np.array_equal(value, second, equal_nan=True)
-                  or bool(np.all(np.abs(value - second) <= allowed)))
+    repeatable = np.array_equal(value, second, equal_nan=True) or bool(
+        np.all(np.abs(value - second) <= allowed)
+    )
     if not repeatable:
         check.status, check.classification = "fail", "nondeterministic"
     elif not within:
@@ -498,8 +558,9 @@ def _remainder(check: Check, problem: ScalarProblem, x64, order, value, referenc
         return check
     check.remainder_slope = slope
     verdict = "the value is the derivative" if slope > 1.5 else "the value is not the derivative"
-    check.message = (f"Taylor remainder at x = {x64[worst]:g} falls as h^{slope:.2f}: {verdict} "
-                     "(h^2: right, h^1: wrong)")
+    check.message = (
+        f"Taylor remainder at x = {x64[worst]:g} falls as h^{slope:.2f}: {verdict} (h^2: right, h^1: wrong)"
+    )
     return check
 
 
@@ -516,11 +577,16 @@ def _sweep(check: Check, fn, points, claimed, *exact: Check) -> Check:
     follows = not 0.5 < ratio < 2.0
     if follows and not confirmed:
         check.classification = "oracle noise"
-    check.message = (f"gap {gaps[0]:.3g} at h={SWEEP_STEPS[0]:g}, {gaps[1]:.3g} at "
-                     f"h={SWEEP_STEPS[1]:g}: " + ("follows the step" if follows
-                                                  else "independent of the step"))
-    check.message += (f"; {', '.join(confirmed)} also finds it wrong, so this is no oracle noise"
-                      if confirmed else " (the oracle is off)" if follows else "")
+    check.message = f"gap {gaps[0]:.3g} at h={SWEEP_STEPS[0]:g}, {gaps[1]:.3g} at h={SWEEP_STEPS[1]:g}: " + (
+        "follows the step" if follows else "independent of the step"
+    )
+    check.message += (
+        f"; {', '.join(confirmed)} also finds it wrong, so this is no oracle noise"
+        if confirmed
+        else " (the oracle is off)"
+        if follows
+        else ""
+    )
     return check
 
 
@@ -535,8 +601,15 @@ def agreement(results: list[Check]) -> Iterator[Check]:
     for check in results:
         if check._raw is None:
             continue
-        own = (check.backend, check.mode, check.strategy, check.device, check.dtype,
-               check.problem, check.order)
+        own = (
+            check.backend,
+            check.mode,
+            check.strategy,
+            check.device,
+            check.dtype,
+            check.problem,
+            check.order,
+        )
         if own in seen:
             continue
         seen.add(own)
@@ -548,9 +621,15 @@ def agreement(results: list[Check]) -> Iterator[Check]:
         if ref is check:
             continue
         label = f"agreement:{ref.backend}/{ref.mode}/{ref.strategy}"
-        yield _judge(replace(check, oracle=label, status="pass", classification=None,
-                             message="", sweep=None, seconds=None),
-                     check._raw, check._raw, ref._raw, AGREEMENT_FACTOR * check.tolerance)
+        yield _judge(
+            replace(
+                check, oracle=label, status="pass", classification=None, message="", sweep=None, seconds=None
+            ),
+            check._raw,
+            check._raw,
+            ref._raw,
+            AGREEMENT_FACTOR * check.tolerance,
+        )
 
 
 def _error(head: partial, order: int, exc: Exception) -> Check:

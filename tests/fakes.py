@@ -101,8 +101,11 @@ class DoNothing:
         return np.asarray(x)
 
     def value_and_grad(self, f, argnums):
-        picked = (lambda args: args[argnums]) if isinstance(argnums, int) else \
-            (lambda args: tuple(args[i] for i in argnums))
+        picked = (
+            (lambda args: args[argnums])
+            if isinstance(argnums, int)
+            else (lambda args: tuple(args[i] for i in argnums))
+        )
         return lambda *args: (f(*args), picked(args))
 
     def derivative(self, f, order, strategy):

@@ -180,7 +180,7 @@ class WrongSecond(Wrapper):
         return (lambda x: d(x) * (1 + PLANTED)) if order == 2 else d
 '''
 
-PLUGIN = '''\
+PLUGIN = """\
 import harness
 from faulty_common import {cls}
 
@@ -188,11 +188,20 @@ from faulty_common import {cls}
 @harness.hookimpl
 def harness_register_backends(register):
     register({cls}({name!r}{extra}))
-'''
+"""
 
-CRASHERS = {"hang": "Hang", "helper": "HangWithHelper", "segv": "Segv", "killed": "Killed",
-            "raises": "Raises", "nan": "Nan", "shape": "Shape", "badgrad": "BadGrad", "badhvp": "BadHvp",
-            "badjit": "BadJit"}
+CRASHERS = {
+    "hang": "Hang",
+    "helper": "HangWithHelper",
+    "segv": "Segv",
+    "killed": "Killed",
+    "raises": "Raises",
+    "nan": "Nan",
+    "shape": "Shape",
+    "badgrad": "BadGrad",
+    "badhvp": "BadHvp",
+    "badjit": "BadJit",
+}
 
 
 def inner_of(registry: plugins.Registry) -> tuple[str, str] | None:
@@ -216,8 +225,9 @@ def install(path: Path, inner: tuple[str, str], backends: dict[str, str]) -> dic
     for name, spec in backends.items():
         cls, _, extra = spec.partition(",")
         module = "faulty_" + name.replace("-", "_")
-        (path / f"{module}.py").write_text(PLUGIN.format(
-            cls=cls.strip(), name=name, extra=f", {extra.strip()}" if extra else ""))
+        (path / f"{module}.py").write_text(
+            PLUGIN.format(cls=cls.strip(), name=name, extra=f", {extra.strip()}" if extra else "")
+        )
         lines.append(f"{name} = {module}")
     info = path / "faulty-0.1.dist-info"
     info.mkdir()
@@ -244,16 +254,21 @@ class Run:
         return self.report["checks"]
 
     def of(self, backend: str, **fields) -> list[dict]:
-        return [c for c in self.checks
-                if c["backend"] == backend and all(c[k] == v for k, v in fields.items())]
+        return [
+            c for c in self.checks if c["backend"] == backend and all(c[k] == v for k, v in fields.items())
+        ]
 
     def __str__(self) -> str:
         return f"exit {self.code}\n{self.stdout[-3000:]}\n{self.stderr[-3000:]}"
 
 
 def harness_cli(*args: str, env: dict, cwd: Path, timeout: float = 120) -> Run:
-    result = subprocess.run([sys.executable, "-m", "harness", *args], env=env, cwd=cwd,
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return Run(result.returncode, result.stdout, result.stderr)
-
-

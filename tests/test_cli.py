@@ -13,8 +13,22 @@ from harness import cli, plugins, validate
 from harness.strategies import derivative
 
 SMALL = ["-p", "tanh", "-o", "1-2", "--dtype", "float64"]
-FIELDS = ("backend", "device", "dtype", "mode", "strategy", "problem", "order", "status", "value",
-          "reference", "oracle", "max_abs_err", "max_rel_err", "tolerance")
+FIELDS = (
+    "backend",
+    "device",
+    "dtype",
+    "mode",
+    "strategy",
+    "problem",
+    "order",
+    "status",
+    "value",
+    "reference",
+    "oracle",
+    "max_abs_err",
+    "max_rel_err",
+    "tolerance",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -130,12 +144,24 @@ def test_unknown_problem(capsys, fast):
     assert "unknown problem 'no-such-problem'" in err and "tanh" in err
 
 
-@pytest.mark.parametrize("args", [
-    ["--order", "0"], ["--order", "-1"], ["--order=-1"], ["--order", "99"],
-    ["--order", str(cli.MAX_ORDER + 1)], ["--order", "abc"], ["--order", "3-1"], ["--order", ""],
-    ["--dtype", "float16"], ["--dtype", "float64,float16"], ["--mode", "graph"],
-    ["--strategy", "backward"], ["--format", "xml"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--order", "0"],
+        ["--order", "-1"],
+        ["--order=-1"],
+        ["--order", "99"],
+        ["--order", str(cli.MAX_ORDER + 1)],
+        ["--order", "abc"],
+        ["--order", "3-1"],
+        ["--order", ""],
+        ["--dtype", "float16"],
+        ["--dtype", "float64,float16"],
+        ["--mode", "graph"],
+        ["--strategy", "backward"],
+        ["--format", "xml"],
+    ],
+)
 def test_bad_arguments_exit_2(capsys, args):
     with pytest.raises(SystemExit) as exc:
         cli.main(["validate", *args])
@@ -143,10 +169,16 @@ def test_bad_arguments_exit_2(capsys, args):
     assert "error" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("text", "orders"), [
-    ("3", (3,)), ("1-3", (1, 2, 3)), ("2,4", (2, 4)), ("1-2,5,2", (1, 2, 5)),
-    (str(cli.MAX_ORDER), (cli.MAX_ORDER,)),
-])
+@pytest.mark.parametrize(
+    ("text", "orders"),
+    [
+        ("3", (3,)),
+        ("1-3", (1, 2, 3)),
+        ("2,4", (2, 4)),
+        ("1-2,5,2", (1, 2, 5)),
+        (str(cli.MAX_ORDER), (cli.MAX_ORDER,)),
+    ],
+)
 def test_parse_orders(text, orders):
     assert cli.parse_orders(text) == orders
 
@@ -191,8 +223,11 @@ def test_erroring_check_exits_1(capsys, fast, with_plugin):
 
 def test_unsupported_is_not_a_failure(capsys, fast):
     """A strategy the backend does not offer is ``unsupported``, which exits 0."""
-    missing = [s for s in ("reverse", "forward", "forward-over-reverse", "taylor")
-               if s not in fast.backend.strategies]
+    missing = [
+        s
+        for s in ("reverse", "forward", "forward-over-reverse", "taylor")
+        if s not in fast.backend.strategies
+    ]
     if not missing:
         pytest.skip(f"{fast.name} offers every strategy")
     code, report = validate_json(capsys, "-b", fast.name, *SMALL, "--strategy", missing[0])
@@ -200,8 +235,7 @@ def test_unsupported_is_not_a_failure(capsys, fast):
     assert {c["status"] for c in report["checks"]} == {"unsupported"}
 
 
-def test_broken_plugin_is_reported_and_the_chosen_backend_runs(capsys, monkeypatch, fast,
-                                                                with_plugin):
+def test_broken_plugin_is_reported_and_the_chosen_backend_runs(capsys, monkeypatch, fast, with_plugin):
     @harness.hookimpl
     def harness_register_backends(register):
         raise RuntimeError("planted failure while registering")

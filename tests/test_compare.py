@@ -28,7 +28,8 @@ from harness.timing import Case
 PNG = b"\x89PNG\r\n\x1a\n"
 PROBLEMS = {p.name: p for p in problems.BUILTIN}
 REMEDY = re.compile(
-    r"delete|rerun|re-run|regenerate|upgrade|reads runs saved by|save it|pass a file saved by")
+    r"delete|rerun|re-run|regenerate|upgrade|reads runs saved by|save it|pass a file saved by"
+)
 """What a RunError message tells the user to do."""
 
 # (problem, size, order) of the synthetic cases, and each one's median seconds per call.
@@ -44,36 +45,66 @@ def group_of(problem: str, size: tuple[int, ...], order: int) -> str:
     return f"{problem} d^{order} " + ("scalar latency" if size == () else f"over {size[0]} points")
 
 
-def bench(data, problem="tanh", size=(10_000,), order=1, backend="fake", device="cpu",
-          dtype="float32", **extra) -> dict:
+def bench(
+    data, problem="tanh", size=(10_000,), order=1, backend="fake", device="cpu", dtype="float32", **extra
+) -> dict:
     """One benchmark entry as `timing.run` (and pytest-benchmark) writes it."""
     stats = Stats()
     for seconds in data:
         stats.update(float(seconds))
     group = group_of(problem, size, order)
     name = f"{group} | {backend} eager reverse {dtype} {device}"
-    info = {"harness_format": results.FORMAT_VERSION, "backend": backend, "version": "0.0",
-            "device": device, "dtype": dtype, "mode": "eager", "strategy": "reverse",
-            "problem": problem, "size": list(size), "order": order, "bytes": 8.0 * np.prod(size),
-            "flops": None, "first_call_s": 0.01, "validated": True, "validation": "synthetic",
-            **extra}
-    return {"group": group, "name": name, "fullname": name, "params": None, "param": None,
-            "extra_info": info, "options": {"disable_gc": True, "timer": "perf_counter", "warmup": 1},
-            "stats": {**stats.as_dict(), "data": list(stats.data), "iterations": 1}}
+    info = {
+        "harness_format": results.FORMAT_VERSION,
+        "backend": backend,
+        "version": "0.0",
+        "device": device,
+        "dtype": dtype,
+        "mode": "eager",
+        "strategy": "reverse",
+        "problem": problem,
+        "size": list(size),
+        "order": order,
+        "bytes": 8.0 * np.prod(size),
+        "flops": None,
+        "first_call_s": 0.01,
+        "validated": True,
+        "validation": "synthetic",
+        **extra,
+    }
+    return {
+        "group": group,
+        "name": name,
+        "fullname": name,
+        "params": None,
+        "param": None,
+        "extra_info": info,
+        "options": {"disable_gc": True, "timer": "perf_counter", "warmup": 1},
+        "stats": {**stats.as_dict(), "data": list(stats.data), "iterations": 1},
+    }
 
 
 def run_of(benchmarks: list[dict]) -> dict:
-    return {"machine_info": {"harness": {"cpu_model": "synthetic", "host_copy_bandwidth": 1.0e10,
-                                         "cuda_copy_bandwidth": None}},
-            "commit_info": {}, "benchmarks": benchmarks, "datetime": "2026-01-01T00:00:00+00:00",
-            "version": "5.0.0"}
+    return {
+        "machine_info": {
+            "harness": {"cpu_model": "synthetic", "host_copy_bandwidth": 1.0e10, "cuda_copy_bandwidth": None}
+        },
+        "commit_info": {},
+        "benchmarks": benchmarks,
+        "datetime": "2026-01-01T00:00:00+00:00",
+        "version": "5.0.0",
+    }
 
 
 def synthetic(seed: int, slowdown: float = 1.0, samples: int = 30, sigma: float = 0.05) -> dict:
     """A run of CASES with ``samples`` seeded lognormal times per case, all scaled by ``slowdown``."""
     rng = np.random.default_rng(seed)
-    return run_of([bench(median * slowdown * rng.lognormal(0.0, sigma, samples), problem, size, order)
-                   for problem, size, order, median in CASES])
+    return run_of(
+        [
+            bench(median * slowdown * rng.lognormal(0.0, sigma, samples), problem, size, order)
+            for problem, size, order, median in CASES
+        ]
+    )
 
 
 def save(folder: Path, name: str, run: dict) -> Path:
@@ -129,9 +160,11 @@ def test_load_a_valid_synthetic_run(good):
 
 
 def test_load_a_valid_timed_run(fast, quick_machine, tmp_path):
-    found = [Case(Target(fast, "cpu", "float32"), PROBLEMS["tanh"], (1_000,), 1),
-             Case(Target(fast, "cpu", "float64"), PROBLEMS["tanh"], (), 2),
-             Case(Target(fast, "cpu", "float32"), PROBLEMS["logistic"], (16, 3))]
+    found = [
+        Case(Target(fast, "cpu", "float32"), PROBLEMS["tanh"], (1_000,), 1),
+        Case(Target(fast, "cpu", "float64"), PROBLEMS["tanh"], (), 2),
+        Case(Target(fast, "cpu", "float32"), PROBLEMS["logistic"], (16, 3)),
+    ]
     path = save(tmp_path, "timed", timing.run(found, 0.01, log=pytest.fail))
     rows = results.load(path)
     assert [r.group for r in rows] == [c.group for c in found]
@@ -196,16 +229,21 @@ def test_bad_file_is_a_run_error_naming_the_file(make, good, tmp_path):
 def test_future_format_names_both_versions(good, tmp_path):
     path = tmp_path / "future.json"
     future(path, good)
-    with pytest.raises(results.RunError, match=f"format {results.FORMAT_VERSION + 1}.*up to "
-                                               f"{results.FORMAT_VERSION}"):
+    with pytest.raises(
+        results.RunError, match=f"format {results.FORMAT_VERSION + 1}.*up to {results.FORMAT_VERSION}"
+    ):
         results.load(path)
 
 
-@pytest.mark.parametrize("doc", [
-    {"machine_info": {}, "benchmarks": [{"extra_info": None}]},
-    {"machine_info": {}, "benchmarks": [{"extra_info": {"harness_format": "1"}}]},
-    {"machine_info": {"harness": None}, "benchmarks": [{"extra_info": {"harness_format": 1}}]},
-], ids=["null-extra-info", "string-format", "null-machine-harness"])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"machine_info": {}, "benchmarks": [{"extra_info": None}]},
+        {"machine_info": {}, "benchmarks": [{"extra_info": {"harness_format": "1"}}]},
+        {"machine_info": {"harness": None}, "benchmarks": [{"extra_info": {"harness_format": 1}}]},
+    ],
+    ids=["null-extra-info", "string-format", "null-machine-harness"],
+)
 def test_damaged_fields_are_run_errors(doc, tmp_path):
     path = tmp_path / "damaged.json"
     path.write_text(json.dumps(doc))
@@ -265,8 +303,10 @@ def test_cli_format_csv(capsys, good):
 
 def strict_json(text: str):
     """``text`` parsed as RFC 8259 JSON: a bare NaN, Infinity or -Infinity is an error."""
+
     def refuse(word):
         raise ValueError(f"{word} is not JSON")
+
     return json.loads(text, parse_constant=refuse)
 
 
@@ -286,9 +326,16 @@ def test_cli_format_json(capsys, good):
 def test_format_json_is_strict(tmp_path):
     # A failed validation can record a NaN error, and a cost model over a tiny median an infinite
     # rate: both are null in the JSON, which Python's json.dumps would write as bare NaN/Infinity.
-    path = save(tmp_path, "odd", run_of([bench([1e-12] * 10, bytes=1e308, validated=False,
-                                               validation_error=float("nan")),
-                                         bench([1e-3] * 10, "tanh", (10_000,), 2)]))
+    path = save(
+        tmp_path,
+        "odd",
+        run_of(
+            [
+                bench([1e-12] * 10, bytes=1e308, validated=False, validation_error=float("nan")),
+                bench([1e-3] * 10, "tanh", (10_000,), 2),
+            ]
+        ),
+    )
     rows = results.load(path)
     assert rows[0].gbps == float("inf")
     with pytest.raises(ValueError, match="NaN"):
@@ -366,16 +413,22 @@ def test_md_keeps_every_column_unwrapped(committed):
     assert len(lines) == 2 + len(rows) and all(line.count("|") == len(compare.COLUMNS) + 1 for line in lines)
 
 
-COLUMN_WORDS = {"median": "median", "IQR": "interquartile", "x fastest": "fastest median",
-                "first call": "compile", "GB/s": "cost model", "of bound": "copy bandwidth",
-                "validated": "oracle"}
+COLUMN_WORDS = {
+    "median": "median",
+    "IQR": "interquartile",
+    "x fastest": "fastest median",
+    "first call": "compile",
+    "GB/s": "cost model",
+    "of bound": "copy bandwidth",
+    "validated": "oracle",
+}
 
 
 def test_legend_explains_every_column():
     lines = compare.legend().splitlines()
     for column, words in COLUMN_WORDS.items():
         line = next(i for i, text in enumerate(lines) if text.startswith(f"{column}  "))
-        assert words in " ".join(lines[line:line + 2])
+        assert words in " ".join(lines[line : line + 2])
         assert column in compare.COLUMNS
     assert "N x D" in compare.legend() and widest(compare.legend()) <= 80
 
@@ -416,8 +469,7 @@ def test_gate_ignores_5_percent_under_10_percent(capsys, tmp_path):
 
 def test_gate_catches_5_percent_under_2_percent(capsys, tmp_path):
     # The same 5% is not invisible to the gate: a tighter threshold flags it.
-    code, _, err = gate(capsys, tmp_path, synthetic(seed=2, slowdown=1.05), synthetic(seed=1),
-                        "median:2%")
+    code, _, err = gate(capsys, tmp_path, synthetic(seed=2, slowdown=1.05), synthetic(seed=1), "median:2%")
     assert code == 1 and "REGRESSION" in err
 
 
@@ -493,8 +545,9 @@ def test_gate_on_real_timings(entry, quick_machine, capsys, tmp_path):
         # A cheap case (17 us to 1.3 ms a call on an idle 2-core CPU) so the budget buys a dozen
         # rounds at least, even on a busy machine: with calibrate's floor of 5, Mann-Whitney reaches
         # p < 0.01 only if the two samples barely overlap, and one outlier hides a 2x slowdown.
-        return timing.run([Case(Target(e, "cpu", "float32"), PROBLEMS["tanh"], (1_000,), 1)], 0.2,
-                          log=pytest.fail)
+        return timing.run(
+            [Case(Target(e, "cpu", "float32"), PROBLEMS["tanh"], (1_000,), 1)], 0.2, log=pytest.fail
+        )
 
     base = save(tmp_path, "base", timed(entry))
     slower.pause = results.load(base)[0].median
@@ -521,19 +574,28 @@ def test_plot_writes_pngs(capsys, tmp_path):
     benchmarks = []
     for device in ("cpu", "cuda:0"):
         for backend in ("fake", "other"):
-            benchmarks += [bench(1e-5 * order * rng.lognormal(0, 0.05, 10), "tanh", (10_000,), order,
-                                 backend, device) for order in range(1, 5)]
-            benchmarks += [bench(1e-9 * n * d * rng.lognormal(0, 0.05, 10), "logistic", (n, d), 1,
-                                 backend, device) for n, d in ((4, 3), (1_000, 8), (100_000, 64))]
-            benchmarks.append(bench(rng.lognormal(-11, 0.05, 10), "tanh", (), 1, backend, device,
-                                    dtype="float64"))
+            benchmarks += [
+                bench(1e-5 * order * rng.lognormal(0, 0.05, 10), "tanh", (10_000,), order, backend, device)
+                for order in range(1, 5)
+            ]
+            benchmarks += [
+                bench(1e-9 * n * d * rng.lognormal(0, 0.05, 10), "logistic", (n, d), 1, backend, device)
+                for n, d in ((4, 3), (1_000, 8), (100_000, 64))
+            ]
+            benchmarks.append(
+                bench(rng.lognormal(-11, 0.05, 10), "tanh", (), 1, backend, device, dtype="float64")
+            )
     path = save(tmp_path, "plotted", run_of(benchmarks))
     out_dir = tmp_path / "figures"
     code, _, err = compare_cli(capsys, path, "--plot", out_dir)
     assert code == 0
     written = sorted(out_dir.iterdir())
-    assert [p.name for p in written] == ["time-vs-order-cpu.png", "time-vs-order-cuda-0.png",
-                                         "time-vs-size-cpu.png", "time-vs-size-cuda-0.png"]
+    assert [p.name for p in written] == [
+        "time-vs-order-cpu.png",
+        "time-vs-order-cuda-0.png",
+        "time-vs-size-cpu.png",
+        "time-vs-size-cuda-0.png",
+    ]
     for png in written:
         assert png.read_bytes()[:8] == PNG and png.stat().st_size > 1000
         assert f"wrote {png}" in err
@@ -544,8 +606,11 @@ def test_plot_writes_pngs(capsys, tmp_path):
 
 @pytest.fixture
 def runs(tmp_path) -> dict[str, Path]:
-    names = ["20260101T000000Z_cpu_aaaa1111", "20260102T000000Z_cpu_bbbb2222",
-             "20260102T000000Z_gpu_cccc3333"]
+    names = [
+        "20260101T000000Z_cpu_aaaa1111",
+        "20260102T000000Z_cpu_bbbb2222",
+        "20260102T000000Z_gpu_cccc3333",
+    ]
     made = {}
     for age, name in enumerate(names):
         made[name] = save(tmp_path, name, synthetic(seed=age))

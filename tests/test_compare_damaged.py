@@ -57,12 +57,14 @@ def refused(path: Path, *fragments: str) -> str:
 def stats(key, value):
     def change(bench):
         bench["stats"][key] = value
+
     return change
 
 
 def extra(key, value):
     def change(bench):
         bench["extra_info"][key] = value
+
     return change
 
 
@@ -92,11 +94,15 @@ def test_zero_spread_is_not_damage(tmp_path):
 def test_bad_sample_in_data_is_refused(value, tmp_path):
     def change(bench):
         bench["stats"]["data"][3] = value
+
     refused(damaged(tmp_path, change), "stats.data[3]")
 
 
-@pytest.mark.parametrize("value", ["1e-3", None, True, [1e-3], {"s": 1e-3}, 10 ** 400],
-                         ids=["text", "null", "true", "list", "object", "huge-integer"])
+@pytest.mark.parametrize(
+    "value",
+    ["1e-3", None, True, [1e-3], {"s": 1e-3}, 10**400],
+    ids=["text", "null", "true", "list", "object", "huge-integer"],
+)
 def test_non_numeric_statistic_is_refused(value, tmp_path):
     refused(damaged(tmp_path, stats("median", value)), "stats.median")
 
@@ -104,6 +110,7 @@ def test_non_numeric_statistic_is_refused(value, tmp_path):
 def test_missing_statistic_names_it(tmp_path):
     def change(bench):
         del bench["stats"]["q3"]
+
     refused(damaged(tmp_path, change), "stats", "'q3'")
 
 
@@ -125,9 +132,16 @@ def test_label_field_that_is_not_text_is_refused(key, tmp_path):
     refused(damaged(tmp_path, extra(key, 5)), f"extra_info.{key}")
 
 
-@pytest.mark.parametrize("key, value", [("first_call_s", float("nan")), ("bytes", -8.0),
-                                        ("flops", "many"), ("validated", "yes"),
-                                        ("validation_error", "small")])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("first_call_s", float("nan")),
+        ("bytes", -8.0),
+        ("flops", "many"),
+        ("validated", "yes"),
+        ("validation_error", "small"),
+    ],
+)
 def test_bad_optional_field_is_refused(key, value, tmp_path):
     refused(damaged(tmp_path, extra(key, value)), f"extra_info.{key}")
 
@@ -162,9 +176,11 @@ def test_benchmark_that_is_not_an_object_is_refused(tmp_path):
 # --- Structure ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["[" * 200_000 + "]" * 200_000,
-                                  '{"benchmarks": ' + "[" * 200_000 + "]" * 200_000 + "}"],
-                         ids=["bare", "inside-a-run"])
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 200_000 + "]" * 200_000, '{"benchmarks": ' + "[" * 200_000 + "]" * 200_000 + "}"],
+    ids=["bare", "inside-a-run"],
+)
 def test_deeply_nested_json_is_refused(text, tmp_path):
     path = tmp_path / "deep.json"
     path.write_text(text)

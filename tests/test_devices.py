@@ -43,7 +43,10 @@ def test_any_change_to_the_environment_detects_again(counted, fast, monkeypatch,
 
 
 def test_a_failed_detection_is_not_remembered(counted, fast, monkeypatch):
-    monkeypatch.setattr(devices, "_probe", lambda names: counted.append(names) or
-                        {n: "error: RuntimeError: planted" for n in names})
+    monkeypatch.setattr(
+        devices,
+        "_probe",
+        lambda names: counted.append(names) or {n: "error: RuntimeError: planted" for n in names},
+    )
     assert devices.detect([fast])[0][fast.name].startswith("error:")
     assert not devices.cache_path().exists()

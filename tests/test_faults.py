@@ -27,9 +27,20 @@ def inner(registry) -> tuple[str, str]:
         pytest.skip("neither autograd nor jax is installed")
     return found
 
+
 def summary(checks: list[dict]) -> list[tuple]:
-    return [(c["problem"], c["strategy"], c["order"], c["oracle"], c["status"], c["classification"],
-             c["message"][:80]) for c in checks]
+    return [
+        (
+            c["problem"],
+            c["strategy"],
+            c["order"],
+            c["oracle"],
+            c["status"],
+            c["classification"],
+            c["message"][:80],
+        )
+        for c in checks
+    ]
 
 
 def assert_all_pass(checks: list[dict]) -> None:
@@ -80,9 +91,24 @@ def crashed(faulty, inner) -> Run:
     """The installed reference backend first, then the faulty ones."""
     env, path = faulty
     names = [n.format(inner=inner[0]) for n in CRASHED]
-    return harness_cli("validate", "-b", ",".join(names), "-p", "tanh,logistic-notebook",
-                       "-o", "1-2", "--dtype", "float64", "--mode", "eager", "--format", "json",
-                       env=env, cwd=path, timeout=900)
+    return harness_cli(
+        "validate",
+        "-b",
+        ",".join(names),
+        "-p",
+        "tanh,logistic-notebook",
+        "-o",
+        "1-2",
+        "--dtype",
+        "float64",
+        "--mode",
+        "eager",
+        "--format",
+        "json",
+        env=env,
+        cwd=path,
+        timeout=900,
+    )
 
 
 CRASHED = ["{inner}", "segv", "killed", "raises", "nan", "shape", "badgrad"]
@@ -137,7 +163,8 @@ def test_wrong_shape_is_an_error_naming_the_shapes(crashed, inner):
     tanh = crashed.of("shape", problem="tanh")
     assert {c["order"] for c in tanh} == {1, 2}
     assert {(c["status"], c["message"]) for c in tanh} == {
-        ("error", "ShapeMismatch: derivative has shape (1,), expected (8,)")}
+        ("error", "ShapeMismatch: derivative has shape (1,), expected (8,)")
+    }
     assert {c["classification"] for c in tanh} == {"wrong shape"}
     assert_all_pass(crashed.of("shape", problem="logistic-notebook"))
     assert_intact(crashed, inner[0])
@@ -163,9 +190,24 @@ def test_every_hvp_strategy_of_the_bad_gradient_is_reported(crashed):
 def test_no_isolate_survives_raising_plugins_with_the_same_results(faulty, crashed, inner):
     env, path = faulty
     names = [inner[0], "raises", "nan", "shape"]
-    run = harness_cli("validate", "-b", ",".join(names), "--no-isolate",
-                      "-p", "tanh,logistic-notebook", "-o", "1-2", "--dtype", "float64",
-                      "--mode", "eager", "--format", "json", env=env, cwd=path)
+    run = harness_cli(
+        "validate",
+        "-b",
+        ",".join(names),
+        "--no-isolate",
+        "-p",
+        "tanh,logistic-notebook",
+        "-o",
+        "1-2",
+        "--dtype",
+        "float64",
+        "--mode",
+        "eager",
+        "--format",
+        "json",
+        env=env,
+        cwd=path,
+    )
     assert run.code == 1, run
     assert_intact(run, inner[0])
     assert {c["message"] for c in run.of("raises", problem="tanh")} == {PLANTED_MESSAGE}
@@ -179,9 +221,23 @@ def test_no_isolate_survives_raising_plugins_with_the_same_results(faulty, crash
 
 def test_an_exception_outside_a_check_fails_an_isolated_run(faulty):
     env, path = faulty
-    run = harness_cli("validate", "-b", "badjit,badhvp", "-p", "tanh,logistic-notebook",
-                      "-o", "1-2", "--dtype", "float64", "--strategy", "forward-over-reverse",
-                      "--format", "json", env=env, cwd=path)
+    run = harness_cli(
+        "validate",
+        "-b",
+        "badjit,badhvp",
+        "-p",
+        "tanh,logistic-notebook",
+        "-o",
+        "1-2",
+        "--dtype",
+        "float64",
+        "--strategy",
+        "forward-over-reverse",
+        "--format",
+        "json",
+        env=env,
+        cwd=path,
+    )
     assert run.code == 1, run
     for name in ("badjit", "badhvp"):
         assert [c for c in run.of(name) if c["status"] == "error"], name
@@ -206,15 +262,23 @@ def in_process(backend) -> plugins.BackendEntry:
     return registry.backends[backend.name]
 
 
-@pytest.mark.parametrize(("cls", "problem", "raises"), [
-    ("BadHvp", "logistic-notebook", ValueError),  # _judge: operands could not be broadcast
-    ("BadJit", "tanh", RuntimeError),  # backend.compile, outside the try in _scalar_checks
-])
+@pytest.mark.parametrize(
+    ("cls", "problem", "raises"),
+    [
+        ("BadHvp", "logistic-notebook", ValueError),  # _judge: operands could not be broadcast
+        ("BadJit", "tanh", RuntimeError),  # backend.compile, outside the try in _scalar_checks
+    ],
+)
 def test_a_fault_outside_a_check_is_an_error_check_in_process(common, cls, problem, raises):
     entry = in_process(getattr(common, cls)(cls.lower()))
     registry = plugins.load(entry_points=False)
-    plan = validate.Plan(backends=[entry], problems=registry.select_problems([problem]),
-                         dtypes=("float64",), orders=(1, 2), strategies=("forward-over-reverse",))
+    plan = validate.Plan(
+        backends=[entry],
+        problems=registry.select_problems([problem]),
+        dtypes=("float64",),
+        orders=(1, 2),
+        strategies=("forward-over-reverse",),
+    )
     checks = list(validate.run(plan))
     assert [c for c in checks if c.status == "error"]
 
@@ -230,15 +294,17 @@ def expecting(tmp_path_factory, inner) -> tuple[dict, Path, Path]:
     path = tmp_path_factory.mktemp("expecting")
     known = path / "planted.expected"
     known.write_text(EXPECTED)
-    env = install(path, inner, {"planted": f"WrongSecond, expected={str(known)!r}",
-                                "honest": f"Wrapper, expected={str(known)!r}"})
+    env = install(
+        path,
+        inner,
+        {"planted": f"WrongSecond, expected={str(known)!r}", "honest": f"Wrapper, expected={str(known)!r}"},
+    )
     return env, path, known
 
 
 def test_expected_failure_that_happens_passes_the_run(expecting, inner):
     env, path, known = expecting
-    run = harness_cli("validate", "-b", f"{inner[0]},planted", *SMALL, "--format", "json",
-                      env=env, cwd=path)
+    run = harness_cli("validate", "-b", f"{inner[0]},planted", *SMALL, "--format", "json", env=env, cwd=path)
     assert run.code == 0, run
     assert run.report["surprises"] == []
     order2 = run.of("planted", order=2)
@@ -266,13 +332,18 @@ def test_expected_failure_that_does_not_happen_is_a_surprise(expecting, inner, r
 def test_malformed_expected_file_is_a_broken_plugin_and_others_run(tmp_path, inner):
     bad = tmp_path / "bad.expected"
     bad.write_text("tanh * * float64 2 fail\ntanh * * float64 2 explode  # not an outcome\n")
-    env = install(tmp_path / "site", inner, {
-        "malformed": f"Wrapper, expected={str(bad)!r}",
-        "missing": f"Wrapper, expected={str(tmp_path / 'no-such.expected')!r}",
-        "honest": "Wrapper",
-    })
-    run = harness_cli("validate", "-b", f"{inner[0]},honest", *SMALL, "--format", "json",
-                      env=env, cwd=tmp_path)
+    env = install(
+        tmp_path / "site",
+        inner,
+        {
+            "malformed": f"Wrapper, expected={str(bad)!r}",
+            "missing": f"Wrapper, expected={str(tmp_path / 'no-such.expected')!r}",
+            "honest": "Wrapper",
+        },
+    )
+    run = harness_cli(
+        "validate", "-b", f"{inner[0]},honest", *SMALL, "--format", "json", env=env, cwd=tmp_path
+    )
     assert run.code == 0, run
     errors = run.report["plugin_errors"]
     assert len(errors) == 2, errors
@@ -285,8 +356,10 @@ def test_malformed_expected_file_is_a_broken_plugin_and_others_run(tmp_path, inn
     # Named on the command line, the broken backend is a usage error that says what is wrong.
     named = harness_cli("validate", "-b", "malformed", *SMALL, env=env, cwd=tmp_path)
     assert named.code == 2, named
-    assert named.stderr.startswith("error: backend 'malformed' cannot run: plugin 'malformed': "
-                                   "has an unreadable expected-outcomes file: "), named
+    assert named.stderr.startswith(
+        "error: backend 'malformed' cannot run: plugin 'malformed': "
+        "has an unreadable expected-outcomes file: "
+    ), named
     assert named.stderr.count("\n") == 1
 
 
@@ -297,8 +370,7 @@ def test_compare_survives_a_backend_that_segfaults(faulty, inner):
     """``compare`` times each backend in its own process: segv's crash is reported by name, and
     the reference backend's timings are all there."""
     env, path = faulty
-    run = harness_cli("compare", "-b", f"{inner[0]},segv", "--format", "json", env=env, cwd=path,
-                      timeout=900)
+    run = harness_cli("compare", "-b", f"{inner[0]},segv", "--format", "json", env=env, cwd=path, timeout=900)
     assert run.code == 1, run
     assert "error: segv:" in run.stderr and "SIGSEGV" in run.stderr, run
     rows = json.loads(run.stdout)

@@ -52,8 +52,7 @@ def test_overwrite_true_replaces(tmp_path):
 
 @pytest.mark.parametrize("overwrite", [True, False])
 def test_no_tmp_files_after_a_write(tmp_path, overwrite):
-    target = files.write_json(tmp_path / "sub" / "run.json", {"rows": list(range(1000))},
-                              overwrite=overwrite)
+    target = files.write_json(tmp_path / "sub" / "run.json", {"rows": list(range(1000))}, overwrite=overwrite)
     assert json.loads(target.read_text()) == {"rows": list(range(1000))}
     assert [p.name for p in target.parent.iterdir()] == ["run.json"]
 
@@ -136,8 +135,9 @@ def payload(i: int) -> dict:
 
 
 def test_concurrent_writers_with_distinct_names_both_succeed(tmp_path):
-    outcome = concurrently(2, lambda i: files.write_json(tmp_path / f"run-{i}.json", payload(i),
-                                                         overwrite=False))
+    outcome = concurrently(
+        2, lambda i: files.write_json(tmp_path / f"run-{i}.json", payload(i), overwrite=False)
+    )
     assert outcome == [None, None]
     for i in range(2):
         assert json.loads((tmp_path / f"run-{i}.json").read_text()) == payload(i)
@@ -145,8 +145,9 @@ def test_concurrent_writers_with_distinct_names_both_succeed(tmp_path):
 
 
 def test_concurrent_writers_in_processes_with_distinct_names_both_succeed(tmp_path):
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / f"run-{i}.json")])
-             for i in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / f"run-{i}.json")]) for i in range(2)
+    ]
     assert [p.wait(timeout=60) for p in procs] == [0, 0]
     for i in range(2):
         assert len(json.loads((tmp_path / f"run-{i}.json").read_text())["rows"]) == ROWS

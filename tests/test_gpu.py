@@ -20,8 +20,7 @@ ROUNDS = 30
 
 
 def test_harness_timing_agrees_with_cuda_events(registry):
-    case = timing.Case(Target(registry.backends["torch"], "cuda:0", "float32"), LOGISTIC,
-                       (4_194_304, 256))
+    case = timing.Case(Target(registry.backends["torch"], "cuda:0", "float32"), LOGISTIC, (4_194_304, 256))
     prepared = timing.prepare(case)
     assert prepared.validated, prepared.detail
     harness = statistics.median(timing.measure(prepared.call, ROUNDS, 1))

@@ -36,6 +36,7 @@ def no_work(monkeypatch):
 
 def strict(text: str):
     """Parse as RFC 8259 JSON: NaN, Infinity and -Infinity are refused."""
+
     def refuse(name):
         raise ValueError(f"not JSON: {name}")
 
@@ -59,15 +60,29 @@ def usage_error(capsys, argv: list[str]) -> str:
 # --- Arguments --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv", [
-    ["validate", "-o", "1-"], ["validate", "-o", "-3"], ["validate", "-o", "1,,2"],
-    ["validate", "--strategy", ""], ["validate", "--dtype", ""], ["validate", "--mode", ""],
-    ["validate", "--device", ""], ["validate", "--dtype", " , "], ["validate", "-b", ""],
-    ["validate", "-p", ""],
-    ["compare", "latest", "--baseline", ""], ["compare", ""],
-    *[[command, "--timeout", t] for command in ("validate", "compare")
-      for t in ("-1", "0", "nan", "inf", "-inf", "soon")],
-], ids=lambda argv: " ".join(argv) or "empty")
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["validate", "-o", "1-"],
+        ["validate", "-o", "-3"],
+        ["validate", "-o", "1,,2"],
+        ["validate", "--strategy", ""],
+        ["validate", "--dtype", ""],
+        ["validate", "--mode", ""],
+        ["validate", "--device", ""],
+        ["validate", "--dtype", " , "],
+        ["validate", "-b", ""],
+        ["validate", "-p", ""],
+        ["compare", "latest", "--baseline", ""],
+        ["compare", ""],
+        *[
+            [command, "--timeout", t]
+            for command in ("validate", "compare")
+            for t in ("-1", "0", "nan", "inf", "-inf", "soon")
+        ],
+    ],
+    ids=lambda argv: " ".join(argv) or "empty",
+)
 def test_bad_arguments_are_one_line_usage_errors_before_work(capsys, no_work, argv):
     usage_error(capsys, argv)
 
@@ -75,8 +90,11 @@ def test_bad_arguments_are_one_line_usage_errors_before_work(capsys, no_work, ar
 @pytest.mark.parametrize("option", ["run", "--baseline", "--results"])
 def test_overlong_names_are_usage_errors(capsys, no_work, tmp_path, option):
     long = "r" * 5000
-    argv = {"run": ["compare", long], "--baseline": ["compare", "latest", "--baseline", long],
-            "--results": ["compare", "latest", "--results", str(tmp_path / long)]}[option]
+    argv = {
+        "run": ["compare", long],
+        "--baseline": ["compare", "latest", "--baseline", long],
+        "--results": ["compare", "latest", "--results", str(tmp_path / long)],
+    }[option]
     line = usage_error(capsys, argv)
     assert "File name too long" in line or "is neither a file nor a run" in line or "limit" in line
 
@@ -126,8 +144,21 @@ class NanSecond(Wrapper):
 
 def test_json_is_strict_whatever_the_backend_returns(capsys, fast, with_plugin):
     with_plugin(("nan", plugin_of(NanSecond(fast.backend, name="nan"))))
-    code = cli.main(["validate", "-b", "nan", "-p", "tanh,logistic-notebook", "-o", "1-2",
-                     "--dtype", "float64", "--format", "json"])
+    code = cli.main(
+        [
+            "validate",
+            "-b",
+            "nan",
+            "-p",
+            "tanh,logistic-notebook",
+            "-o",
+            "1-2",
+            "--dtype",
+            "float64",
+            "--format",
+            "json",
+        ]
+    )
     assert code == cli.EXIT_FAIL
     report = strict(capsys.readouterr().out)
     failed = [c for c in report["checks"] if c["status"] == "fail"]
@@ -153,8 +184,10 @@ def test_exit_codes_do_not_depend_on_the_format(capsys, fast, with_plugin, fmt):
     if fmt == "jsonl":
         records = [strict(line) for line in out.splitlines()]
         assert any(r["status"] == "fail" for r in records)
-        assert any(r["oracle"].startswith("agreement") for r in records) or len(
-            {r["backend"] for r in records}) == 1
+        assert (
+            any(r["oracle"].startswith("agreement") for r in records)
+            or len({r["backend"] for r in records}) == 1
+        )
     assert cli.main(["validate", "-b", fast.name, *SMALL, "--format", fmt]) == cli.EXIT_OK
 
 
@@ -170,29 +203,53 @@ class Scaled(Wrapper):
 
         def scaled(*args):
             value, grads = vg(*args)
-            return value, (tuple(g * (1 + 1e-7) for g in grads) if isinstance(grads, tuple)
-                           else grads * (1 + 1e-7))
+            return value, (
+                tuple(g * (1 + 1e-7) for g in grads) if isinstance(grads, tuple) else grads * (1 + 1e-7)
+            )
 
         return scaled
 
 
-def test_finite_differences_never_call_an_exactly_confirmed_error_oracle_noise(capsys, fast,
-                                                                              with_plugin):
+def test_finite_differences_never_call_an_exactly_confirmed_error_oracle_noise(capsys, fast, with_plugin):
     with_plugin(("scaled", plugin_of(Scaled(fast.backend, name="scaled"))))
-    code = cli.main(["validate", "-b", "scaled", "-o", "1-3", "--dtype", "float64", "--mode", "eager",
-                     "--no-agreement", "--format", "json"])
+    code = cli.main(
+        [
+            "validate",
+            "-b",
+            "scaled",
+            "-o",
+            "1-3",
+            "--dtype",
+            "float64",
+            "--mode",
+            "eager",
+            "--no-agreement",
+            "--format",
+            "json",
+        ]
+    )
     assert code == cli.EXIT_FAIL
     checks = strict(capsys.readouterr().out)["checks"]
     exact_oracles = ("exact", "mpmath", "closed-form", "complex-step")
-    wrong = {(c["strategy"], c["problem"], c["order"]) for c in checks
-             if c["oracle"].startswith(exact_oracles) and c["classification"] == "wrong derivative"}
+    wrong = {
+        (c["strategy"], c["problem"], c["order"])
+        for c in checks
+        if c["oracle"].startswith(exact_oracles) and c["classification"] == "wrong derivative"
+    }
     assert wrong
-    noise = [c for c in checks if c["classification"] == "oracle noise"
-             and (c["strategy"], c["problem"], c["order"]) in wrong]
+    noise = [
+        c
+        for c in checks
+        if c["classification"] == "oracle noise" and (c["strategy"], c["problem"], c["order"]) in wrong
+    ]
     assert noise == [], [(c["problem"], c["order"], c["oracle"]) for c in noise]
-    finite_difference = [c for c in checks if c["oracle"] in ("self-consistency", "central-difference")
-                         and (c["strategy"], c["problem"], c["order"]) in wrong
-                         and c["status"] == "fail"]
+    finite_difference = [
+        c
+        for c in checks
+        if c["oracle"] in ("self-consistency", "central-difference")
+        and (c["strategy"], c["problem"], c["order"]) in wrong
+        and c["status"] == "fail"
+    ]
     for check in finite_difference:
         assert "also finds it wrong" in check["message"]
 

@@ -27,15 +27,20 @@ def python(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter, then print which framework modules it imported."""
     env = dict(os.environ)
     env.pop("HARNESS_BACKENDS", None)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code) + REPORT], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code) + REPORT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def imported(result: subprocess.CompletedProcess) -> list[str]:
     """The framework modules the child reported as imported."""
     assert result.returncode == 0, result.stderr[-3000:]
     [line] = [x for x in result.stdout.splitlines() if x.startswith(MARK)]
-    return json.loads(line[len(MARK):])
+    return json.loads(line[len(MARK) :])
 
 
 def test_importing_and_loading_imports_no_framework():
@@ -81,16 +86,19 @@ def test_list_without_devices_imports_no_framework():
 
 def test_list_with_devices(installed):
     """Device detection runs in child processes: the CLI's own process still imports no framework."""
-    result = python("""
+    result = python(
+        """
         import runpy, sys
         sys.argv = ["harness", "list", "--format", "json"]
         try:
             runpy.run_module("harness", run_name="__main__")
         except SystemExit as exc:
             assert exc.code == 0, exc.code
-    """, timeout=300)
+    """,
+        timeout=300,
+    )
     assert imported(result) == []
-    report = json.loads(result.stdout[:result.stdout.index(MARK)])
+    report = json.loads(result.stdout[: result.stdout.index(MARK)])
     backends = {b["name"]: b for b in report["backends"]}
     assert set(BUILTIN) <= set(backends)
     for entry in installed:
@@ -104,8 +112,9 @@ def test_list_with_devices(installed):
 def test_python_m_harness_list():
     env = dict(os.environ)
     env.pop("HARNESS_BACKENDS", None)
-    result = subprocess.run([sys.executable, "-m", "harness", "list"], env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "list"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     for name in BUILTIN:

@@ -55,11 +55,14 @@ def test_cubic_derivatives_are_exact(entry, dtype):
     target = Target(entry, dtype=dtype)
     x = target.array(np.array(1.0))
     for strategy in entry.backend.strategies:
-        got = {n: float(target.numpy(target.derivative(PROBLEMS["cubic"], n, strategy)(x)))
-               for n in PRINTED_CUBIC}
+        got = {
+            n: float(target.numpy(target.derivative(PROBLEMS["cubic"], n, strategy)(x)))
+            for n in PRINTED_CUBIC
+        }
         if strategy == "taylor":
-            assert all(abs(got[n] - v) <= validate.tolerance(dtype, n) * 10
-                       for n, v in PRINTED_CUBIC.items()), got
+            assert all(
+                abs(got[n] - v) <= validate.tolerance(dtype, n) * 10 for n, v in PRINTED_CUBIC.items()
+            ), got
         else:
             assert got == PRINTED_CUBIC, strategy
 
@@ -98,7 +101,8 @@ def test_value_and_grad(entry, dtype):
     """In [14]: value_and_grad(loss, (0, 1)) gives the loss and both gradients in one call."""
     target = Target(entry, dtype=dtype)
     value, (W_grad, b_grad) = target.numpy(
-        target.value_and_grad(PROBLEMS["logistic-notebook"])(*notebook_args(target)))
+        target.value_and_grad(PROBLEMS["logistic-notebook"])(*notebook_args(target))
+    )
     assert close_to_printed(value, PRINTED_LOSS, order=0)
     assert close_to_printed(W_grad, PRINTED_W_GRAD) and close_to_printed(b_grad, PRINTED_B_GRAD)
 
@@ -121,14 +125,16 @@ def test_notebooks_finite_difference_check_done_both_ways(entry):
         return float(target.numpy(problems.logistic_loss(xp, *args)))
 
     b_numerical = (loss32(W, b + eps / 2) - loss32(W, b - eps / 2)) / eps
-    W_numerical = (loss32(W + eps / 2 * unit.astype(np.float32), b)
-                   - loss32(W - eps / 2 * unit.astype(np.float32), b)) / eps
+    W_numerical = (
+        loss32(W + eps / 2 * unit.astype(np.float32), b) - loss32(W - eps / 2 * unit.astype(np.float32), b)
+    ) / eps
     quantum = np.spacing(np.float32(PRINTED_LOSS)) / eps  # one rounding step of the loss, over eps
     assert abs(b_numerical - PRINTED_B_GRAD_NUMERICAL) <= 3 * quantum
     assert abs(W_numerical - PRINTED_W_GRAD_NUMERICAL) <= 3 * quantum
 
     _, (W_grad, b_grad) = target.numpy(
-        target.value_and_grad(PROBLEMS["logistic-notebook"])(*notebook_args(target)))
+        target.value_and_grad(PROBLEMS["logistic-notebook"])(*notebook_args(target))
+    )
     assert close_to_printed(W_grad @ unit, PRINTED_W_GRAD_DIRECTIONAL)
     assert abs(b_numerical - b_grad) / abs(b_grad) > 1e-3  # the pitfall: float32 FD is off
 

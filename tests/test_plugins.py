@@ -152,15 +152,15 @@ def run(*entries, **plan) -> list[validate.Check]:
 
 
 def of(checks, backend, **fields):
-    selected = [c for c in checks if c.backend == backend
-                and all(getattr(c, k) == v for k, v in fields.items())]
+    selected = [
+        c for c in checks if c.backend == backend and all(getattr(c, k) == v for k, v in fields.items())
+    ]
     assert selected, f"no checks of {backend} with {fields}"
     return selected
 
 
 def statuses(checks) -> list[tuple]:
-    return [(c.strategy, c.problem, c.order, c.oracle, c.status, c.classification, c.message)
-            for c in checks]
+    return [(c.strategy, c.problem, c.order, c.oracle, c.status, c.classification, c.message) for c in checks]
 
 
 def assert_all_pass(checks):
@@ -180,8 +180,9 @@ def quiet_nan(test):
 def test_wrapper_delegates_the_whole_spec(entry):
     """If the spec grows, this wrapper (and every test below) must grow with it."""
     spelled_out = set(vars(Wrapper)) | set(vars(Wrapper(entry.backend)))
-    assert (set(hookspecs.REQUIRED_METHODS) | set(hookspecs.OPTIONAL_METHODS)
-            | set(plugins._ATTRIBUTES)) <= spelled_out
+    assert (
+        set(hookspecs.REQUIRED_METHODS) | set(hookspecs.OPTIONAL_METHODS) | set(plugins._ATTRIBUTES)
+    ) <= spelled_out
     assert plugins.spec_violation(Wrapper(entry.backend)) is None
     assert isinstance(Wrapper(entry.backend), hookspecs.Backend)
 
@@ -283,9 +284,9 @@ def test_raising_derivative_is_an_error_and_stays_its_own(entry):
     assert_all_pass([c for c in checks if c.backend == entry.name])
     scalar = of(checks, broken.name, problem="tanh")
     assert {(c.status, c.message) for c in scalar} == {
-        ("error", "RuntimeError: planted failure in derivative")}
-    assert {(c.strategy, c.order) for c in scalar} == set(
-        itertools.product(entry.backend.strategies, ORDERS))
+        ("error", "RuntimeError: planted failure in derivative")
+    }
+    assert {(c.strategy, c.order) for c in scalar} == set(itertools.product(entry.backend.strategies, ORDERS))
     # Its value_and_grad is the delegate's: the gradient problem still passes.
     assert_all_pass(of(checks, broken.name, problem="logistic-notebook"))
 
@@ -353,11 +354,13 @@ def test_faulty_plugins_are_reported_by_name_and_others_unaffected(registry):
         raise AssertionError("never called")
 
     good = Wrapper(registry.backends["autograd"].backend)
-    loaded = plugins.load(extra=[
-        ("raises", types.SimpleNamespace(harness_register_backends=harness_register_backends)),
-        ("misspelt", types.SimpleNamespace(harness_register_backend=harness_register_backend)),
-        ("good", plugin_of(good)),
-    ])
+    loaded = plugins.load(
+        extra=[
+            ("raises", types.SimpleNamespace(harness_register_backends=harness_register_backends)),
+            ("misspelt", types.SimpleNamespace(harness_register_backend=harness_register_backend)),
+            ("good", plugin_of(good)),
+        ]
+    )
     errors = {e.plugin: e.message for e in loaded.errors}
     assert set(errors) == {"raises", "misspelt"}
     assert "RuntimeError: planted failure while registering" in errors["raises"]
@@ -377,14 +380,16 @@ def test_a_plugin_registered_twice_does_not_unregister_the_first(registry):
 
 
 def test_missing_requirement_is_unavailable_with_hint(registry):
-    ghost = Wrapper(registry.backends["autograd"].backend, name="ghost",
-                    requires=("no-such-framework-xyz",),
-                    install_hint="pip install no-such-framework-xyz")
+    ghost = Wrapper(
+        registry.backends["autograd"].backend,
+        name="ghost",
+        requires=("no-such-framework-xyz",),
+        install_hint="pip install no-such-framework-xyz",
+    )
     loaded = load_with(ghost, entry_points=True)
     entry = loaded.backends["ghost"]
     assert entry.version is None
-    assert entry.unavailable == ("no-such-framework-xyz is not installed "
-                                 "(pip install no-such-framework-xyz)")
+    assert entry.unavailable == ("no-such-framework-xyz is not installed (pip install no-such-framework-xyz)")
     assert run(entry) == []
     assert [e.name for e in loaded.select_backends(["ghost"])] == ["ghost"]
 
@@ -392,8 +397,7 @@ def test_missing_requirement_is_unavailable_with_hint(registry):
 def test_requirement_checked_in_order(registry):
     """The version reported is the first requirement's; any missing one makes it unavailable."""
     inner = registry.backends["autograd"].backend
-    second_missing = Wrapper(inner, name="second-missing",
-                             requires=("numpy", "no-such-framework-xyz"))
+    second_missing = Wrapper(inner, name="second-missing", requires=("numpy", "no-such-framework-xyz"))
     numpy_only = Wrapper(inner, name="numpy-only", requires=("numpy",))
     loaded = load_with(second_missing, numpy_only)
     assert loaded.backends["second-missing"].unavailable.startswith("no-such-framework-xyz")
@@ -406,7 +410,7 @@ def test_requirement_checked_in_order(registry):
 # --- Through the harness entry-point group, in a fresh process -----------------------------------------
 
 
-FAKE_PLUGIN = '''\
+FAKE_PLUGIN = """\
 import harness
 from backends.{module} import {cls}
 
@@ -418,7 +422,7 @@ class Fake({cls}):
 @harness.hookimpl
 def harness_register_backends(register):
     register(Fake())
-'''
+"""
 
 
 def install_fake_plugin(path, source: str) -> dict:
@@ -435,19 +439,41 @@ def install_fake_plugin(path, source: str) -> dict:
 
 
 def harness_cli(*args, env, cwd):
-    return subprocess.run([sys.executable, "-m", "harness", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_entry_point_plugin_validates(registry, tmp_path):
-    choices = [(module, cls) for module, cls in (("autograd", "AutogradBackend"), ("jax", "JaxBackend"))
-               if not registry.backends[module].unavailable]
+    choices = [
+        (module, cls)
+        for module, cls in (("autograd", "AutogradBackend"), ("jax", "JaxBackend"))
+        if not registry.backends[module].unavailable
+    ]
     if not choices:
         pytest.skip("neither autograd nor jax is installed")
     module, cls = choices[0]
     env = install_fake_plugin(tmp_path, FAKE_PLUGIN.format(module=module, cls=cls))
-    result = harness_cli("validate", "-b", "fake", "-p", "tanh", "--dtype", "float64", "-o", "1-2",
-                         "--format", "json", env=env, cwd=tmp_path)
+    result = harness_cli(
+        "validate",
+        "-b",
+        "fake",
+        "-p",
+        "tanh",
+        "--dtype",
+        "float64",
+        "-o",
+        "1-2",
+        "--format",
+        "json",
+        env=env,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert report["plugin_errors"] == [] and report["unavailable"] == {}
@@ -464,9 +490,12 @@ def test_entry_point_plugin_validates(registry, tmp_path):
 
 
 def test_entry_point_plugin_that_fails_to_import(tmp_path):
-    env = install_fake_plugin(tmp_path, textwrap.dedent('''\
+    env = install_fake_plugin(
+        tmp_path,
+        textwrap.dedent("""\
         raise ImportError("planted: fakeplugin needs a framework that is not here")
-    '''))
+    """),
+    )
     result = harness_cli("list", "--no-devices", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for name in ("jax", "autograd", "torch", "tanh", "logistic-notebook"):

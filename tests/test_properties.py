@@ -30,8 +30,9 @@ PROBLEMS = {p.name: p for p in problems.BUILTIN}
 LIMIT = 40.0
 """|x| bound for the oracle property: beyond about 42 the mpmath oracle itself loses tanh'
 (see test_mpmath_oracle_is_accurate_where_tanh_saturates)."""
-QUICK = settings(max_examples=40, deadline=None,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+QUICK = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+)
 
 _LONG_NUMBER = re.compile(r"(?:\d_?){4}")
 
@@ -45,16 +46,26 @@ def bounded(text: str) -> bool:
 
 
 ORDERISH = st.lists(
-    st.tuples(st.integers(-3, 40), st.one_of(st.none(), st.integers(-3, 40)),
-              st.sampled_from(["", " ", "\t"])),
-    min_size=1, max_size=4,
-).map(lambda parts: ",".join(f"{pad}{lo}{pad}" if hi is None else f"{pad}{lo}-{hi}{pad}"
-                             for lo, hi, pad in parts))
+    st.tuples(
+        st.integers(-3, 40), st.one_of(st.none(), st.integers(-3, 40)), st.sampled_from(["", " ", "\t"])
+    ),
+    min_size=1,
+    max_size=4,
+).map(
+    lambda parts: ",".join(
+        f"{pad}{lo}{pad}" if hi is None else f"{pad}{lo}-{hi}{pad}" for lo, hi, pad in parts
+    )
+)
 
 
 @QUICK
-@given(st.one_of(st.text(max_size=20).filter(bounded), ORDERISH,
-                 st.text(alphabet="0123456789-, +_\t", max_size=12).filter(bounded)))
+@given(
+    st.one_of(
+        st.text(max_size=20).filter(bounded),
+        ORDERISH,
+        st.text(alphabet="0123456789-, +_\t", max_size=12).filter(bounded),
+    )
+)
 @example("")
 @example("0")
 @example("1-30")
@@ -72,8 +83,10 @@ def test_parse_orders_returns_orders_in_range_or_an_argument_type_error(text):
 
 
 @QUICK
-@given(st.lists(st.integers(1, cli.MAX_ORDER), min_size=1, max_size=12),
-       st.lists(st.tuples(st.integers(1, cli.MAX_ORDER), st.integers(0, 5)), max_size=3))
+@given(
+    st.lists(st.integers(1, cli.MAX_ORDER), min_size=1, max_size=12),
+    st.lists(st.tuples(st.integers(1, cli.MAX_ORDER), st.integers(0, 5)), max_size=3),
+)
 def test_parse_orders_round_trip(singles, ranges):
     assert cli.parse_orders(",".join(map(str, singles))) == tuple(sorted(set(singles)))
     ranges = [(lo, min(lo + width, cli.MAX_ORDER)) for lo, width in ranges]
@@ -87,8 +100,11 @@ def test_parse_orders_rejects_a_reversed_range():
         cli.parse_orders("1,5-2")
 
 
-@pytest.mark.parametrize("parse", [cli.parse_orders, lambda text: expected._orders(text)],
-                         ids=["cli.parse_orders", "expected._orders"])
+@pytest.mark.parametrize(
+    "parse",
+    [cli.parse_orders, lambda text: expected._orders(text)],
+    ids=["cli.parse_orders", "expected._orders"],
+)
 def test_order_parsers_check_bounds_before_expanding(parse):
     tracemalloc.start()
     try:
@@ -105,9 +121,27 @@ def test_order_parsers_check_bounds_before_expanding(parse):
 
 def junk() -> st.SearchStrategy[str]:
     return st.one_of(
-        st.text(max_size=10).filter(bounded), st.just(""), st.integers(-5, 40).map(str),
-        st.sampled_from([",", " ", ",,", "--", "-x", "-", "ünïcødé", "\U0001f642", "\u0663",
-                         "nan", "1e3", "None", "*", "a,b"]),
+        st.text(max_size=10).filter(bounded),
+        st.just(""),
+        st.integers(-5, 40).map(str),
+        st.sampled_from(
+            [
+                ",",
+                " ",
+                ",,",
+                "--",
+                "-x",
+                "-",
+                "ünïcødé",
+                "\U0001f642",
+                "\u0663",
+                "nan",
+                "1e3",
+                "None",
+                "*",
+                "a,b",
+            ]
+        ),
     )
 
 
@@ -116,12 +150,18 @@ OPTIONS = {
     "--order": ["1", "2", "1-2", "2,1", " 1 ", "0", "31", "2-1", "1-"],
     "--dtype": ["float64", "float32", "float32,float64", "float16"],
     "--mode": ["eager", "jit", "eager,jit", "lazy"],
-    "--strategy": ["reverse", "forward", "taylor", "reverse,forward", "forward-over-reverse",
-                   "backward"],
+    "--strategy": ["reverse", "forward", "taylor", "reverse,forward", "forward-over-reverse", "backward"],
     "--device": ["cpu", "cuda:0", "cpu,cpu", "tpu"],
     "-b": ["autograd", "autograd,autograd", "AUTOGRAD", "nope"],
-    "-p": ["cubic", "tanh", "sigmoid", "logistic-notebook", "logistic-notebook-dict", "cubic,tanh",
-           "logistic-huge"],
+    "-p": [
+        "cubic",
+        "tanh",
+        "sigmoid",
+        "logistic-notebook",
+        "logistic-notebook-dict",
+        "cubic,tanh",
+        "logistic-huge",
+    ],
 }
 DEFAULTS = {"-b": "autograd", "-p": "cubic", "--order": "1", "--dtype": "float64"}
 
@@ -132,8 +172,7 @@ def option_values(draw) -> dict[str, str | None]:
     drawn = {}
     for flag, listed in OPTIONS.items():
         kind = draw(st.integers(0, 9))
-        drawn[flag] = (None if kind < 5 else draw(st.sampled_from(listed)) if kind < 9
-                       else draw(junk()))
+        drawn[flag] = None if kind < 5 else draw(st.sampled_from(listed)) if kind < 9 else draw(junk())
     return drawn
 
 
@@ -151,10 +190,13 @@ def test_validate_cli_exits_0_1_or_2_whatever_the_options(autograd, drawn, joine
         argv += [f"{flag}={value}"] if joined else [flag, value]
     out, err = io.StringIO(), io.StringIO()
     # MAX_ORDER patched down: whatever order text parses, the run stays cheap.
-    with mock.patch.object(cli, "MAX_ORDER", 2), \
-            mock.patch.dict(os.environ, {plugins.BACKENDS_ENV: ""}), \
-            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-            warnings.catch_warnings():
+    with (
+        mock.patch.object(cli, "MAX_ORDER", 2),
+        mock.patch.dict(os.environ, {plugins.BACKENDS_ENV: ""}),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore")
         try:
             code = cli.main(argv)
@@ -177,8 +219,17 @@ def test_an_empty_selection_does_not_pass(autograd, option, capsys, monkeypatch)
     monkeypatch.delenv(plugins.BACKENDS_ENV, raising=False)
     argv = {"-b": "autograd", "-p": "cubic", option: ""}
     with pytest.raises(SystemExit) as exc:
-        cli.main(["validate", "--no-isolate", "-o", "1", "--dtype", "float64",
-                  *(x for item in argv.items() for x in item)])
+        cli.main(
+            [
+                "validate",
+                "--no-isolate",
+                "-o",
+                "1",
+                "--dtype",
+                "float64",
+                *(x for item in argv.items() for x in item),
+            ]
+        )
     assert exc.value.code == cli.EXIT_USAGE
     captured = capsys.readouterr()
     assert "no checks ran" not in captured.out and "names nothing" in captured.err
@@ -198,7 +249,8 @@ FIELD = {
 }
 LINE = st.one_of(
     st.tuples(*FIELD.values(), st.sampled_from(["", "  # why", "#", "# a # b"])).map(
-        lambda t: " ".join(t[:-1]) + t[-1]),
+        lambda t: " ".join(t[:-1]) + t[-1]
+    ),
     st.lists(st.sampled_from([*ORDER_FIELDS, "fail", "tanh", "*"]), max_size=8).map(" ".join),
     st.sampled_from(["", "   ", "# comment", "\t# indented comment"]),
     st.text(max_size=30).filter(bounded),
@@ -219,7 +271,7 @@ def test_expected_parse_returns_expectations_or_names_the_bad_line(text):
         assert match, str(exc)
         number = int(match.group(1))
         assert 1 <= number <= len(lines)
-        expected.parse("\n".join(lines[:number - 1]), SOURCE)  # the lines above are fine
+        expected.parse("\n".join(lines[: number - 1]), SOURCE)  # the lines above are fine
         with pytest.raises(ValueError):
             expected.parse(lines[number - 1], SOURCE)
         return
@@ -238,14 +290,20 @@ def test_expected_parse_returns_expectations_or_names_the_bad_line(text):
 
 
 LEAF = st.one_of(
-    hnp.arrays(np.float64, hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=3),
-               elements=st.floats(width=64)),
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=3),
+        elements=st.floats(width=64),
+    ),
     st.floats(width=64).map(np.float64),
 )
 TREE = st.recursive(
     LEAF,
-    lambda kids: st.one_of(st.lists(kids, max_size=3), st.lists(kids, max_size=3).map(tuple),
-                           st.dictionaries(st.text(max_size=3), kids, max_size=3)),
+    lambda kids: st.one_of(
+        st.lists(kids, max_size=3),
+        st.lists(kids, max_size=3).map(tuple),
+        st.dictionaries(st.text(max_size=3), kids, max_size=3),
+    ),
     max_leaves=10,
 )
 
@@ -336,8 +394,7 @@ NONFINITE = st.sampled_from([math.nan, math.inf, -math.inf])
 
 
 @QUICK
-@given(st.sampled_from(SCALAR),
-       st.lists(st.one_of(NONFINITE, st.floats(-5, 5)), min_size=1, max_size=4))
+@given(st.sampled_from(SCALAR), st.lists(st.one_of(NONFINITE, st.floats(-5, 5)), min_size=1, max_size=4))
 @example("tanh", [math.nan])
 @example("softplus", [math.inf, 1.0])
 @example("rational", [-math.inf])
@@ -346,8 +403,14 @@ def test_nonfinite_points_are_classified_never_raised(backend, name, points):
     if backend.name != "autograd":
         points = [0.0, *points]  # as above: jax and torch are exact in tanh's tails only relative to 1
     problem = problems.ScalarProblem(f"{name}-nonfinite", PROBLEMS[name].fn, tuple(points))
-    plan = validate.Plan(backends=[backend], problems=[problem], dtypes=("float64",),
-                         modes=("eager",), strategies=("reverse",), orders=(1,))
+    plan = validate.Plan(
+        backends=[backend],
+        problems=[problem],
+        dtypes=("float64",),
+        modes=("eager",),
+        strategies=("reverse",),
+        orders=(1,),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numdifftools warns about all-NaN slices
         checks = list(validate.run(plan))
@@ -366,8 +429,14 @@ def test_nonfinite_points_are_classified_never_raised(backend, name, points):
 
 def test_nan_point_self_consistency_is_overflow_nan(backend):
     problem = problems.ScalarProblem("tanh-nan", problems.tanh, (math.nan, 1.0))
-    plan = validate.Plan(backends=[backend], problems=[problem], dtypes=("float64",),
-                         modes=("eager",), strategies=("reverse",), orders=(1,))
+    plan = validate.Plan(
+        backends=[backend],
+        problems=[problem],
+        dtypes=("float64",),
+        modes=("eager",),
+        strategies=("reverse",),
+        orders=(1,),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         [check] = [c for c in validate.run(plan) if c.oracle == "self-consistency"]

@@ -31,8 +31,15 @@ def quadratic_args(size=None):
 @harness.hookimpl
 def harness_register_problems(register):
     register(ScalarProblem("softsign", softsign, points=(-2.0, 0.5, 3.0)))
-    register(GradientProblem("quadratic", quadratic, quadratic_args, argnums=0,
-                             cost=lambda args, itemsize: (7.0 * args[1].size * itemsize, None)))
+    register(
+        GradientProblem(
+            "quadratic",
+            quadratic,
+            quadratic_args,
+            argnums=0,
+            cost=lambda args, itemsize: (7.0 * args[1].size * itemsize, None),
+        )
+    )
 
 
 def test_a_plugin_problem_is_benchmarked_with_its_own_cost_model(fast, tmp_path):
@@ -60,12 +67,29 @@ def test_the_options_and_saving_work_in_any_project(tmp_path):
     """A project that only installs gradient-harness: the plugin's options exist and a session
     that used ``harness_benchmark`` is saved where --harness-results says."""
     (tmp_path / "test_elsewhere.py").write_text(
-        "def test_timed(harness_benchmark):\n    harness_benchmark(sum, [1, 2])\n")
+        "def test_timed(harness_benchmark):\n    harness_benchmark(sum, [1, 2])\n"
+    )
     out = tmp_path / "runs"
-    done = subprocess.run([sys.executable, "-m", "pytest", "test_elsewhere.py", "--benchmark-only",
-                           "--harness-profile", "quick", "--harness-results", str(out),
-                           "-p", "no:cacheprovider", "-q"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "test_elsewhere.py",
+            "--benchmark-only",
+            "--harness-profile",
+            "quick",
+            "--harness-results",
+            str(out),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     [saved] = out.iterdir()
     run = json.loads(saved.read_text())
@@ -76,8 +100,22 @@ def test_the_options_and_saving_work_in_any_project(tmp_path):
 def test_an_unwritable_results_folder_is_a_usage_error(tmp_path):
     (tmp_path / "test_x.py").write_text("def test_x():\n    pass\n")
     (tmp_path / "file").write_text("")
-    done = subprocess.run([sys.executable, "-m", "pytest", "test_x.py", "--harness-results",
-                           str(tmp_path / "file"), "-p", "no:cacheprovider", "-q"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "test_x.py",
+            "--harness-results",
+            str(tmp_path / "file"),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 4, done.stdout + done.stderr
     assert "--harness-results" in done.stderr and "not a folder" in done.stderr

@@ -75,9 +75,22 @@ def test_a_hang_with_a_helper_is_a_timeout_within_the_limit_and_leaves_nothing(h
     env, path = hanging
     for limit in LIMITS:
         pids = tmp_path / f"pids-{limit}"
-        run = harness_cli("validate", "-b", "helper", "-p", "tanh", "-o", "1", "--format", "json",
-                          "--timeout", str(limit), env={**env, PIDS_ENV: str(pids)}, cwd=path,
-                          timeout=limit + 300)
+        run = harness_cli(
+            "validate",
+            "-b",
+            "helper",
+            "-p",
+            "tanh",
+            "-o",
+            "1",
+            "--format",
+            "json",
+            "--timeout",
+            str(limit),
+            env={**env, PIDS_ENV: str(pids)},
+            cwd=path,
+            timeout=limit + 300,
+        )
         if pids_of(pids):  # the child got as far as its helper before the limit
             break
     else:
@@ -97,9 +110,15 @@ def test_a_hang_with_a_helper_is_a_timeout_within_the_limit_and_leaves_nothing(h
 def interrupt(command: list[str], env: dict, cwd: Path, pids: Path, signum: int, group: bool):
     """Start ``python -m harness COMMAND`` as a terminal would (its own process group), wait until
     the hanging backend's helper runs, send ``signum`` to the group (Ctrl-C) or the parent alone."""
-    proc = subprocess.Popen([sys.executable, "-m", "harness", *command], env={**env, PIDS_ENV: str(pids)},
-                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", *command],
+        env={**env, PIDS_ENV: str(pids)},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300  # a safety net, not a race: it only waits
         while len(pids_of(pids)) < 2 and proc.poll() is None and time.monotonic() < deadline:
@@ -117,16 +136,37 @@ def interrupt(command: list[str], env: dict, cwd: Path, pids: Path, signum: int,
     return proc.returncode, out, err
 
 
-@pytest.mark.parametrize(("command", "signum", "group"), [
-    (["validate", "-b", "honest,helper", "-p", "tanh", "-o", "1-2", "--dtype", "float64"],
-     signal.SIGINT, True),
-    (["validate", "-b", "honest,helper", "-p", "tanh", "-o", "1-2", "--dtype", "float64",
-      "--format", "json"], signal.SIGTERM, False),
-    (["compare", "-b", "helper"], signal.SIGINT, False),
-    (["compare", "-b", "helper", "--format", "json"], signal.SIGTERM, True),
-], ids=["validate-SIGINT-group", "validate-SIGTERM", "compare-SIGINT", "compare-SIGTERM-group"])
-def test_an_interrupt_ends_every_process_and_keeps_what_finished(hanging, tmp_path, command, signum,
-                                                                 group):
+@pytest.mark.parametrize(
+    ("command", "signum", "group"),
+    [
+        (
+            ["validate", "-b", "honest,helper", "-p", "tanh", "-o", "1-2", "--dtype", "float64"],
+            signal.SIGINT,
+            True,
+        ),
+        (
+            [
+                "validate",
+                "-b",
+                "honest,helper",
+                "-p",
+                "tanh",
+                "-o",
+                "1-2",
+                "--dtype",
+                "float64",
+                "--format",
+                "json",
+            ],
+            signal.SIGTERM,
+            False,
+        ),
+        (["compare", "-b", "helper"], signal.SIGINT, False),
+        (["compare", "-b", "helper", "--format", "json"], signal.SIGTERM, True),
+    ],
+    ids=["validate-SIGINT-group", "validate-SIGTERM", "compare-SIGINT", "compare-SIGTERM-group"],
+)
+def test_an_interrupt_ends_every_process_and_keeps_what_finished(hanging, tmp_path, command, signum, group):
     env, path = hanging
     env = {**env, files.FALLBACK_ENV: str(tmp_path / "kept")}
     pids = tmp_path / "pids"
@@ -154,8 +194,21 @@ def test_an_interrupt_ends_every_process_and_keeps_what_finished(hanging, tmp_pa
 
 
 def check_list(report: dict) -> list[tuple]:
-    return [(c["backend"], c["device"], c["dtype"], c["mode"], c["strategy"], c["problem"],
-             c["order"], c["oracle"], c["status"], c["classification"]) for c in report["checks"]]
+    return [
+        (
+            c["backend"],
+            c["device"],
+            c["dtype"],
+            c["mode"],
+            c["strategy"],
+            c["problem"],
+            c["order"],
+            c["oracle"],
+            c["status"],
+            c["classification"],
+        )
+        for c in report["checks"]
+    ]
 
 
 def test_isolated_and_in_process_runs_give_the_same_checks_on_every_problem(capsys, installed):
@@ -184,8 +237,9 @@ def on_a_terminal(args: list[str], env: dict | None = None) -> tuple[int, str, s
     child while this reads the terminal."""
     master, slave = os.openpty()
     with tempfile.TemporaryFile() as stdout:
-        proc = subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=stdout,
-                                stderr=slave, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness", *args], stdout=stdout, stderr=slave, env=env
+        )
         os.close(slave)
         chunks = []
         while True:
@@ -244,6 +298,7 @@ def readonly(tmp_path) -> Path:
 @pytest.fixture
 def no_work(monkeypatch):
     """Fail the test if any job starts: destinations are checked before work."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the destination was checked")
 
@@ -254,10 +309,10 @@ LONG = "x" * 300
 
 
 @pytest.mark.parametrize("case", ["folder", "readonly", "long"])
-def test_an_unwritable_destination_is_a_usage_error_before_work(capsys, tmp_path, readonly, no_work,
-                                                                 case):
-    where = {"folder": tmp_path, "readonly": readonly / "report.json",
-             "long": tmp_path / f"{LONG}.json"}[case]
+def test_an_unwritable_destination_is_a_usage_error_before_work(capsys, tmp_path, readonly, no_work, case):
+    where = {"folder": tmp_path, "readonly": readonly / "report.json", "long": tmp_path / f"{LONG}.json"}[
+        case
+    ]
     commands = [
         ["validate", "-b", "autograd", "--output", str(where)],
         ["compare", "--run-to", str(where)],
@@ -271,8 +326,9 @@ def test_an_unwritable_destination_is_a_usage_error_before_work(capsys, tmp_path
         assert err.startswith("error: cannot write") and err.count("\n") == 1, err
 
 
-def test_a_write_that_fails_at_the_end_keeps_the_run_in_a_named_file(capsys, monkeypatch, tmp_path,
-                                                                     installed):
+def test_a_write_that_fails_at_the_end_keeps_the_run_in_a_named_file(
+    capsys, monkeypatch, tmp_path, installed
+):
     fast = next((e for e in installed if e.name == "autograd"), installed[0])
     monkeypatch.setenv(files.FALLBACK_ENV, str(tmp_path / "kept"))
     target = tmp_path / "report.json"
@@ -284,12 +340,16 @@ def test_a_write_that_fails_at_the_end_keeps_the_run_in_a_named_file(capsys, mon
         return real(path, text, **kwargs)
 
     monkeypatch.setattr(files, "write_text", full_disk)
-    code = cli.main(["validate", "-b", fast.name, "-p", "tanh", "-o", "1", "--format", "json",
-                     "--output", str(target)])
+    code = cli.main(
+        ["validate", "-b", fast.name, "-p", "tanh", "-o", "1", "--format", "json", "--output", str(target)]
+    )
     assert code == cli.EXIT_FAIL
     err = capsys.readouterr().err
-    match = re.search(r"could not write (\S+) \(OSError: .*No space left on device\); "
-                      r"the run is kept in (\S+)", err)
+    match = re.search(
+        r"could not write (\S+) \(OSError: .*No space left on device\); "
+        r"the run is kept in (\S+)",
+        err,
+    )
     assert match and match[1] == str(target), err
     kept = json.loads(Path(match[2]).read_text())
     assert kept["checks"] and not target.exists()
@@ -298,8 +358,19 @@ def test_a_write_that_fails_at_the_end_keeps_the_run_in_a_named_file(capsys, mon
 def test_compare_with_every_backend_failing_saves_no_run(hanging, tmp_path):
     env, path = hanging
     results = tmp_path / "results"
-    run = harness_cli("compare", "-b", "helper", "--timeout", "5", "--save", "--results", str(results),
-                      env={**env, PIDS_ENV: str(tmp_path / "pids")}, cwd=path, timeout=600)
+    run = harness_cli(
+        "compare",
+        "-b",
+        "helper",
+        "--timeout",
+        "5",
+        "--save",
+        "--results",
+        str(results),
+        env={**env, PIDS_ENV: str(tmp_path / "pids")},
+        cwd=path,
+        timeout=600,
+    )
     assert run.code == cli.EXIT_FAIL, run
     assert "error: helper: no result within 5 s" in run.stderr
     assert "no case was timed, so no run is saved" in run.stderr

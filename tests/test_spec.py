@@ -33,8 +33,11 @@ def test_the_docstring_backend_validates_with_nothing_else(registry):
     assert not any(hasattr(backend, m) for m in ("derivative", "compile"))  # optional, left out
     checks = list(validate.run(validate.Plan(backends=[entry], problems=loaded.select_problems())))
     assert checks
-    bad = [(c.problem, c.strategy, c.dtype, c.order, c.oracle, c.status, c.message[:60])
-           for c in checks if c.status != "pass"]
+    bad = [
+        (c.problem, c.strategy, c.dtype, c.order, c.oracle, c.status, c.message[:60])
+        for c in checks
+        if c.status != "pass"
+    ]
     assert bad == []
     assert {c.strategy for c in checks} >= {"reverse", "forward", "forward-over-reverse"}
     assert {c.problem for c in checks} == {p.name for p in loaded.select_problems()}

@@ -25,8 +25,22 @@ from harness.timing import Case
 
 PROBLEMS = {p.name: p for p in problems.BUILTIN}
 TANH, LOGISTIC = PROBLEMS["tanh"], PROBLEMS["logistic"]
-EXTRA_KEYS = {"backend", "version", "device", "dtype", "mode", "strategy", "problem", "size", "order",
-              "first_call_s", "bytes", "flops", "validated", "harness_format"}
+EXTRA_KEYS = {
+    "backend",
+    "version",
+    "device",
+    "dtype",
+    "mode",
+    "strategy",
+    "problem",
+    "size",
+    "order",
+    "first_call_s",
+    "bytes",
+    "flops",
+    "validated",
+    "harness_format",
+}
 
 
 # --- Backends (planted faults on top of fakes.Wrapper) -----------------------------------------
@@ -111,9 +125,11 @@ def quick_machine(monkeypatch):
 
 
 def quick_cases(entry: plugins.BackendEntry) -> list[Case]:
-    return [Case(Target(entry, "cpu", "float32"), TANH, (1_000,), 2),
-            Case(Target(entry, "cpu", "float64"), TANH, (), 1),
-            Case(Target(entry, "cpu", "float32"), LOGISTIC, (64, 4))]
+    return [
+        Case(Target(entry, "cpu", "float32"), TANH, (1_000,), 2),
+        Case(Target(entry, "cpu", "float64"), TANH, (), 1),
+        Case(Target(entry, "cpu", "float32"), LOGISTIC, (64, 4)),
+    ]
 
 
 # --- prepare --------------------------------------------------------------------------------------
@@ -127,9 +143,11 @@ def test_do_nothing_meets_the_spec():
 
 def test_correct_backend_is_validated_in_every_mode(entry):
     for mode in entry.backend.modes:
-        for case in (Case(Target(entry, "cpu", "float32", mode), TANH, (1_000,), 2),
-                     Case(Target(entry, "cpu", "float64", mode), TANH, (), 3),
-                     Case(Target(entry, "cpu", "float32", mode), LOGISTIC, (64, 4))):
+        for case in (
+            Case(Target(entry, "cpu", "float32", mode), TANH, (1_000,), 2),
+            Case(Target(entry, "cpu", "float64", mode), TANH, (), 3),
+            Case(Target(entry, "cpu", "float32", mode), LOGISTIC, (64, 4)),
+        ):
             prepared = timing.prepare(case)
             assert prepared.validated, f"{case.name}: {prepared.detail}"
             assert prepared.first_call_s > 0
@@ -138,9 +156,11 @@ def test_correct_backend_is_validated_in_every_mode(entry):
 def test_planted_wrong_backend_is_not_validated(entry):
     wrong = entry_of(Scaled(entry.backend, f"scaled-{entry.name}"))
     for mode in wrong.backend.modes:
-        for case in (Case(Target(wrong, "cpu", "float32", mode), TANH, (1_000,), 2),
-                     Case(Target(wrong, "cpu", "float64", mode), TANH, (), 1),
-                     Case(Target(wrong, "cpu", "float32", mode), LOGISTIC, (64, 4))):
+        for case in (
+            Case(Target(wrong, "cpu", "float32", mode), TANH, (1_000,), 2),
+            Case(Target(wrong, "cpu", "float64", mode), TANH, (), 1),
+            Case(Target(wrong, "cpu", "float32", mode), LOGISTIC, (64, 4)),
+        ):
             prepared = timing.prepare(case)
             assert not prepared.validated, case.name
 
@@ -174,9 +194,15 @@ def test_extra_info_fields(fast, size, order):
     assert not EXTRA_KEYS - set(info), f"missing {EXTRA_KEYS - set(info)}"
     json.dumps(info)  # pytest-benchmark writes it as JSON: plain values only
     assert info["harness_format"] == results.FORMAT_VERSION
-    assert (info["backend"], info["version"], info["device"], info["dtype"], info["mode"],
-            info["strategy"], info["problem"]) == (fast.name, fast.version, "cpu", dtype, "eager",
-                                                   "reverse", problem.name)
+    assert (
+        info["backend"],
+        info["version"],
+        info["device"],
+        info["dtype"],
+        info["mode"],
+        info["strategy"],
+        info["problem"],
+    ) == (fast.name, fast.version, "cpu", dtype, "eager", "reverse", problem.name)
     assert info["size"] == list(size) and info["order"] == order
     assert info["validated"] is True
     assert isinstance(info["first_call_s"], float) and info["first_call_s"] > 0
@@ -261,8 +287,12 @@ def test_run_round_trips_through_compare_load(fast, quick_machine, tmp_path):
     for row, case, bench in zip(rows, found, run["benchmarks"], strict=True):
         stats = bench["stats"]
         assert row.run == "run" and row.backend == fast.name and row.validated
-        assert (row.problem, row.size, row.order, row.dtype) == (case.problem.name, case.size,
-                                                                  case.order, case.target.dtype)
+        assert (row.problem, row.size, row.order, row.dtype) == (
+            case.problem.name,
+            case.size,
+            case.order,
+            case.target.dtype,
+        )
         assert row.median == stats["median"] > 0 and row.min == stats["min"]
         assert len(row.data) == stats["rounds"] >= 5
         assert row.first_call_s == bench["extra_info"]["first_call_s"]
@@ -274,9 +304,11 @@ def test_run_leaves_out_and_logs_a_raising_and_a_wrong_backend(fast, quick_machi
     raising = entry_of(Raising(fast.backend, "raising"))
     counting = CountingScaled(fast.backend, "wrong")
     wrong = entry_of(counting)
-    found = [Case(Target(raising, "cpu", "float32"), TANH, (1_000,), 1),
-             Case(Target(wrong, "cpu", "float32"), TANH, (1_000,), 1),
-             *quick_cases(fast)[:1]]
+    found = [
+        Case(Target(raising, "cpu", "float32"), TANH, (1_000,), 1),
+        Case(Target(wrong, "cpu", "float32"), TANH, (1_000,), 1),
+        *quick_cases(fast)[:1],
+    ]
     logged = []
     run = timing.run(found, 0.01, logged.append)
     assert [b["name"] for b in run["benchmarks"]] == [found[2].name]

@@ -28,12 +28,17 @@ def main(command: list[str]) -> int:
     if dead:
         for loop in loops:
             loop.kill()
-        print(f"under_load: {len(dead)} of the loops died at once: does {sys.executable} have numpy?",
-              file=sys.stderr)
+        print(
+            f"under_load: {len(dead)} of the loops died at once: does {sys.executable} have numpy?",
+            file=sys.stderr,
+        )
         return 2
     try:
-        print(f"under_load: {count} numpy loops running; load average {os.getloadavg()[0]:.1f}",
-              file=sys.stderr, flush=True)
+        print(
+            f"under_load: {count} numpy loops running; load average {os.getloadavg()[0]:.1f}",
+            file=sys.stderr,
+            flush=True,
+        )
         return subprocess.call(command)
     finally:
         print(f"under_load: load average {os.getloadavg()[0]:.1f} at the end", file=sys.stderr)

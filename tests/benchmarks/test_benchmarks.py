@@ -21,6 +21,7 @@ def test_benchmark(harness_benchmark, harness_profile, harness_case):
         pytest.xfail(f"{known.source}: {known.reason}")
     assert not known, f"{case.name} validated, but {known.source} says it fails: update that file"
     assert prepared.validated, f"{case.name}: result disagrees with {prepared.detail}; not timed"
-    rounds, iterations = timing.calibrate(prepared.call, harness_profile["budget"],
-                                          harness_profile.get("min_rounds", timing.MIN_ROUNDS))
+    rounds, iterations = timing.calibrate(
+        prepared.call, harness_profile["budget"], harness_profile.get("min_rounds", timing.MIN_ROUNDS)
+    )
     harness_benchmark.pedantic(prepared.call, rounds=rounds, iterations=iterations, warmup_rounds=1)

@@ -40,17 +40,19 @@ def test_harness_overhead(harness_benchmark):
     assert not prepared.validated
 
     benchmark.group = "harness overhead"
-    benchmark.extra_info.update({
-        **timed.extra_info(),
-        "first_call_s": prepared.first_call_s,
-        # The do-nothing backend computes nothing, so there is no derivative to validate: the
-        # oracle's "wrong" above is about the identity, not about the overhead timed here. Marked
-        # validated so `compare` shows this row and does not fail the run over it.
-        "validated": True,
-        "validation": "none: the do-nothing backend has nothing to validate",
-        # Nothing is read or written per call: no bandwidth to report.
-        "bytes": None,
-        "flops": None,
-    })
+    benchmark.extra_info.update(
+        {
+            **timed.extra_info(),
+            "first_call_s": prepared.first_call_s,
+            # The do-nothing backend computes nothing, so there is no derivative to validate: the
+            # oracle's "wrong" above is about the identity, not about the overhead timed here. Marked
+            # validated so `compare` shows this row and does not fail the run over it.
+            "validated": True,
+            "validation": "none: the do-nothing backend has nothing to validate",
+            # Nothing is read or written per call: no bandwidth to report.
+            "bytes": None,
+            "flops": None,
+        }
+    )
     result = benchmark.pedantic(prepared.call, rounds=ROUNDS, iterations=ITERATIONS, warmup_rounds=1)
     assert float(result) == 2.0  # the identity gave back the scalar-latency point, x = 2.0
