@@ -91,27 +91,12 @@ def crashed(faulty, inner) -> Run:
     """The installed reference backend first, then the faulty ones."""
     env, path = faulty
     names = [n.format(inner=inner[0]) for n in CRASHED]
-    return harness_cli(
-        "validate",
-        "-b",
-        ",".join(names),
-        "-p",
-        "tanh,logistic-notebook",
-        "-o",
-        "1-2",
-        "--dtype",
-        "float64",
-        "--mode",
-        "eager",
-        "--format",
-        "json",
-        env=env,
-        cwd=path,
-        timeout=900,
-    )
+    return harness_cli("validate", "-b", ",".join(names), *PLAN, env=env, cwd=path, timeout=900)
 
 
 CRASHED = ["{inner}", "segv", "killed", "raises", "nan", "shape", "badgrad"]
+PLAN = ["-p", "tanh,logistic-notebook", "-o", "1-2", "--dtype", "float64", "--mode", "eager"]
+PLAN += ["--format", "json"]
 
 
 def test_the_run_survives_and_fails(crashed, inner):
@@ -190,24 +175,7 @@ def test_every_hvp_strategy_of_the_bad_gradient_is_reported(crashed):
 def test_no_isolate_survives_raising_plugins_with_the_same_results(faulty, crashed, inner):
     env, path = faulty
     names = [inner[0], "raises", "nan", "shape"]
-    run = harness_cli(
-        "validate",
-        "-b",
-        ",".join(names),
-        "--no-isolate",
-        "-p",
-        "tanh,logistic-notebook",
-        "-o",
-        "1-2",
-        "--dtype",
-        "float64",
-        "--mode",
-        "eager",
-        "--format",
-        "json",
-        env=env,
-        cwd=path,
-    )
+    run = harness_cli("validate", "-b", ",".join(names), "--no-isolate", *PLAN, env=env, cwd=path)
     assert run.code == 1, run
     assert_intact(run, inner[0])
     assert {c["message"] for c in run.of("raises", problem="tanh")} == {PLANTED_MESSAGE}

@@ -63,6 +63,12 @@ def test_a_plugin_problem_is_benchmarked_with_its_own_cost_model(fast, tmp_path)
     assert "quadratic value+grad" in compare.table(rows, "md")
 
 
+def pytest_in(folder, *args: str) -> subprocess.CompletedProcess:
+    """``python -m pytest ARGS`` run in ``folder``, as another project would."""
+    command = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", "-q"]
+    return subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300)
+
+
 def test_the_options_and_saving_work_in_any_project(tmp_path):
     """A project that only installs gradient-harness: the plugin's options exist and a session
     that used ``harness_benchmark`` is saved where --harness-results says."""
@@ -70,25 +76,14 @@ def test_the_options_and_saving_work_in_any_project(tmp_path):
         "def test_timed(harness_benchmark):\n    harness_benchmark(sum, [1, 2])\n"
     )
     out = tmp_path / "runs"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "test_elsewhere.py",
-            "--benchmark-only",
-            "--harness-profile",
-            "quick",
-            "--harness-results",
-            str(out),
-            "-p",
-            "no:cacheprovider",
-            "-q",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = pytest_in(
+        tmp_path,
+        "test_elsewhere.py",
+        "--benchmark-only",
+        "--harness-profile",
+        "quick",
+        "--harness-results",
+        str(out),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     [saved] = out.iterdir()
@@ -100,22 +95,6 @@ def test_the_options_and_saving_work_in_any_project(tmp_path):
 def test_an_unwritable_results_folder_is_a_usage_error(tmp_path):
     (tmp_path / "test_x.py").write_text("def test_x():\n    pass\n")
     (tmp_path / "file").write_text("")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "test_x.py",
-            "--harness-results",
-            str(tmp_path / "file"),
-            "-p",
-            "no:cacheprovider",
-            "-q",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = pytest_in(tmp_path, "test_x.py", "--harness-results", str(tmp_path / "file"))
     assert done.returncode == 4, done.stdout + done.stderr
     assert "--harness-results" in done.stderr and "not a folder" in done.stderr
