@@ -299,7 +299,7 @@ def cmd_list(args) -> int:
             json.dumps(
                 {
                     "backends": backends,
-                    "devices_detected": detected or "now",
+                    "devices_detected": None if args.no_devices else detected or "now",
                     "problems": problems,
                     "plugin_errors": errors,
                 },

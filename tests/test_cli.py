@@ -282,6 +282,7 @@ def test_list_json(capsys):
     backends = {b["name"]: b for b in report["backends"]}
     assert {"jax", "autograd", "torch"} <= set(backends)
     assert all(b["devices"] is None for b in backends.values())
+    assert report["devices_detected"] is None
     assert {p["name"] for p in report["problems"]} >= {"tanh", "cubic", "logistic-notebook"}
     assert report["plugin_errors"] == []
 
