@@ -369,9 +369,11 @@ def cmd_validate(args) -> int:
     outcomes, interrupted = _run(
         jobs, registry, args, parallel=os.cpu_count() or 1, on_result=emit, on_stop=on_stop, stream=stream
     )
-    checks = [c for o in outcomes for c in o.results]
-    checks += [_failure_check(registry.backends[o.job.backend], o) for o in outcomes if o.failure]
-    checks.sort(key=lambda c: [o.job.backend for o in outcomes].index(c.backend))  # plan order
+    checks = [  # in plan order: each backend's checks, then what stopped it, if anything did
+        c
+        for o in outcomes
+        for c in o.results + ([_failure_check(registry.backends[o.job.backend], o)] if o.failure else [])
+    ]
     agreement = list(validate.agreement(checks)) if args.agreement else []
     for check in agreement:
         emit(check)
@@ -518,14 +520,9 @@ def _benchmark_here(args, registry) -> tuple[dict | None, bool, runner.Interrupt
     """The quick run of ``compare`` without RUN: (the run, or None if nothing was timed, whether
     a backend failed, the interrupt). Backends are timed one after another, each isolated when
     it can be (side by side they would slow each other)."""
-    jobs = [
-        runner.Job("benchmark", e.name, profile=args.profile)
-        for e in registry.select_backends(args.backend)
-        if not e.unavailable
-    ]
-    unavailable = [
-        f"{e.name}: {e.unavailable}" for e in registry.select_backends(args.backend) if e.unavailable
-    ]
+    entries = registry.select_backends(args.backend)
+    jobs = [runner.Job("benchmark", e.name, profile=args.profile) for e in entries if not e.unavailable]
+    unavailable = [f"{e.name}: {e.unavailable}" for e in entries if e.unavailable]
     outcomes, interrupted = _run(jobs, registry, args, parallel=1)
     failed = False
     for outcome in outcomes:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tabulate import SEPARATING_LINE, tabulate
 
+from harness.pytree import tree_map
 from harness.results import Row
 
 NOISE_P = 0.01
@@ -103,7 +104,8 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
             }
             for r in rows
         ]
-        return json.dumps(_finite(records), indent=2, allow_nan=False)
+        finite = tree_map(lambda v: None if isinstance(v, float) and not math.isfinite(v) else v, records)
+        return json.dumps(finite, indent=2, allow_nan=False)  # strict JSON: no NaN, no Infinity
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out)
@@ -210,17 +212,6 @@ def _widths(headers: list[str], cells: list[list[str]], width: int) -> list[int]
                 least[i] += 1
             room -= min(room, len(short))
     return least
-
-
-def _finite(value):
-    """``value`` with every NaN or infinity as ``None``: what strict JSON can hold."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def growth(rows: list[Row], fmt: str = "table") -> str:
