@@ -32,6 +32,9 @@ class AutogradBackend:
     def devices(self) -> list[str]:
         return ["cpu"]  # autograd runs on numpy: host memory only
 
+    def no_gpu_reason(self) -> str:
+        return "autograd computes with numpy, on the CPU only (by design; nothing to install)"
+
     def namespace(self) -> Any:
         return self.autograd.numpy
 

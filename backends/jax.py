@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,24 @@ class JaxBackend:
         except RuntimeError:  # no GPU platform in this jaxlib
             gpus = []
         return ["cpu"] + [f"cuda:{d.id}" for d in gpus]
+
+    def no_gpu_reason(self) -> str:
+        import importlib.metadata
+
+        plugins = []
+        for dist in ("jax-cuda12-plugin", "jax-cuda13-plugin"):
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                plugins.append(f"{dist} {importlib.metadata.version(dist)}")
+        if not plugins:
+            return (
+                f"jaxlib {self.jax.__version__} has no CUDA plugin: "
+                "pip install 'gradient-harness[cuda]' (or 'jax[cuda12]' / 'jax[cuda13]')"
+            )
+        try:
+            self.jax.devices("gpu")
+        except RuntimeError as exc:
+            return f"{', '.join(plugins)} installed, but JAX finds no GPU: {exc}"
+        return f"{', '.join(plugins)} installed; JAX_PLATFORMS or CUDA_VISIBLE_DEVICES hides the GPU"
 
     def _device(self, device: str) -> Any:
         if device == "cpu":

@@ -30,6 +30,18 @@ class TorchBackend:
         cuda = self.torch.cuda
         return ["cpu"] + [f"cuda:{i}" for i in range(cuda.device_count() if cuda.is_available() else 0)]
 
+    def no_gpu_reason(self) -> str:
+        torch = self.torch
+        if torch.version.cuda is None:
+            return (
+                f"torch {torch.__version__} is a CPU-only build: pip uninstall torch, then "
+                "pip install 'gradient-harness[cuda]' (or torch from https://download.pytorch.org/whl/cu128)"
+            )
+        return (
+            f"torch {torch.__version__} is built for CUDA {torch.version.cuda} but finds no usable GPU: "
+            "a driver older than that CUDA, or CUDA_VISIBLE_DEVICES hides it (see nvidia-smi)"
+        )
+
     def namespace(self) -> Any:
         import array_api_compat.torch
 

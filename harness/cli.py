@@ -274,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_list(args) -> int:
     registry = plugins.load()
     entries = list(registry.backends.values())
-    devices, detected = ({}, None) if args.no_devices else harness_devices.detect(entries, args.refresh)
+    devices, no_gpu, detected = (
+        ({}, {}, None) if args.no_devices else harness_devices.detect(entries, args.refresh)
+    )
     backends = [
         {
             "name": e.name,
@@ -283,6 +285,7 @@ def cmd_list(args) -> int:
             "reason": e.unavailable,
             "version": e.version,
             "devices": devices.get(e.name),
+            "no_gpu_reason": no_gpu.get(e.name),
             "strategies": list(e.backend.strategies),
             "modes": list(e.backend.modes),
             "dtypes": list(e.backend.dtypes),
@@ -319,6 +322,8 @@ def cmd_list(args) -> int:
         for b in backends
     ]
     print(tabulate(rows, headers=["backend", "version", "available", "devices", "strategies", "modes"]))
+    for name, reason in no_gpu.items():
+        print(f"\n{name} sees no GPU on this machine, which has one: {reason}")
     if detected:
         print(
             f"\ndevices as detected at {detected} in this same environment (interpreter, "

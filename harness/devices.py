@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import suppress
 from pathlib import Path
 
-from harness import files, plugins
+from harness import files, machine, plugins
 
 CACHE_ENV = "HARNESS_CACHE_DIR"
 """Folder of the device cache (default ~/.cache/gradient-harness)."""
@@ -52,39 +52,58 @@ def fingerprint() -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def detect(entries: list[plugins.BackendEntry], refresh: bool = False) -> tuple[dict[str, str], str | None]:
-    """({backend: its devices, comma-separated, or "error: ..."}, when they were detected if
-    that was in an earlier run) for the available ``entries``."""
+def detect(
+    entries: list[plugins.BackendEntry], refresh: bool = False
+) -> tuple[dict[str, str], dict[str, str], str | None]:
+    """For the available ``entries``: ({backend: its devices, comma-separated, or "error: ..."},
+    {backend: why it sees no GPU, for those that see none on a machine that has one}, when they
+    were detected if that was in an earlier run)."""
     names = [e.name for e in entries if not e.unavailable]
     key = fingerprint()
     cached = {} if refresh else _read_cache().get(key, {})
     if names and all(n in cached.get("devices", {}) for n in names):
-        return {n: cached["devices"][n] for n in names}, cached["detected"]
-    found = _probe(names)
+        notes = cached.get("no_gpu", {})
+        return {n: cached["devices"][n] for n in names}, _only(notes, names), cached["detected"]
+    found, notes = _probe(names, machine.has_gpu())
     detected = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     if not any(v.startswith("error:") for v in found.values()):
-        _write_cache({key: {"detected": detected, "devices": found}})
-    return found, None
+        _write_cache({key: {"detected": detected, "devices": found, "no_gpu": notes}})
+    return found, notes, None
 
 
-def _probe_one(name: str) -> list[str]:
-    """Run in a child process: import the framework and detect its devices."""
-    return plugins.load().backends[name].backend.devices()
+def _only(notes: dict, names: list[str]) -> dict[str, str]:
+    return {n: notes[n] for n in names if n in notes}
 
 
-def _probe(names: list[str]) -> dict[str, str]:
+def _probe_one(name: str, gpu: bool) -> tuple[list[str], str | None]:
+    """Run in a child process: import the framework, detect its devices and, if the machine
+    has a GPU that it does not see, ask it why."""
+    backend = plugins.load().backends[name].backend
+    found = backend.devices()
+    if not gpu or any(d != "cpu" for d in found):
+        return found, None
+    reason = getattr(backend, "no_gpu_reason", None)
+    return found, reason() if reason else "sees no GPU (the backend does not say why)"
+
+
+def _probe(names: list[str], gpu: bool) -> tuple[dict[str, str], dict[str, str]]:
     found: dict[str, str] = {}
+    notes: dict[str, str] = {}
     if not names:
-        return found
+        return found, notes
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=len(names), mp_context=context) as pool:
-        futures = {name: pool.submit(_probe_one, name) for name in names}
+        futures = {name: pool.submit(_probe_one, name, gpu) for name in names}
         for name, future in futures.items():
             try:
-                found[name] = ", ".join(future.result(timeout=PROBE_TIMEOUT_S))
+                seen, note = future.result(timeout=PROBE_TIMEOUT_S)
             except Exception as exc:
                 found[name] = f"error: {type(exc).__name__}: {exc}"
-    return found
+                continue
+            found[name] = ", ".join(seen)
+            if note:
+                notes[name] = note
+    return found, notes
 
 
 def _read_cache() -> dict:

@@ -97,7 +97,7 @@ Hessian-vector products (grad of <grad f, v>; jvp of grad f along v)."""
 NAMESPACE = ("tanh", "exp", "log", "log1p", "sin", "cos", "sum", "ones_like")
 """What `Backend.namespace` must offer: the functions problems use and the host composes with."""
 REQUIRED_METHODS = ("devices", "namespace", "asarray", "to_numpy", "value_and_grad", "block_until_ready")
-OPTIONAL_METHODS = ("jvp", "derivative", "compile")
+OPTIONAL_METHODS = ("jvp", "derivative", "compile", "no_gpu_reason")
 
 
 @runtime_checkable
@@ -130,6 +130,8 @@ class Backend(Protocol):
       without it the host nests `value_and_grad` and `jvp`
       (`harness.strategies.nest`).
     - `compile`: required when ``modes`` has anything besides ``"eager"``.
+    - `no_gpu_reason`: why `devices` finds no GPU on a machine that has one,
+      and what to install (``python -m harness list`` shows it).
     - ``expected``: the path of a text file listing the combinations the backend
       is known to fail or not support (format: `harness.expected`).
 
@@ -209,6 +211,14 @@ class OptionalMethods(Protocol):
 
         Never called for ``"eager"``. Data reaches compiled functions as
         arguments, never as baked-in constants.
+        """
+
+    def no_gpu_reason(self) -> str:
+        """Why this backend sees no GPU, and the fix: e.g. ``"jaxlib has no CUDA plugin: pip
+        install 'gradient-harness[cuda]'"``.
+
+        Called (in the child process that detects devices) only when the machine
+        has a GPU and `Backend.devices` lists none. May import the framework.
         """
 
 

@@ -7,6 +7,7 @@ bound that memory-bound benchmarks are divided by.
 
 from __future__ import annotations
 
+import glob
 import importlib.metadata
 import os
 import platform
@@ -85,6 +86,12 @@ def gpus() -> list[dict]:
         for line in out.splitlines()
         if line.strip()
     ]
+
+
+def has_gpu() -> bool:
+    """Whether this machine has an NVIDIA GPU, whatever the frameworks see: a device node or
+    ``nvidia-smi`` listing one."""
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or bool(gpus())
 
 
 def versions() -> dict[str, str | None]:
