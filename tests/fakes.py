@@ -61,6 +61,9 @@ class Wrapper:
     def block_until_ready(self, x):
         return self.inner.block_until_ready(x)
 
+    def no_gpu_reason(self):
+        return self.inner.no_gpu_reason()
+
 
 class Raising(Wrapper):
     """A renamed backend whose ``derivative`` raises ``RuntimeError(message)``."""
