@@ -65,6 +65,21 @@ class TorchBackend:
     def jvp(self, f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
         return self.torch.func.jvp(f, primals, tangents)
 
+    def event_times(self, launch: Callable[[], Any], device: str, rounds: int) -> list[float]:
+        if not device.startswith("cuda"):
+            raise NotImplementedError(f"no event clock on {device}")
+        cuda = self.torch.cuda
+        times = []
+        with cuda.device(device):
+            for _ in range(rounds):
+                start, end = cuda.Event(enable_timing=True), cuda.Event(enable_timing=True)
+                start.record()
+                launch()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end) / 1e3)
+        return times
+
     def block_until_ready(self, x: Any) -> Any:
         if self.torch.cuda.is_available():
             self.torch.cuda.synchronize()

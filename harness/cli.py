@@ -602,6 +602,9 @@ def cmd_compare(args) -> int:
         fits = compare.growth(rows, args.format) if args.format in ("table", "md") else ""
         if fits:
             print(f"\ncost growth per derivative order (fit over validated orders):\n\n{fits}")
+        clocks = compare.fidelity(rows, args.format) if args.format in ("table", "md") else ""
+        if clocks:
+            print(f"\nthe harness's timing over the device's own clock, same calls:\n\n{clocks}")
         if args.format == "table":
             print(f"\n{compare.legend()}")
     if interrupted:

@@ -15,13 +15,14 @@ import re
 import shutil
 import textwrap
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from tabulate import SEPARATING_LINE, tabulate
 
 from harness.pytree import tree_map
-from harness.results import Row
+from harness.results import HAND_WRITTEN, VALUE, Row
 
 NOISE_P = 0.01
 """A slowdown counts only if a one-sided Mann-Whitney U test gives p below this."""
@@ -46,11 +47,16 @@ COLUMNS = [
     "first call",
     "GB/s",
     "of bound",
+    "x value",
+    "x hand-written",
     "validated",
 ]
 
 WRAPPED = {"run", COLUMNS[2]}
 """The columns whose text may wrap over lines to fit the terminal; numbers never wrap."""
+
+DROPPED_FIRST = ("IQR", "GB/s", "first call", "x hand-written")
+"""Columns left out, in this order, when even wrapped text cannot make the table fit."""
 
 NARROWEST = 10
 """A wrapped column is made no narrower than this (or its text, if shorter)."""
@@ -63,6 +69,10 @@ LEGEND = [
     ("GB/s", "bytes moved per call by the problem's cost model, over the median"),
     ("of bound", "that GB/s over the machine's measured copy bandwidth for the device;"),
     ("", "the logistic gradient's cost model reads the N x D inputs twice"),
+    ("x value", "median over that of the function alone (the loss, or f) on the"),
+    ("", "same backend, mode, dtype and device: the derivative's cost in f's"),
+    ("x hand-written", "median over that of the derivative written out by hand on the"),
+    ("", "same backend, mode, dtype and device: the price of autodiff"),
     ("validated", "the result agreed with its oracle before timing (NO: it did not)"),
 ]
 
@@ -72,15 +82,20 @@ HELP_COLUMNS = (
     "the same group; first call is the first call, timed apart (trace + compile + run); GB/s is "
     "the bytes moved per call by the problem's cost model over the median, and of bound that "
     "GB/s over the machine's measured copy bandwidth for the device (the logistic gradient's "
-    "cost model reads the N x D inputs twice); validated says whether the result agreed with "
-    "its oracle before timing."
+    "cost model reads the N x D inputs twice); x value is the median over that of the function "
+    "alone (the loss, or f) on the same backend, mode, dtype and device, and x hand-written over "
+    "that of the derivative written out by hand there; validated says whether the result agreed "
+    "with its oracle before timing."
 )
 """`LEGEND` as one paragraph, for ``compare --help`` (no ``%``: argparse formats help text)."""
 
 
 def legend() -> str:
     """What each column of `table` means, to print under it."""
-    return "\n".join(f"{name:<12}{text}".rstrip() for name, text in LEGEND)
+    lines = []
+    for name, text in LEGEND:  # a name too long for the first 12 columns goes on a line of its own
+        lines += [name, f"{'':<12}{text}"] if len(name) >= 12 else [f"{name:<12}{text}".rstrip()]
+    return "\n".join(lines)
 
 
 def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
@@ -94,6 +109,7 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
     fastest = defaultdict(lambda: float("inf"))
     for r in rows:
         fastest[r.group] = min(fastest[r.group], r.median)
+    x_value, x_hand = _references(rows)
     if fmt == "json":
         records = [
             {
@@ -101,6 +117,8 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
                 "gbps": r.gbps,
                 "of_bound": r.of_bound,
                 "x_fastest": r.median / fastest[r.group],
+                "x_value": x_value(r),
+                "x_hand_written": x_hand(r),
             }
             for r in rows
         ]
@@ -124,6 +142,8 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
                 "first_call_s",
                 "gbps",
                 "of_bound",
+                "x_value",
+                "x_hand_written",
                 "validated",
             ]
         )
@@ -143,6 +163,8 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
                     r.first_call_s,
                     r.gbps,
                     r.of_bound,
+                    x_value(r),
+                    x_hand(r),
                     r.validated,
                 ]
             )
@@ -158,6 +180,8 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
             _time(r.first_call_s),
             f"{r.gbps:.3g}" if r.gbps else "-",
             f"{r.of_bound:.0%}" if r.of_bound else "-",
+            _ratio(x_value(r)),
+            _ratio(x_hand(r)),
             "yes" if r.validated else "NO",
         ]
         for r in rows
@@ -167,15 +191,48 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
     return _fitted(body, shutil.get_terminal_size((0, 0)).columns if width is None else width)
 
 
+def _references(rows: list[Row]) -> tuple[Callable[[Row], float | None], Callable[[Row], float | None]]:
+    """(a row's median over its function's alone, over its hand-written derivative's): the same
+    run, backend, mode, dtype and device; the same problem and size, or the same group."""
+    value = {_place(r) + (r.problem, r.size): r.median for r in rows if r.strategy == VALUE}
+    hand = {_place(r) + (r.group,): r.median for r in rows if r.strategy == HAND_WRITTEN}
+
+    def x_value(r: Row) -> float | None:
+        found = value.get(_place(r) + (r.problem, r.size))
+        return r.median / found if found and r.strategy != VALUE else None
+
+    def x_hand(r: Row) -> float | None:
+        found = hand.get(_place(r) + (r.group,))
+        return r.median / found if found and r.strategy != HAND_WRITTEN else None
+
+    return x_value, x_hand
+
+
+def _place(r: Row) -> tuple:
+    return (r.run, r.backend, r.mode, r.dtype, r.device)
+
+
+def _ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
 def _fitted(body: list[list[str]], width: int) -> str:
     """``body`` under `COLUMNS` as a plain text table, at most ``width`` wide (0: no limit) as far as
     the numbers allow. If the table is wider, each group's name goes on a line above its rows, the
-    run column goes if there is one run, and the text columns and headers wrap."""
+    run column goes if there is one run, and the text columns and headers wrap; if it is still too
+    wide, columns go in the order of `DROPPED_FIRST`, and a line under the table names them."""
     table = tabulate(body, headers=COLUMNS, tablefmt="simple", disable_numparse=True)
     if not width or max(map(len, table.splitlines())) <= width:
         return table
     several = len({row[1] for row in body}) > 1
     keep = [i for i, name in enumerate(COLUMNS) if name != "group" and (several or name != "run")]
+    dropped = []
+    for name in DROPPED_FIRST:  # while even the narrowest layout is too wide
+        least = _widths([COLUMNS[i] for i in keep], [[row[i] for i in keep] for row in body], 1)
+        if sum(least) + 2 * (len(keep) - 1) <= width:
+            break
+        keep.remove(COLUMNS.index(name))
+        dropped.append(name)
     headers = [COLUMNS[i] for i in keep]
     cells = [[row[i] for i in keep] for row in body]
     groups = [row[0] for row in body]
@@ -193,6 +250,13 @@ def _fitted(body: list[list[str]], width: int) -> str:
             out += ([""] if len(out) > head else []) + textwrap.wrap(f"{next(names)}:", width)
         else:
             out.append(line)
+    if dropped:
+        out += [
+            "",
+            *textwrap.wrap(
+                f"({', '.join(dropped)} left out to fit {width} columns; --format md has all)", width
+            ),
+        ]
     return "\n".join(out)
 
 
@@ -263,6 +327,23 @@ def growth(rows: list[Row], fmt: str = "table") -> str:
         "time at last",
         "max rel error",
     ]
+    return tabulate(
+        body, headers=headers, tablefmt="github" if fmt == "md" else "simple", disable_numparse=True
+    )
+
+
+def fidelity(rows: list[Row], fmt: str = "table") -> str:
+    """The harness's host-clock median over the device clock's (CUDA events) for the same
+    call, per row that has both: near 1 when the timing adds nothing (launch and wait
+    overhead weigh most on the shortest calls)."""
+    body = [
+        [r.group, r.label, _time(r.median), _time(r.event_median), f"{r.median / r.event_median:.3f}"]
+        for r in rows
+        if r.event_median
+    ]
+    if not body:
+        return ""
+    headers = ["case", "backend / mode / strategy / dtype / device", "harness", "CUDA events", "ratio"]
     return tabulate(
         body, headers=headers, tablefmt="github" if fmt == "md" else "simple", disable_numparse=True
     )

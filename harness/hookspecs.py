@@ -97,7 +97,7 @@ Hessian-vector products (grad of <grad f, v>; jvp of grad f along v)."""
 NAMESPACE = ("tanh", "exp", "log", "log1p", "sin", "cos", "sum", "ones_like")
 """What `Backend.namespace` must offer: the functions problems use and the host composes with."""
 REQUIRED_METHODS = ("devices", "namespace", "asarray", "to_numpy", "value_and_grad", "block_until_ready")
-OPTIONAL_METHODS = ("jvp", "derivative", "compile", "no_gpu_reason")
+OPTIONAL_METHODS = ("jvp", "derivative", "compile", "no_gpu_reason", "event_times")
 
 
 @runtime_checkable
@@ -132,6 +132,8 @@ class Backend(Protocol):
     - `compile`: required when ``modes`` has anything besides ``"eager"``.
     - `no_gpu_reason`: why `devices` finds no GPU on a machine that has one,
       and what to install (``python -m harness list`` shows it).
+    - `event_times`: the device's own clock (CUDA events), for the benchmark
+      suite's check of its host-clock timings.
     - ``expected``: the path of a text file listing the combinations the backend
       is known to fail or not support (format: `harness.expected`).
 
@@ -219,6 +221,16 @@ class OptionalMethods(Protocol):
 
         Called (in the child process that detects devices) only when the machine
         has a GPU and `Backend.devices` lists none. May import the framework.
+        """
+
+    def event_times(self, launch: Callable[[], Any], device: str, rounds: int) -> list[float]:
+        """Seconds of each of ``rounds`` calls of ``launch`` on ``device``, by the device's clock.
+
+        ``launch()`` starts the work and returns without waiting for it. Time it
+        between two events recorded on the stream the work runs on (CUDA events),
+        waiting only for the second. Raise ``NotImplementedError`` for a device
+        without such a clock. The benchmark suite records the median beside its
+        own timing of the same call, whose ratio to it should be near 1.
         """
 
 

@@ -37,6 +37,9 @@ class ScalarProblem:
     cost: Callable[[Any, int], tuple[float | None, float | None]] | None = None
     """``cost(x, itemsize)``: (bytes moved, flops) per derivative call over points ``x``; by
     default the points read and the derivative written, flops unknown."""
+    hand_written: Callable[[Any, Any, int], Any] | None = None
+    """``hand_written(xp, x, order)``: the ``order``-th derivative written out by hand, no
+    automatic differentiation: the benchmarks' reference, timed on each backend's arrays."""
 
     def bytes_and_flops(self, x: Any, itemsize: int) -> tuple[float | None, float | None]:
         """The cost model benchmarks divide by (`cost`, or its default)."""
@@ -73,6 +76,9 @@ class GradientProblem:
     """``cost(args, itemsize)``: (bytes moved, flops) per value-and-gradient call on
     ``make_args``'s arguments; by default every argument read twice (forward and backward),
     flops unknown."""
+    hand_written: Callable[..., Any] | None = None
+    """``hand_written(xp, *args)``: (value, gradient) written out by hand, shaped like
+    ``value_and_grad``'s: the benchmarks' reference, timed on each backend's arrays."""
 
     def bytes_and_flops(self, args: tuple, itemsize: int) -> tuple[float | None, float | None]:
         """The cost model benchmarks divide by (`cost`, or its default)."""
@@ -137,6 +143,29 @@ def logistic_gradient(W, b, inputs, targets):
     """Closed form: d loss / d z = sigmoid(z) - targets, so dW = inputs.T @ r and db = sum(r)."""
     residual = sigmoid(np, inputs @ W + b) - targets
     return inputs.T @ residual, np.sum(residual)
+
+
+def logistic_by_hand(xp, W, b, inputs, targets):
+    """The loss and its gradient in one pass, as one would write them without a framework:
+    z = inputs @ W + b, r = sigmoid(z) - targets, dW = inputs.T @ r, db = sum(r)."""
+    preds = sigmoid(xp, inputs @ W + b)
+    loss = -xp.sum(xp.log(preds * targets + (1 - preds) * (1 - targets)))
+    residual = preds - targets
+    return loss, (residual @ inputs, xp.sum(residual))
+
+
+def tanh_by_hand(xp, x, order):
+    """d^n tanh / dx^n as a polynomial in t = tanh(x): P_0 = t, P_{k+1}(t) = (1 - t^2) P_k'(t),
+    evaluated by Horner's rule (integer coefficients, computed here in Python)."""
+    coefficients = [0, 1]  # P_0(t) = t, lowest degree first
+    for _ in range(order):
+        slope = [k * c for k, c in enumerate(coefficients)][1:]  # P_k'
+        coefficients = [a - b for a, b in zip(slope + [0, 0], [0, 0] + slope, strict=True)]
+    t = xp.tanh(x)
+    value = coefficients[-1] * xp.ones_like(t)
+    for c in reversed(coefficients[:-1]):
+        value = value * t + c
+    return value
 
 
 def logistic_magnitude(W, b, inputs, targets):
@@ -212,6 +241,7 @@ BUILTIN: tuple[Problem, ...] = (
         tanh,
         points=(-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0),
         description="tanh(x); the notebook differentiates it at x = 2.0",
+        hand_written=tanh_by_hand,
     ),
     ScalarProblem(
         "cubic",
@@ -291,6 +321,7 @@ BUILTIN: tuple[Problem, ...] = (
         magnitude=logistic_magnitude,
         hvp=logistic_hvp,
         cost=logistic_cost,
+        hand_written=logistic_by_hand,
     ),
     GradientProblem(
         "logistic-large",

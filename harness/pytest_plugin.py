@@ -2,7 +2,8 @@
 pytest-benchmark itself is), so its options work wherever gradient-harness is installed.
 
 - ``--harness-profile quick|cpu|gpu|scaling`` chooses the cases (default: ``gpu`` when a
-  backend sees one, else ``cpu``); ``$HARNESS_BACKENDS`` chooses the backends.
+  backend sees one, else ``cpu``); ``$HARNESS_BACKENDS`` chooses the backends and
+  ``--harness-device`` the devices.
 - A test that takes an argument named ``harness_case`` is run once per `harness.timing.Case` of
   the profile: the installed backends on the built-in problems and on every default
   problem a plugin registers.
@@ -33,6 +34,13 @@ def pytest_addoption(parser):
         help="benchmark sizes and orders (default: gpu if a GPU is seen, else cpu)",
     )
     group.addoption(
+        "--harness-device",
+        action="append",
+        default=None,
+        metavar="DEVICE",
+        help="time on this device only, e.g. cuda:0 (repeatable; default: every device a backend sees)",
+    )
+    group.addoption(
         "--harness-results",
         default=None,
         metavar="DIR",
@@ -58,7 +66,8 @@ def pytest_generate_tests(metafunc):
         gpu = any(d != "cpu" for e in entries for d in e.backend.devices())
         profile = "gpu" if gpu else "cpu"
     metafunc.config.stash[PROFILE] = profile
-    found = timing.cases(entries, profile, registered=registry.problems.values())
+    devices = metafunc.config.getoption("--harness-device")
+    found = timing.cases(entries, profile, devices, registered=registry.problems.values())
     metafunc.parametrize("harness_case", found, ids=[c.name for c in found])
 
 

@@ -63,6 +63,12 @@ class RunError(ValueError):
     """A results file that cannot be compared; the message names the file and what to do."""
 
 
+VALUE, HAND_WRITTEN = "value", "hand-written"
+"""Two strategies beside the backends' own: the function alone (order 0, what a derivative's
+cost is measured against) and the derivative written out by hand, no automatic
+differentiation (`harness.target.Target.hand_written`), the reference it is measured against."""
+
+
 @dataclass
 class Row:
     run: str
@@ -88,6 +94,8 @@ class Row:
     bound: float | None
     """The device's measured copy bandwidth in bytes/s, from the run's machine info."""
     data: list[float] | None = None
+    event_median: float | None = None
+    """Median seconds per call by the device's own clock (CUDA events), where measured."""
 
     @property
     def key(self) -> tuple:
@@ -272,6 +280,7 @@ def _row(run: str, bench: dict, bounds: dict[str, float | None]) -> Row:
         validated=bool(validated),
         validation_error=None if error is None else float(error),
         bound=bounds.get(text["device"].split(":")[0]),
+        event_median=_optional(e, "event_median_s"),
         data=None
         if data is None
         else [_amount(t, f"stats.data[{i}]", zero=False) for i, t in enumerate(data)],

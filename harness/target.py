@@ -52,6 +52,21 @@ class Target:
         f = partial(problem.fn, self.backend.namespace())
         return self.compiled(strategies.derivative(self.backend, f, order, strategy))
 
+    def value(self, problem: ScalarProblem | GradientProblem) -> Callable:
+        """``problem``'s function alone (the loss, or the elementwise function), compiled for this
+        mode: what a gradient's or a derivative's cost is measured against."""
+        return self.compiled(partial(problem.fn, self.backend.namespace()))
+
+    def hand_written(self, problem: ScalarProblem | GradientProblem, order: int = 1) -> Callable:
+        """``problem``'s derivative written out by hand (`GradientProblem.hand_written`), no
+        automatic differentiation, on this backend's arrays, compiled for this mode."""
+        if problem.hand_written is None:
+            raise NotImplementedError(f"{problem.name} has no hand-written derivative")
+        xp = self.backend.namespace()
+        if isinstance(problem, GradientProblem):
+            return self.compiled(partial(problem.hand_written, xp))
+        return self.compiled(lambda x: problem.hand_written(xp, x, order))
+
     def value_and_grad(
         self, problem: GradientProblem, argnums: int | tuple[int, ...] | None = None
     ) -> Callable:

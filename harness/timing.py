@@ -70,6 +70,9 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
+VALUE, HAND_WRITTEN = results.VALUE, results.HAND_WRITTEN
+
+
 @dataclass(frozen=True)
 class Case:
     """One thing to time: a problem on a target, at a size (and order, for derivatives)."""
@@ -82,10 +85,12 @@ class Case:
 
     @property
     def group(self) -> str:
+        value = self.strategy == VALUE
         if isinstance(self.problem, GradientProblem):
-            return f"{self.problem.name} value+grad {'x'.join(map(str, self.size)) or 'default size'}"
+            what = "value" if value else "value+grad"
+            return f"{self.problem.name} {what} {'x'.join(map(str, self.size)) or 'default size'}"
         what = "scalar latency" if self.size == () else f"over {self.size[0]} points"
-        return f"{self.problem.name} d^{self.order} {what}"
+        return f"{self.problem.name} {'value' if value else f'd^{self.order}'} {what}"
 
     @property
     def name(self) -> str:
@@ -130,6 +135,20 @@ class Prepared:
     """Largest error against the oracle, relative to the largest |reference|."""
     cost: tuple[float | None, float | None] = (None, None)
     """(bytes moved, flops) per call, by the problem's cost model."""
+    launch: Callable[[], Any] | None = None
+    """The call without waiting for its result (for the device's own clock)."""
+
+    def event_median(self, rounds: int) -> float | None:
+        """Median seconds per call by the device's clock (`Backend.event_times`), after a
+        warm-up call, or ``None`` where the backend has none for this device."""
+        timer = getattr(self.case.target.backend, "event_times", None)
+        if timer is None or self.launch is None:
+            return None
+        try:
+            times = timer(self.launch, self.case.target.device, rounds + 1)[1:]
+        except NotImplementedError:
+            return None
+        return float(np.median(times))
 
     def extra_info(self) -> dict:
         return {
@@ -154,6 +173,8 @@ def cases(
     The built-in logistic loss and tanh at the profile's sizes and orders, and each problem
     in ``registered`` that a plugin added (default ones): a scalar problem like tanh (every
     strategy, the profile's points and orders), a gradient problem at its own default size.
+    Each also timed as the function alone (`VALUE`) and, where the problem has one, as its
+    derivative written out by hand (`HAND_WRITTEN`), on the same backend, mode and device.
     """
     spec = PROFILES[profile]
     builtin = {p.name: p for p in problems.BUILTIN}
@@ -163,16 +184,23 @@ def cases(
         if entry.unavailable:
             continue
         backend = entry.backend
-        for device in devices or backend.devices():
+        seen = backend.devices()
+        for device in seen if devices is None else [d for d in devices if d in seen]:
             for mode in backend.modes:
                 t32 = Target(entry, device, "float32", mode)
-                found += [Case(t32, builtin["logistic"], size) for size in spec["logistic"]]
+                gradient = [(builtin["logistic"], size) for size in spec["logistic"]]
+                gradient += [(p, tuple(p.size or ())) for p in extra if isinstance(p, GradientProblem)]
+                for p, size in gradient:
+                    found += [Case(t32, p, size, 0, VALUE), Case(t32, p, size)]
+                    found += [Case(t32, p, size, 1, HAND_WRITTEN)] if p.hand_written else []
                 elementwise = Target(entry, device, spec.get("dtype", "float32"), mode)
-                found += [Case(t32, p, tuple(p.size or ())) for p in extra if isinstance(p, GradientProblem)]
-                for strategy in backend.strategies:
+                scalar = [builtin["tanh"], *(p for p in extra if isinstance(p, ScalarProblem))]
+                found += [Case(elementwise, p, (m,), 0, VALUE) for p in scalar for m in spec["points"]]
+                for strategy in (*backend.strategies, HAND_WRITTEN):
                     found += [
                         Case(elementwise, p, (m,), order, strategy)
-                        for p in [builtin["tanh"], *(p for p in extra if isinstance(p, ScalarProblem))]
+                        for p in scalar
+                        if strategy != HAND_WRITTEN or p.hand_written
                         for m in spec["points"]
                         for order in spec["orders"]
                     ]
@@ -186,21 +214,33 @@ def prepare(case: Case) -> Prepared:
     target = case.target
     args64 = case.arguments()
     args = target.array(args64)
-    if isinstance(case.problem, GradientProblem):
-        fn = target.value_and_grad(case.problem)
-        cost = case.problem.bytes_and_flops(args64, np.dtype(target.dtype).itemsize)
+    problem, itemsize = case.problem, np.dtype(target.dtype).itemsize
+    if case.strategy == VALUE:
+        fn = target.value(problem)
+    elif case.strategy == HAND_WRITTEN:
+        fn = target.hand_written(problem, case.order)
+    elif isinstance(problem, GradientProblem):
+        fn = target.value_and_grad(problem)
     else:
-        fn = target.derivative(case.problem, case.order, case.strategy)
-        cost = case.problem.bytes_and_flops(args64[0], np.dtype(target.dtype).itemsize)
+        fn = target.derivative(problem, case.order, case.strategy)
+    if isinstance(problem, GradientProblem):
+        cost = problem.bytes_and_flops(args64, itemsize)
+    else:
+        cost = problem.bytes_and_flops(args64[0], itemsize)
+    if case.strategy == VALUE:
+        cost = (cost[0] / 2 if isinstance(problem, GradientProblem) else cost[0], None)  # one pass
+
+    def launch():
+        return fn(*args)
 
     def call():
-        return target.backend.block_until_ready(fn(*args))
+        return target.backend.block_until_ready(launch())
 
     started = time.perf_counter()
     result = call()
     first = time.perf_counter() - started
     validated, detail, error = _validate(case, target.numpy(result), args64)
-    return Prepared(case, call, first, validated, detail, error, cost)
+    return Prepared(case, call, first, validated, detail, error, cost, launch)
 
 
 def _validate(case: Case, result: Any, args64: tuple) -> tuple[bool, str, float]:
@@ -208,6 +248,10 @@ def _validate(case: Case, result: Any, args64: tuple) -> tuple[bool, str, float]
     dtype = case.target.dtype
     rounded = tree_map(lambda a: np.asarray(a, dtype=dtype).astype(np.float64), args64)
     problem = case.problem
+    if case.strategy == VALUE:
+        reference = np.asarray(problem.fn(np, *rounded), dtype=np.float64)
+        ok = validate.agrees(result, reference, dtype, 1)
+        return ok, "float64 numpy", _error(result, reference)
     if isinstance(problem, GradientProblem):
         grad = flatten(result[1])
         magnitude = flatten(problem.magnitude(*rounded)) if problem.magnitude else np.zeros_like(grad)
@@ -308,13 +352,14 @@ def bench(
     stats = Stats()
     for seconds in times:
         stats.update(seconds)
+    events = prepared.event_median(rounds)
     return {
         "group": case.group,
         "name": case.name,
         "fullname": case.name,
         "params": None,
         "param": None,
-        "extra_info": prepared.extra_info(),
+        "extra_info": {**prepared.extra_info(), **({} if events is None else {"event_median_s": events})},
         "options": {"disable_gc": True, "timer": "perf_counter", "warmup": 1},
         "stats": {**stats.as_dict(), "data": list(stats.data), "iterations": iterations},
     }

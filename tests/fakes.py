@@ -64,6 +64,9 @@ class Wrapper:
     def no_gpu_reason(self):
         return self.inner.no_gpu_reason()
 
+    def event_times(self, launch, device, rounds):
+        return self.inner.event_times(launch, device, rounds)
+
 
 class Raising(Wrapper):
     """A renamed backend whose ``derivative`` raises ``RuntimeError(message)``."""

@@ -325,3 +325,35 @@ def test_run_leaves_out_a_backend_that_raises_after_validation(fast, quick_machi
     run = timing.run(found, 0.01, logged.append)
     assert [b["name"] for b in run["benchmarks"]] == [found[1].name]
     assert logged and logged[0].startswith(f"error: {found[0].name}")
+
+
+class HostClock(Wrapper):
+    """A backend whose "device clock" is the host's: it times ``launch`` plus the wait itself."""
+
+    def event_times(self, launch, device, rounds):
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            self.block_until_ready(launch())
+            times.append(time.perf_counter() - started)
+        return times
+
+
+def test_a_device_clock_is_recorded_beside_the_harness_timing_and_compared(fast, quick_machine, tmp_path):
+    clocked = plugins.load(extra=[("clocked", plugin_of(HostClock(fast.backend, "clocked")))]).backends
+    found = quick_cases(clocked["clocked"])[:2] + quick_cases(fast)[:1]
+    run = timing.run(found, 0.01, print)
+    rows = results.load(files.write_json(tmp_path / "run.json", run))
+    assert [r.event_median is not None for r in rows] == [True, True, False]
+    text = compare.fidelity(rows)
+    assert text.count("clocked") == 2 and fast.name not in text.replace("clocked", "")
+    for row in rows[:2]:
+        assert f"{row.median / row.event_median:.3f}" in text
+
+
+def test_no_device_clock_on_a_cpu(installed):
+    torch = next((e for e in installed if e.name == "torch"), None)
+    if torch is None:
+        pytest.skip("torch, the backend with a device clock, is not installed")
+    case = Case(Target(torch, "cpu", "float32"), TANH, (), 1)
+    assert timing.prepare(case).event_median(3) is None
