@@ -32,6 +32,8 @@ def test_the_gpu_run_runs_offline_on_a_cpu(jax_and_torch, tmp_path):
             "cpu",
             "--profile",
             "quick",
+            "--top-order",
+            "3",
             "--python",
             sys.executable,
             "--wheels",
