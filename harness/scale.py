@@ -37,15 +37,16 @@ The protocol of one world:
   form (`problems.logistic_gradient` on the data rounded to the dtype) with
   `harness.validate.agrees`: the dtype's tolerance plus the slack of the summed magnitudes, as the
   ``logistic`` problem's checks allow;
-- then timed, only if it agreed: one warm-up step and `ROUNDS` steps on every process
-  (`harness.timing.measure`); the times are rank 0's. A step ends when the reduced value and
+- then timed, only if it agreed: rounds and iterations calibrated on a warm step to fill
+  `BUDGET_S` (at least `MIN_ROUNDS` rounds), the same on every process, then
+  `harness.timing.measure`; the times are rank 0's. A step ends when the reduced value and
   gradient are ready on every device of rank 0, after the collective, so it waits for the slowest
   rank.
 
 Test-only variables (the planted faults of ``tests/test_scale.py``): `FAULT_ENV` makes the world
 wrong (``mean``: the shards' mean instead of their sum; ``drop``: shard 1 left out) or makes
 process 1 (the only one, for ``jax.sharding``) die (``exit``) or hang (``hang``) before its first
-collective; `PIDS_ENV` names a file each process appends ``rank PID`` to.
+collective; `PIDS_ENV` names a file each process appends ``RANK PID PGID`` to.
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ ENGINES = {"jax": ("jax.sharding", "jax.distributed"), "torch": ("torch.distribu
 ENGINE_NAMES = tuple(e for engines in ENGINES.values() for e in engines)
 SCALINGS = ("strong", "weak")
 """strong: the same N x D at every world size; weak: N x D per process (world x N rows in all)."""
-ROUNDS = 20
-"""Timed steps per world (after one warm-up), the same on every process: a collective needs all."""
+BUDGET_S = 1.0
+"""Seconds of timed steps per world (at least `MIN_ROUNDS` rounds, at most 1000)."""
+MIN_ROUNDS = 20
 BLOCK = 4096
 """Rows per seeded block of data."""
 SEED = 0
@@ -183,12 +185,15 @@ class Record:
     seconds: float | None = None
     message: str = ""
     times: list[float] | None = field(default=None, repr=False)
-    """Rank 0's seconds per timed step (in the saved run, not in the JSON record)."""
+    """Rank 0's seconds per step in each timed round (in the saved run, not in the JSON record)."""
+    iterations: int = field(default=1, repr=False)
+    """Steps per timed round."""
 
     def to_json(self) -> dict:
         """Strict JSON data: no times, and each non-finite number as ``null``."""
         record = asdict(self)
         record.pop("times")
+        record.pop("iterations")
         return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
 
     @property
@@ -241,7 +246,7 @@ class Record:
                 "efficiency": self.efficiency,
             },
             "options": {"disable_gc": True, "timer": "perf_counter", "warmup": 1},
-            "stats": {**stats.as_dict(), "data": list(stats.data), "iterations": 1},
+            "stats": {**stats.as_dict(), "data": list(stats.data), "iterations": self.iterations},
         }
 
 
@@ -271,14 +276,76 @@ def shape(engine: str, world: int) -> tuple[int, int]:
     return (1 if engine == "jax.sharding" else world), world
 
 
-def global_size(size: tuple[int, int], world: int, scaling: str) -> tuple[int, int]:
+def select(registry, backends: list[str] | None, engines: list[str] | None) -> tuple[list, list[str]]:
+    """(backend entries, engines): ``engines`` (default: every engine of the chosen backends) of
+    ``backends`` (default: those of ``engines``, else those of ``$HARNESS_BACKENDS`` or the
+    registry that have one). `harness.plugins.UsageError` for a name that is unknown, or named
+    and without an engine."""
+    from harness.plugins import UsageError
+
+    if backends is None and engines:
+        backends = list(dict.fromkeys(b for b, own in ENGINES.items() for e in engines if e in own))
+    entries = registry.select_backends(backends)
+    without = [e.name for e in entries if e.name not in ENGINES]
+    if without and backends is not None:
+        raise UsageError(
+            f"{', '.join(without)} {'has' if len(without) == 1 else 'have'} no distributed engine; "
+            f"scale runs {', '.join(ENGINES)}"
+        )
+    entries = [e for e in entries if e.name in ENGINES]
+    offered = [e for entry in entries for e in ENGINES[entry.name]]
+    stray = [e for e in engines or () if e not in offered]
+    if stray:
+        raise UsageError(
+            f"engine {', '.join(stray)} is not one of the chosen backends' ({', '.join(offered) or 'none'})"
+        )
+    return entries, [e for e in offered if not engines or e in engines]
+
+
+def jobs(entries, engines, worlds, size, scalings, dtypes) -> list:
+    """One `harness.runner.Job` per world: scaling, backend, engine, dtype, world size in turn.
+    `harness.plugins.UsageError` when strong scaling cannot split N evenly over a world size."""
+    from harness.plugins import UsageError
+    from harness.runner import Job
+
     n, d = size
-    return (n * world if scaling == "weak" else n), d
+    uneven = [w for w in worlds if n % w] if "strong" in scalings else []
+    if uneven:
+        raise UsageError(
+            f"N = {n} does not split evenly over world size {', '.join(map(str, uneven))}: "
+            "strong scaling gives every process N / world rows; choose N divisible by each"
+        )
+    return [
+        Job(
+            "scale",
+            entry.name,
+            dtypes=(dtype,),
+            engine=engine,
+            world=world,
+            size=(n * world if scaling == "weak" else n, d),
+            scaling=scaling,
+        )
+        for scaling in scalings
+        for entry in entries
+        for engine in ENGINES[entry.name]
+        if engine in engines
+        for dtype in dtypes
+        for world in worlds
+    ]
 
 
-def uneven(size: tuple[int, int], worlds: list[int], scaling: str) -> list[int]:
-    """The world sizes N does not split evenly over (strong scaling; weak always does)."""
-    return [] if scaling == "weak" else [w for w in worlds if size[0] % w]
+def records(outcomes, registry) -> list[Record]:
+    """Each world's `Record` in plan order, an ``error`` one where it stopped early (speedups filled
+    in); worlds an interrupt kept from starting or finishing are left out."""
+    found = []
+    for outcome in outcomes:
+        if outcome.results:
+            found += outcome.results
+        elif outcome.failure:
+            version = registry.backends[outcome.job.backend].version
+            found.append(failed_record(outcome.job, version, *outcome.failure, outcome.seconds))
+    add_speedups(found)
+    return found
 
 
 def failed_record(job, version: str | None, classification: str, message: str, seconds: float) -> Record:
@@ -434,6 +501,7 @@ def _record(job, version: str | None, outcome: dict, seconds: float) -> Record:
         seconds=round(seconds, 3),
         message="" if outcome["ok"] else f"{outcome['classification']}: not timed",
         times=times,
+        iterations=outcome["iterations"],
     )
 
 
@@ -479,7 +547,7 @@ def worker(folder: Path, rank: int) -> int:
     spec = json.loads((folder / SPEC_FILE).read_text())
     if os.environ.get(PIDS_ENV):
         with open(os.environ[PIDS_ENV], "a") as fh:
-            fh.write(f"{rank} {os.getpid()}\n")
+            fh.write(f"{rank} {os.getpid()} {os.getpgid(0)}\n")
     engine, world, dtype = spec["engine"], spec["world"], spec["dtype"]
     n, d = spec["size"]
     fault = _fault()
@@ -494,17 +562,28 @@ def worker(folder: Path, rank: int) -> int:
     return 0
 
 
-def _first_and_timed(step, to_numpy, agree, dtype: str, folder: Path, rank: int) -> dict:
-    """The first call (validated on rank 0, the verdict shared by ``agree``), then `ROUNDS` steps."""
+def _first_and_timed(step, to_numpy, share, dtype: str, folder: Path, rank: int) -> dict:
+    """The first call, validated on rank 0; then, if it agreed, the steps timed on every process.
+
+    ``share(x)`` is rank 0's number ``x`` on every process (a broadcast): the verdict, and the
+    warm step's time that sets rounds and iterations as `harness.timing.calibrate` would, so that
+    every process runs the same number of steps (each step is a collective).
+    """
     from harness import timing
 
     started = time.perf_counter()
     flat = to_numpy(step())
     first = time.perf_counter() - started
     outcome = _validate(flat[0], flat[1:], dtype, folder) if rank == 0 else {"ok": False}
-    ok = agree(outcome["ok"])
-    times = timing.measure(step, ROUNDS, 1) if ok else None
-    return {**outcome, "first_call_s": first, "times": times}
+    if not share(1.0 if outcome["ok"] else 0.0):
+        return {**outcome, "first_call_s": first, "times": None, "iterations": 0}
+    started = time.perf_counter()
+    step()
+    once = max(share(time.perf_counter() - started), 1e-9)
+    iterations = max(1, int(1e-4 / once))
+    rounds = int(min(max(BUDGET_S / (once * iterations), MIN_ROUNDS), 1000))
+    times = timing.measure(step, rounds, iterations)
+    return {**outcome, "first_call_s": first, "times": times, "iterations": iterations}
 
 
 def _jax_world(engine: str, world: int, rank: int, size, dtype: str, fault, folder: Path) -> dict:
@@ -569,14 +648,14 @@ def _jax_world(engine: str, world: int, rank: int, size, dtype: str, fault, fold
         value, (dW, db) = result
         return np.concatenate([np.asarray(a, np.float64).reshape(-1) for a in (value, dW, db)])
 
-    def agree(ok: bool) -> bool:
+    def share(x: float) -> float:
         if engine != "jax.distributed":
-            return ok
+            return x
         from jax.experimental import multihost_utils
 
-        return bool(multihost_utils.broadcast_one_to_all(np.array(ok)))
+        return float(multihost_utils.broadcast_one_to_all(np.array(x, np.float64)))
 
-    outcome = _first_and_timed(step, to_numpy, agree, dtype, folder, rank)
+    outcome = _first_and_timed(step, to_numpy, share, dtype, folder, rank)
     outcome["device"] = chosen[0].platform.replace("gpu", "cuda")
     if engine == "jax.distributed":
         jax.distributed.shutdown()
@@ -618,12 +697,15 @@ def _torch_world(engine: str, world: int, rank: int, size, dtype: str, fault, fo
             torch.cuda.synchronize(device)
         return flat
 
-    def agree(ok: bool) -> bool:
-        verdict = torch.tensor([1.0 if ok else 0.0], device=device)
-        dist.broadcast(verdict, src=0)
-        return bool(verdict.item())
+    def share(x: float) -> float:
+        number = torch.tensor([x], dtype=torch.float64, device=device)
+        dist.broadcast(number, src=0)
+        return float(number.item())
 
-    outcome = _first_and_timed(step, lambda a: a.detach().cpu().double().numpy(), agree, dtype, folder, rank)
+    def to_numpy(flat):
+        return flat.detach().cpu().double().numpy()
+
+    outcome = _first_and_timed(step, to_numpy, share, dtype, folder, rank)
     outcome["device"] = device.type
     dist.destroy_process_group()
     return outcome
