@@ -1,8 +1,8 @@
 """The execution layer: run jobs in child processes (or here) with time limits, interrupts and
 progress, and keep everything they finished.
 
-A *job* (`Job`) is one backend's validation plan or benchmark plan, as data:
-the backend's name and what to run, by name. `run` gives each job to a child
+A *job* (`Job`) is one backend's validation plan or benchmark plan, or one world
+of `harness.scale`, as data: the backend's name and what to run, by name. `run` gives each job to a child
 interpreter (``python -m harness.runner FOLDER PARENT_PID``) when the backend
 and problems can be loaded from entry points, else runs it in this process.
 Either way the job reports through the same function, `execute`, as *events*:

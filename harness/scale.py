@@ -11,8 +11,9 @@ world of devices or processes, on each framework's own engine, validated and the
   shard's sum and ``lax.psum`` adds them up. W and b are replicated, so the gradient's all-reduce
   is that psum's transpose: the sum of the shards' gradients.
 - ``jax.distributed``: one process per shard, joined by `jax.distributed.initialize` (the
-  coordinator on 127.0.0.1, a free port), one device each; the same jitted function over the
-  global mesh, each process supplying its own rows.
+  coordinator on 127.0.0.1, a free port), one device each (a GPU each, by
+  ``CUDA_VISIBLE_DEVICES``, where there are GPUs); the same jitted function over the global
+  mesh, each process supplying its own rows.
 - ``torch.distributed``: one process per rank with the variables ``torchrun`` sets
   (``MASTER_ADDR`` 127.0.0.1, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``), gloo on CPU and NCCL
   on GPU. Each rank's autograd gradient of its shard, then one ``all_reduce`` (sum) of
@@ -66,7 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import problems, results
+from harness import machine, problems, results
 
 ENGINES = {"jax": ("jax.sharding", "jax.distributed"), "torch": ("torch.distributed",)}
 """Each framework's distributed engines, by backend name."""
@@ -285,7 +286,7 @@ def select(registry, backends: list[str] | None, engines: list[str] | None) -> t
 
     if backends is None and engines:
         backends = list(dict.fromkeys(b for b, own in ENGINES.items() for e in engines if e in own))
-    entries = registry.select_backends(backends)
+    entries = list({e.name: e for e in registry.select_backends(backends)}.values())
     without = [e.name for e in entries if e.name not in ENGINES]
     if without and backends is not None:
         raise UsageError(
@@ -379,12 +380,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _environment(engine: str, world: int, rank: int, port: int) -> dict[str, str]:
+def _environment(engine: str, world: int, rank: int, port: int, gpus: int) -> dict[str, str]:
+    """Process ``rank``'s environment: the forced host device count for JAX (one device per
+    process for ``jax.distributed``, and one GPU each where there are GPUs and no
+    ``CUDA_VISIBLE_DEVICES``), torchrun's variables for torch."""
     env = dict(os.environ)
     if engine.startswith("jax."):
         count = world if engine == "jax.sharding" else 1
         flags = re.sub(r"--xla_force_host_platform_device_count=\S*", "", env.get("XLA_FLAGS", ""))
         env["XLA_FLAGS"] = f"{flags.strip()} --xla_force_host_platform_device_count={count}".strip()
+        if engine == "jax.distributed" and gpus and "CUDA_VISIBLE_DEVICES" not in env:
+            env["CUDA_VISIBLE_DEVICES"] = str(rank % gpus)
     else:
         env.update(
             MASTER_ADDR="127.0.0.1",
@@ -411,7 +417,7 @@ def launch(job, version: str | None, emit) -> None:
     with tempfile.TemporaryDirectory(prefix="harness-scale-") as name:
         folder = Path(name)
         np.savez(folder / REFERENCE_FILE, **reference(size, dtype))
-        port = free_port()
+        port, gpus = free_port(), len(machine.gpus())
         spec = {"engine": engine, "world": world, "size": list(size), "dtype": dtype, "port": port}
         (folder / SPEC_FILE).write_text(json.dumps(spec))
         emit(("current", f"{engine} world {world} {'x'.join(map(str, size))} {dtype}"))
@@ -422,7 +428,7 @@ def launch(job, version: str | None, emit) -> None:
                     procs.append(
                         subprocess.Popen(
                             [sys.executable, "-m", "harness.scale", str(folder), str(rank)],
-                            env=_environment(engine, world, rank, port),
+                            env=_environment(engine, world, rank, port, gpus),
                             stdin=subprocess.DEVNULL,
                             stdout=out,
                             stderr=subprocess.STDOUT,
