@@ -734,7 +734,8 @@ def cmd_scale(args) -> int:
     if args.format == "json":
         print(json.dumps(document, indent=2, allow_nan=False))
     else:
-        print(_scale_text(found, unavailable, elapsed, failed))
+        verdict = "interrupted" if interrupted else "FAILED" if failed else "all passed"
+        print(_scale_text(found, unavailable, elapsed, verdict))
     if interrupted:
         kept, _ = files.deliver(
             files.fallback_path("scale"), json.dumps(document, indent=2, allow_nan=False) + "\n", "scale"
@@ -769,7 +770,9 @@ def cmd_scale(args) -> int:
     return code
 
 
-def _scale_text(found: list[scale.Record], unavailable: dict, elapsed: float, failed: bool) -> str:
+def _scale_text(found: list[scale.Record], unavailable: dict, elapsed: float, verdict: str) -> str:
+    """The records as a table, what went wrong, and a summary ending in ``verdict``."""
+
     def number(value, form):
         return "-" if value is None else format(value, form)
 
@@ -802,7 +805,7 @@ def _scale_text(found: list[scale.Record], unavailable: dict, elapsed: float, fa
     parts += [f"unavailable: {name}: {why}" for name, why in unavailable.items()]
     counts = ", ".join(f"{sum(r.status == s for r in found)} {s}" for s in scale.STATUSES)
     parts.append(
-        f"{counts} in {elapsed:.1f} s{': FAILED' if failed else ': all passed'}\n"
+        f"{counts} in {elapsed:.1f} s: {verdict}\n"
         "speedup: rows per second over world 1's; efficiency: speedup / world "
         "(on one machine the world's devices or processes share its cores)"
     )
