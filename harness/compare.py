@@ -398,8 +398,11 @@ def _scaling_figure(plt, rows: list[Row], folder: Path, scaling: str, device: st
                 marker="o",
                 label=label,
             )
+    worlds = sorted({r.world for r in rows})
     for ax in (left, right):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(worlds, [str(w) for w in worlds])
+        ax.minorticks_off()
         ax.set_xlabel("world size (devices or processes)")
         ax.grid(True, which="both", alpha=0.3)
     left.set_yscale("log")
