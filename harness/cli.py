@@ -29,6 +29,7 @@ from harness import (
     report,
     results,
     runner,
+    scale,
     timing,
     validate,
 )
@@ -89,6 +90,31 @@ def _seconds(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text!r} is not a time limit: give seconds above 0, e.g. 600")
     return value
+
+
+MAX_WORLD = 128
+
+
+def _worlds(text: str) -> list[int]:
+    """World sizes: whole numbers from 1 to MAX_WORLD, comma-separated; sorted, each once."""
+    names = _names(text)
+    bad = [n for n in names if not (re.fullmatch("[0-9]+", n) and 1 <= int(n) <= MAX_WORLD)]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(map(repr, bad))} is not a world size: give whole numbers from 1 to "
+            f"{MAX_WORLD}, comma-separated, e.g. 1,2,4"
+        )
+    return sorted({int(n) for n in names})
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``NxD``: N rows of D features, each 1 or more."""
+    match = re.fullmatch(r"\s*([0-9]+)\s*[xX]\s*([0-9]+)\s*", text)
+    if not match or not (int(match[1]) >= 1 and int(match[2]) >= 1):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: give NxD with N and D 1 or more, e.g. 200000x64"
+        )
+    return int(match[1]), int(match[2])
 
 
 def _nonempty(text: str) -> str:
@@ -249,6 +275,58 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("-q", "--quiet", action="store_true", help="no live progress on the terminal")
     cmp.add_argument("--run-to", metavar="FILE", help="also write the quick run to FILE")
 
+    scl = sub.add_parser(
+        "scale",
+        help="distributed value and gradient on each framework's engine: validated, then timed",
+        description="The logistic loss's value and gradient with the data sharded over each world "
+        "size, on each engine (jax.sharding, jax.distributed, torch.distributed): validated "
+        "against the single-device float64 closed form, then timed; speedup and efficiency are "
+        "against world 1. Each world runs in its own process group with a time limit.",
+    )
+    scl.add_argument(
+        "-b",
+        "--backend",
+        type=_names,
+        action="extend",
+        help=f"backends, comma-separated: {', '.join(scale.ENGINES)} (default: those installed)",
+    )
+    scl.add_argument(
+        "--engine",
+        type=_choices(scale.ENGINE_NAMES),
+        action="extend",
+        metavar="ENGINE",
+        help=f"{', '.join(scale.ENGINE_NAMES)}, comma-separated (default: every engine of the backends)",
+    )
+    scl.add_argument("--world", type=_worlds, default=[1, 2, 4], help="world sizes (default 1,2,4)")
+    scl.add_argument(
+        "--size",
+        type=_size,
+        default=(200_000, 64),
+        metavar="NxD",
+        help="N rows of D features; per process with --scaling weak (default 200000x64)",
+    )
+    scl.add_argument(
+        "--scaling",
+        choices=("strong", "weak", "both"),
+        default="strong",
+        help="strong: the same NxD at every world size; weak: NxD per process (default strong)",
+    )
+    scl.add_argument(
+        "--dtype", type=_choices(DTYPES), action="extend", metavar="DTYPE", help="default float32"
+    )
+    scl.add_argument("--format", choices=("table", "json"), default="table")
+    scl.add_argument("--save", action="store_true", help="save the timed worlds to --results")
+    scl.add_argument("--results", default="results", help="folder of saved runs (default: results)")
+    scl.add_argument("--plot", metavar="DIR", help="write PNG figures to DIR")
+    scl.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=600.0,
+        help="seconds each world may take; then its processes are killed and it is an error (default 600)",
+    )
+    scl.add_argument("-q", "--quiet", action="store_true", help="no live progress on the terminal")
+    scl.set_defaults(isolate=True)  # a world's processes need a process group of their own
+
     sub.add_parser("tolerances", help="the tolerance table by dtype and order")
     return parser
 
@@ -261,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             "list": cmd_list,
             "validate": cmd_validate,
             "compare": cmd_compare,
+            "scale": cmd_scale,
             "tolerances": cmd_tolerances,
         }[args.command](args)
     except UsageError as exc:
@@ -629,3 +708,113 @@ def cmd_compare(args) -> int:
 def cmd_tolerances(args) -> int:
     print(report.tolerance_table())
     return EXIT_OK
+
+
+def cmd_scale(args) -> int:
+    registry = plugins.load()
+    entries, engines = scale.select(registry, args.backend, args.engine)
+    scalings = scale.SCALINGS if args.scaling == "both" else (args.scaling,)
+    jobs = scale.jobs(
+        [e for e in entries if not e.unavailable],
+        engines,
+        args.world,
+        args.size,
+        scalings,
+        list(dict.fromkeys(args.dtype or ["float32"])),
+    )
+    _check_destination(args.plot, folder=True)
+    if args.save:
+        _check_destination(args.results, folder=True)
+    unavailable = {e.name: e.unavailable for e in entries if e.unavailable}
+    started = time.perf_counter()
+    outcomes, interrupted = _run(jobs, registry, args, parallel=1)
+    found = scale.records(outcomes, registry)
+    elapsed = time.perf_counter() - started
+    explicit = args.backend is not None or args.engine is not None  # named: must run
+    failed = any(r.status != "pass" for r in found) or (explicit and bool(unavailable)) or not found
+    document = {
+        "harness": __version__,
+        "seconds": round(elapsed, 3),
+        "interrupted": signal.Signals(interrupted.signum).name if interrupted else None,
+        "unavailable": unavailable,
+        "records": [r.to_json() for r in found],
+    }
+    if args.format == "json":
+        print(json.dumps(document, indent=2, allow_nan=False))
+    else:
+        verdict = "interrupted" if interrupted else "FAILED" if failed else "all passed"
+        print(_scale_text(found, unavailable, elapsed, verdict))
+    if interrupted:
+        kept, _ = files.deliver(
+            files.fallback_path("scale"), json.dumps(document, indent=2, allow_nan=False) + "\n", "scale"
+        )
+        print(f"interrupted: {len(found)} worlds finished, kept in {kept}", file=sys.stderr)
+        return interrupted.exit_code
+    code = EXIT_FAIL if failed else EXIT_OK
+    timed = [r.benchmark() for r in found if r.status == "pass" and r.times]
+    if (args.save or args.plot) and not timed:
+        print("error: no world was timed, so there is nothing to save or plot", file=sys.stderr)
+        return EXIT_FAIL
+    if not (args.save or args.plot):
+        return code
+    from harness import machine
+
+    text = results.text(results.document(timed, machine.info()))
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "scale.json"
+        if args.save:
+            name = Path(args.results) / results.file_name("scale")
+            path, why = files.deliver(name, text, "scale", overwrite=False)
+            if why:
+                print(f"error: could not write {name} ({why}); the run is kept in {path}", file=sys.stderr)
+                code = EXIT_FAIL
+            else:
+                print(f"saved this run to {path}", file=sys.stderr)
+        else:
+            files.write_text(path, text)
+        if args.plot:
+            for written in compare.plot(results.load(path), Path(args.plot)):
+                print(f"wrote {written}", file=sys.stderr)
+    return code
+
+
+def _scale_text(found: list[scale.Record], unavailable: dict, elapsed: float, verdict: str) -> str:
+    """The records as a table, what went wrong, and a summary ending in ``verdict``."""
+
+    def number(value, form):
+        return "-" if value is None else format(value, form)
+
+    body = [
+        [
+            r.backend,
+            r.engine,
+            r.scaling,
+            r.world,
+            r.processes,
+            r.devices,
+            "x".join(map(str, r.size)),
+            r.dtype,
+            r.status,
+            number(r.max_rel_err, ".1e"),
+            compare._time(r.median_s),
+            number(r.speedup, ".2f"),
+            number(r.efficiency, ".0%"),
+        ]
+        for r in found
+    ]
+    headers = ["backend", "engine", "scaling", "world", "procs", "devices", "N x D", "dtype", "status"]
+    headers += ["max rel err", "median/step", "speedup", "efficiency"]
+    parts = [tabulate(body, headers=headers, disable_numparse=True)] if found else ["no world ran"]
+    parts += [
+        f"{r.status}: {r.backend} {r.engine} world {r.world} {r.dtype}: {r.message}"
+        for r in found
+        if r.status != "pass"
+    ]
+    parts += [f"unavailable: {name}: {why}" for name, why in unavailable.items()]
+    counts = ", ".join(f"{sum(r.status == s for r in found)} {s}" for s in scale.STATUSES)
+    parts.append(
+        f"{counts} in {elapsed:.1f} s: {verdict}\n"
+        "speedup: rows per second over world 1's; efficiency: speedup / world "
+        "(on one machine the world's devices or processes share its cores)"
+    )
+    return "\n\n".join(parts)

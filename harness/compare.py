@@ -388,7 +388,8 @@ STYLES = {"reverse": "-", "forward": "--", "forward-over-reverse": ":", "taylor"
 
 def plot(rows: list[Row], folder: Path) -> list[Path]:
     """PNG figures per device: cost against order (steady state, first call, validation error,
-    one line per backend/mode/strategy), and time against size per backend."""
+    one line per backend/mode/strategy), time against size per backend, and for ``scale`` runs
+    time and parallel efficiency against world size."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -432,7 +433,7 @@ def plot(rows: list[Row], folder: Path) -> list[Path]:
             fig.suptitle(f"{ordered[0].problem}: n-th derivative over {size} points, {device}")
             fig.tight_layout()
             written.append(_save(fig, folder, f"time-vs-order-{device}"))
-        sized = [r for r in on if len(r.size) == 2]
+        sized = [r for r in on if len(r.size) == 2 and r.world is None]
         if sized:
             fig, ax = plt.subplots(figsize=(8, 5))
             lines = defaultdict(list)
@@ -449,8 +450,50 @@ def plot(rows: list[Row], folder: Path) -> list[Path]:
             ax.legend(fontsize=7)
             fig.tight_layout()
             written.append(_save(fig, folder, f"time-vs-size-{device}"))
+        for scaling in ("strong", "weak"):
+            scaled = [r for r in on if r.world is not None and r.scaling == scaling]
+            if scaled:
+                written.append(_scaling_figure(plt, scaled, folder, scaling, device))
         plt.close("all")
     return written
+
+
+def _scaling_figure(plt, rows: list[Row], folder: Path, scaling: str, device: str) -> Path:
+    """Median step time and parallel efficiency against world size, a line per engine and size
+    (the efficiency against the same line's world 1, where the run has it)."""
+    from harness.scale import speedup
+
+    lines = defaultdict(dict)
+    for r in rows:
+        n = r.size[0] // r.world if scaling == "weak" else r.size[0]
+        per = " per process" if scaling == "weak" else ""
+        lines[f"{r.backend} {r.mode} {r.dtype} {n}x{r.size[1]}{per} ({r.run})"][r.world] = r.median
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    for label, times in sorted(lines.items()):
+        worlds = sorted(times)
+        left.plot(worlds, [times[w] for w in worlds], marker="o", label=label)
+        if 1 in times:
+            right.plot(
+                worlds,
+                [speedup(times[1], times[w], w, scaling) / w for w in worlds],
+                marker="o",
+                label=label,
+            )
+    worlds = sorted({r.world for r in rows})
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(worlds, [str(w) for w in worlds])
+        ax.minorticks_off()
+        ax.set_xlabel("world size (devices or processes)")
+        ax.grid(True, which="both", alpha=0.3)
+    left.set_yscale("log")
+    left.set_ylabel("median time per step (s)")
+    right.set_ylabel("parallel efficiency (1: perfect)")
+    right.axhline(1.0, color="grey", linewidth=0.8)
+    left.legend(fontsize=7)
+    fig.suptitle(f"logistic value and gradient, {scaling} scaling, {device}")
+    fig.tight_layout()
+    return _save(fig, folder, f"scaling-{scaling}-{device}")
 
 
 def _save(fig, folder: Path, stem: str) -> Path:

@@ -2,9 +2,11 @@
 
 A saved run is pytest-benchmark's JSON (its statistics and layout) whose
 benchmarks carry gradient-harness fields in ``extra_info`` (``harness_format``
-and the case: backend, device, dtype, mode, strategy, problem, size, order, ...)
-and whose ``machine_info.harness`` says where it ran (`harness.machine`). The
-pytest suite, ``compare --save`` and ``compare`` all go through this module.
+and the case: backend, device, dtype, mode, strategy, problem, size, order, ...;
+``scale`` runs add world, scaling, engine, processes and devices, with the engine as
+the mode) and whose ``machine_info.harness`` says where it ran (`harness.machine`).
+The pytest suite, ``compare --save``, ``scale --save`` and ``compare`` all go through
+this module.
 
 A run is read only if it was saved by gradient-harness; a corrupt, truncated,
 foreign, newer or damaged file (a time that is not a finite number above 0, a
@@ -96,6 +98,10 @@ class Row:
     data: list[float] | None = None
     event_median: float | None = None
     """Median seconds per call by the device's own clock (CUDA events), where measured."""
+    world: int | None = None
+    """Devices or processes the data was sharded over (``scale`` runs), else ``None``."""
+    scaling: str | None = None
+    """``strong`` or ``weak`` (``scale`` runs), else ``None``."""
 
     @property
     def key(self) -> tuple:
@@ -260,6 +266,11 @@ def _row(run: str, bench: dict, bounds: dict[str, float | None]) -> Row:
     validated = e.get("validated")
     if validated is not None and not isinstance(validated, bool):
         raise _Damaged(f"extra_info.validated is {reprlib.repr(validated)}, not true or false")
+    world, scaling = e.get("world"), e.get("scaling")
+    if world is not None and (_whole(world, "extra_info.world") < 1):
+        raise _Damaged(f"extra_info.world is {world}, not a world size of 1 or more")
+    if scaling not in (None, "strong", "weak"):
+        raise _Damaged(f"extra_info.scaling is {reprlib.repr(scaling)}, not 'strong' or 'weak'")
     error = e.get("validation_error")  # NaN where the backend returned NaN: a finding, not damage
     if error is not None and not _is_number(error):
         raise _Damaged(f"extra_info.validation_error is {reprlib.repr(error)}, not a number")
@@ -284,6 +295,8 @@ def _row(run: str, bench: dict, bounds: dict[str, float | None]) -> Row:
         data=None
         if data is None
         else [_amount(t, f"stats.data[{i}]", zero=False) for i, t in enumerate(data)],
+        world=world,
+        scaling=scaling,
     )
 
 

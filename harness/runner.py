@@ -1,8 +1,8 @@
 """The execution layer: run jobs in child processes (or here) with time limits, interrupts and
 progress, and keep everything they finished.
 
-A *job* (`Job`) is one backend's validation plan or benchmark plan, as data:
-the backend's name and what to run, by name. `run` gives each job to a child
+A *job* (`Job`) is one backend's validation plan or benchmark plan, or one world
+of `harness.scale`, as data: the backend's name and what to run, by name. `run` gives each job to a child
 interpreter (``python -m harness.runner FOLDER PARENT_PID``) when the backend
 and problems can be loaded from entry points, else runs it in this process.
 Either way the job reports through the same function, `execute`, as *events*:
@@ -54,7 +54,9 @@ JOB_FILE, EVENTS_FILE, OUTPUT_FILE = "job.json", "events", "output"
 @dataclass(frozen=True)
 class Job:
     """One backend's plan. ``kind`` ``validate``: the `harness.validate.Plan` fields by name
-    (``None``: everything the backend offers); ``benchmark``: a `harness.timing.PROFILES` name."""
+    (``None``: everything the backend offers); ``benchmark``: a `harness.timing.PROFILES` name;
+    ``scale``: one world of `harness.scale` (``engine``, ``world``, global ``size``, ``scaling``,
+    the dtype in ``dtypes``)."""
 
     kind: str
     backend: str
@@ -65,10 +67,14 @@ class Job:
     devices: tuple[str, ...] | None = None
     orders: tuple[int, ...] | None = None
     profile: str = "quick"
+    engine: str | None = None
+    world: int = 1
+    size: tuple[int, ...] = ()
+    scaling: str = "strong"
 
     @property
     def noun(self) -> str:
-        return "check" if self.kind == "validate" else "benchmark"
+        return {"validate": "check", "scale": "record"}.get(self.kind, "benchmark")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -128,6 +134,10 @@ def execute(job: Job, registry: Registry, emit: Callable[[tuple], None]) -> None
             )
             for check in validate.backend_checks(entry, plan, emit):
                 emit(("result", check))
+        elif job.kind == "scale":
+            from harness import scale
+
+            scale.launch(job, entry.version, emit)
         else:
             spec = timing.PROFILES[job.profile]
             emit(("machine", machine.info()))
@@ -188,6 +198,8 @@ def run(
 
 def _portable(job: Job, registry: Registry) -> bool:
     """Whether a child interpreter finds the job's backend and problems (entry points, built-ins)."""
+    if job.kind == "scale":  # no problem of the registry's: the built-in logistic loss
+        return registry.portable(registry.backends[job.backend], ())
     chosen = (
         registry.select_problems(job.problems) if job.kind == "validate" else registry.problems.values()
     )  # a benchmark times plugin problems too
