@@ -357,3 +357,19 @@ def test_no_device_clock_on_a_cpu(installed):
         pytest.skip("torch, the backend with a device clock, is not installed")
     case = Case(Target(torch, "cpu", "float32"), TANH, (), 1)
     assert timing.prepare(case).event_median(3) is None
+
+
+def test_a_backends_known_failures_do_not_cover_its_hand_written_or_value_cases(installed):
+    """autograd declares tanh order 6+ wrong in float32 for its own strategies; the hand-written
+    derivative on its arrays is right there, and the function alone has no order to fail at."""
+    autograd = next((e for e in installed if e.name == "autograd"), None)
+    if autograd is None:
+        pytest.skip("autograd, the backend with declared failures, is not installed")
+    target = Target(autograd, "cpu", "float32")
+    own = Case(target, TANH, (10_000,), 6, "reverse")
+    assert timing.known_failure(own) is not None and not timing.prepare(own).validated
+    for case in (
+        Case(target, TANH, (10_000,), 6, timing.HAND_WRITTEN),
+        Case(target, TANH, (10_000,), 0, timing.VALUE),
+    ):
+        assert timing.known_failure(case) is None and timing.prepare(case).validated, case
