@@ -407,6 +407,19 @@ def test_requirement_checked_in_order(registry):
     assert loaded.backends["numpy-only"].unavailable is None
 
 
+def test_a_requirement_may_name_alternatives(registry):
+    """``("tensorflow", "tensorflow-cpu")``: the first alternative installed meets it."""
+    inner = registry.backends["autograd"].backend
+    either = Wrapper(inner, name="either", requires=(("no-such-framework-xyz", "numpy"),))
+    neither = Wrapper(inner, name="neither", requires=(("no-such-xyz", "no-such-abc"),), install_hint="hint")
+    loaded = load_with(either, neither)
+    import numpy
+
+    assert loaded.backends["either"].version == numpy.__version__
+    assert loaded.backends["either"].unavailable is None
+    assert loaded.backends["neither"].unavailable == "no-such-xyz or no-such-abc is not installed (hint)"
+
+
 # --- Through the harness entry-point group, in a fresh process -----------------------------------------
 
 
