@@ -141,9 +141,10 @@ class Backend(Protocol):
     same backend can differentiate again, from inside another `value_and_grad`
     or `jvp`. Functional frameworks (JAX, autograd, ``torch.func``) do this by
     construction. A tape-based framework must record the backward pass on the
-    tape as well: ``torch.autograd.grad(..., create_graph=True)``, a persistent
-    ``tf.GradientTape`` nested inside the outer one, and must not detach the
-    inputs it receives (they may be the outer level's traced values).
+    tape as well: ``torch.autograd.grad(..., create_graph=True)``, or a
+    ``tf.GradientTape`` whose ``gradient`` is taken while the outer tape still
+    records (``backends/tensorflow.py``), and must not detach the inputs it
+    receives (they may be the outer level's traced values).
     """
 
     name: str
