@@ -7,7 +7,7 @@ and an entry point in the ``harness`` group of its package::
     [project.entry-points.harness]
     mybackend = "mypackage.harness_plugin"
 
-The built-in ``jax``, ``autograd`` and ``torch`` backends (``backends/``) load
+The built-in ``jax``, ``autograd``, ``torch`` and ``tensorflow`` backends (``backends/``) load
 through this same group. A complete backend, JAX with only what the spec
 requires plus the optional ``jvp`` (``tests/test_spec.py`` runs this very text
 and validates it on every default problem)::
@@ -112,9 +112,11 @@ class Backend(Protocol):
     Attributes (read without importing the framework):
 
     - ``name``: unique backend name, e.g. ``"jax"``.
-    - ``requires``: distributions that must be installed, e.g. ``("jax",)``. The
-      first one's version is reported as the backend's version. If one is missing
-      the backend is *unavailable* (listed with ``install_hint``), never a crash.
+    - ``requires``: distributions that must be installed, e.g. ``("jax",)``; an
+      entry may be a tuple of alternatives, any one of which will do, e.g.
+      ``(("tensorflow", "tensorflow-cpu"),)``. The first one's version is reported
+      as the backend's version. If one is missing the backend is *unavailable*
+      (listed with ``install_hint``), never a crash.
     - ``install_hint``: the command that makes the backend available.
     - ``strategies``: the n-th-derivative strategies offered, keys of `STRATEGIES`.
     - ``modes``: execution modes, from `MODES`; ``"eager"`` is required.
@@ -143,13 +145,14 @@ class Backend(Protocol):
     same backend can differentiate again, from inside another `value_and_grad`
     or `jvp`. Functional frameworks (JAX, autograd, ``torch.func``) do this by
     construction. A tape-based framework must record the backward pass on the
-    tape as well: ``torch.autograd.grad(..., create_graph=True)``, a persistent
-    ``tf.GradientTape`` nested inside the outer one, and must not detach the
-    inputs it receives (they may be the outer level's traced values).
+    tape as well: ``torch.autograd.grad(..., create_graph=True)``, or a
+    ``tf.GradientTape`` whose ``gradient`` is taken while the outer tape still
+    records (``backends/tensorflow.py``), and must not detach the inputs it
+    receives (they may be the outer level's traced values).
     """
 
     name: str
-    requires: tuple[str, ...]
+    requires: tuple[str | tuple[str, ...], ...]
     install_hint: str
     strategies: tuple[str, ...]
     modes: tuple[str, ...]

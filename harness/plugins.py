@@ -168,14 +168,26 @@ def spec_violation(backend: Any) -> str | None:
 
 
 def _availability(backend: hookspecs.Backend) -> tuple[str | None, str | None]:
-    """(version of the first required distribution, reason it is unavailable), from metadata alone."""
+    """(version of the first required distribution, reason it is unavailable), from metadata alone.
+
+    A requirement is a distribution name or a tuple of alternatives (``("tensorflow",
+    "tensorflow-cpu")``): the first alternative installed meets it.
+    """
     versions = []
-    for dist in backend.requires:
-        try:
-            versions.append(importlib.metadata.version(dist))
-        except importlib.metadata.PackageNotFoundError:
-            return None, f"{dist} is not installed ({backend.install_hint})"
+    for requirement in backend.requires:
+        alternatives = (requirement,) if isinstance(requirement, str) else tuple(requirement)
+        version = next(filter(None, map(_installed_version, alternatives)), None)
+        if version is None:
+            return None, f"{' or '.join(alternatives)} is not installed ({backend.install_hint})"
+        versions.append(version)
     return (versions[0] if versions else None), None
+
+
+def _installed_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _manager() -> pluggy.PluginManager:

@@ -2,7 +2,7 @@
 
 A backend that is not installed is skipped, unless ``$HARNESS_REQUIRE_BACKENDS``
 names it (tox's ``all`` environment does): then its absence fails the test, so
-a run that was meant to cross-validate all three cannot pass by skipping.
+a run that was meant to cross-validate all four cannot pass by skipping.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from harness import plugins
 
-BUILTIN = ("jax", "autograd", "torch")
+BUILTIN = ("jax", "autograd", "torch", "tensorflow")
 REQUIRED = {n for n in os.environ.get("HARNESS_REQUIRE_BACKENDS", "").split(",") if n}
 
 

@@ -134,7 +134,7 @@ def test_unknown_backend_lists_known(capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "unknown backend 'no-such-backend'" in captured.err
-    for name in ("jax", "autograd", "torch"):
+    for name in ("jax", "autograd", "torch", "tensorflow"):
         assert name in captured.err.split("known:")[1]
 
 
@@ -280,7 +280,7 @@ def test_list_json(capsys):
     assert cli.main(["list", "--no-devices", "--format", "json"]) == cli.EXIT_OK
     report = json.loads(capsys.readouterr().out)
     backends = {b["name"]: b for b in report["backends"]}
-    assert {"jax", "autograd", "torch"} <= set(backends)
+    assert {"jax", "autograd", "torch", "tensorflow"} <= set(backends)
     assert all(b["devices"] is None for b in backends.values())
     assert report["devices_detected"] is None
     assert {p["name"] for p in report["problems"]} >= {"tanh", "cubic", "logistic-notebook"}

@@ -12,8 +12,8 @@ import subprocess
 import sys
 import textwrap
 
-FRAMEWORKS = ("jax", "jaxlib", "torch", "autograd")
-BUILTIN = ("jax", "autograd", "torch")
+FRAMEWORKS = ("jax", "jaxlib", "torch", "autograd", "tensorflow")
+BUILTIN = ("jax", "autograd", "torch", "tensorflow")
 MARK = "FRAMEWORK-MODULES:"
 
 
@@ -48,9 +48,9 @@ def test_importing_and_loading_imports_no_framework():
         import harness, harness.plugins, harness.cli, harness.validate, harness.oracles
         import harness.problems, harness.strategies, harness.report, harness.files, harness.pytree
         import harness.target, harness.hookspecs
-        import backends.jax, backends.torch, backends.autograd
+        import backends.jax, backends.torch, backends.autograd, backends.tensorflow
         registry = harness.plugins.load()
-        assert {"jax", "autograd", "torch"} <= set(registry.backends), registry.backends
+        assert {"jax", "autograd", "torch", "tensorflow"} <= set(registry.backends), registry.backends
         assert not registry.errors, registry.errors
         for entry in registry.backends.values():  # metadata only: versions, availability
             entry.version, entry.unavailable

@@ -46,25 +46,38 @@ def test_grad_of_tanh_chain(entry, dtype):
             assert close_to_printed(value, printed, order), (strategy, order, float(value))
 
 
+def declared(entry, problem: str, strategy: str, dtype: str, order: int) -> str | None:
+    """The outcome the backend's expected-outcomes file declares for an eager check, if any."""
+    return next(
+        (e.outcome for e in entry.expected if e.matches(problem, strategy, "eager", dtype, order)), None
+    )
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cubic_derivatives_are_exact(entry, dtype):
     """In [5]: 4.0, 10.0, 6.0, 0.0 at x = 1.0, exactly, as nested derivatives give them.
 
-    Taylor mode (jet) rescales by factorials and lands within a few ulps instead.
+    Taylor mode (jet) rescales by factorials and lands within a few ulps instead. An order
+    the backend's expected-outcomes file declares ``unsupported`` or ``error`` (TensorFlow's
+    fourth forward-mode level) must raise, as declared, instead.
     """
     target = Target(entry, dtype=dtype)
     x = target.array(np.array(1.0))
     for strategy in entry.backend.strategies:
-        got = {
-            n: float(target.numpy(target.derivative(PROBLEMS["cubic"], n, strategy)(x)))
-            for n in PRINTED_CUBIC
-        }
+        got = {}
+        for n in PRINTED_CUBIC:
+            outcome = declared(entry, "cubic", strategy, dtype, n)
+            if outcome in ("unsupported", "error"):
+                with pytest.raises(NotImplementedError if outcome == "unsupported" else Exception):
+                    target.numpy(target.derivative(PROBLEMS["cubic"], n, strategy)(x))
+                continue
+            got[n] = float(target.numpy(target.derivative(PROBLEMS["cubic"], n, strategy)(x)))
+        printed = {n: v for n, v in PRINTED_CUBIC.items() if n in got}
+        assert len(printed) >= 3, (strategy, got)  # at least the notebook's first three
         if strategy == "taylor":
-            assert all(
-                abs(got[n] - v) <= validate.tolerance(dtype, n) * 10 for n, v in PRINTED_CUBIC.items()
-            ), got
+            assert all(abs(got[n] - v) <= validate.tolerance(dtype, n) * 10 for n, v in printed.items()), got
         else:
-            assert got == PRINTED_CUBIC, strategy
+            assert got == printed, strategy
 
 
 def notebook_args(target):

@@ -197,7 +197,7 @@ def test_renamed_wrapper_is_registered(entry, make_plugin):
     assert registered.plugin == "thirdparty"
     assert registered.unavailable is None
     assert registered.version == entry.version
-    assert {"jax", "autograd", "torch"} <= set(registry.backends)
+    assert {"jax", "autograd", "torch", "tensorflow"} <= set(registry.backends)
 
 
 def test_renamed_wrapper_passes_every_check(entry):
@@ -315,7 +315,7 @@ def test_flaky_derivative_is_nondeterministic(entry):
 def test_backend_missing_methods_is_reported_not_registered():
     registry = plugins.load(extra=[("halfdone", plugin_of(Incomplete()))])
     assert "incomplete" not in registry.backends
-    assert {"jax", "autograd", "torch"} <= set(registry.backends)
+    assert {"jax", "autograd", "torch", "tensorflow"} <= set(registry.backends)
     [error] = registry.errors
     assert isinstance(error, PluginError)
     assert error.plugin == "halfdone"
@@ -367,7 +367,7 @@ def test_faulty_plugins_are_reported_by_name_and_others_unaffected(registry):
     assert "harness_register_backend" in errors["misspelt"]
     assert loaded.backends["renamed-autograd"].backend is good
     assert loaded.backends["renamed-autograd"].plugin == "good"
-    assert {"jax", "autograd", "torch"} <= set(loaded.backends)
+    assert {"jax", "autograd", "torch", "tensorflow"} <= set(loaded.backends)
     assert set(loaded.problems) == set(registry.problems)
 
 
@@ -405,6 +405,19 @@ def test_requirement_checked_in_order(registry):
 
     assert loaded.backends["numpy-only"].version == numpy.__version__
     assert loaded.backends["numpy-only"].unavailable is None
+
+
+def test_a_requirement_may_name_alternatives(registry):
+    """``("tensorflow", "tensorflow-cpu")``: the first alternative installed meets it."""
+    inner = registry.backends["autograd"].backend
+    either = Wrapper(inner, name="either", requires=(("no-such-framework-xyz", "numpy"),))
+    neither = Wrapper(inner, name="neither", requires=(("no-such-xyz", "no-such-abc"),), install_hint="hint")
+    loaded = load_with(either, neither)
+    import numpy
+
+    assert loaded.backends["either"].version == numpy.__version__
+    assert loaded.backends["either"].unavailable is None
+    assert loaded.backends["neither"].unavailable == "no-such-xyz or no-such-abc is not installed (hint)"
 
 
 # --- Through the harness entry-point group, in a fresh process -----------------------------------------
@@ -498,7 +511,7 @@ def test_entry_point_plugin_that_fails_to_import(tmp_path):
     )
     result = harness_cli("list", "--no-devices", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for name in ("jax", "autograd", "torch", "tanh", "logistic-notebook"):
+    for name in ("jax", "autograd", "torch", "tensorflow", "tanh", "logistic-notebook"):
         assert name in result.stdout
     assert "fake" not in result.stdout.replace("fakeplugin", "")
     assert "plugin 'fake'" in result.stderr
@@ -508,4 +521,4 @@ def test_entry_point_plugin_that_fails_to_import(tmp_path):
     assert listed.returncode == 0
     report = json.loads(listed.stdout)
     assert [e["plugin"] for e in report["plugin_errors"]] == ["fake"]
-    assert {"jax", "autograd", "torch"} <= {b["name"] for b in report["backends"]}
+    assert {"jax", "autograd", "torch", "tensorflow"} <= {b["name"] for b in report["backends"]}

@@ -24,7 +24,7 @@ from hypothesis.extra import numpy as hnp
 from harness import cli, expected, oracles, plugins, problems, pytree, validate
 from harness.target import Target
 
-BUILTIN = ("jax", "autograd", "torch")
+BUILTIN = ("jax", "autograd", "torch", "tensorflow")
 SCALAR = ("tanh", "sigmoid", "softplus", "exp-sin", "rational")
 PROBLEMS = {p.name: p for p in problems.BUILTIN}
 LIMIT = 40.0

@@ -1,0 +1,127 @@
+"""What the TensorFlow backend does its own way: nested tapes and accumulators, XLA, quiet loading.
+
+Validation covers its numbers on every problem (``backends/tensorflow.expected``); these
+tests pin down the mechanics that validation would only show as a wrong number.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from conftest import require
+
+from harness import problems, validate
+from harness.target import Target
+
+PROBLEMS = {p.name: p for p in problems.BUILTIN}
+POINTS = np.array([-3.0, -0.5, 0.0, 0.5, 2.0])
+
+
+@pytest.fixture(scope="module")
+def tf_entry(registry):
+    return require(registry.backends["tensorflow"])
+
+
+def tanh_derivative(x: np.ndarray, order: int) -> np.ndarray:
+    """Closed form: the n-th derivative of tanh is a polynomial p_n(t) in t = tanh(x), with
+    p_0 = t and p_{n+1} = p_n'(t) (1 - t**2)."""
+    p = np.polynomial.Polynomial([0, 1])
+    for _ in range(order):
+        p = p.deriv() * np.polynomial.Polynomial([1, 0, -1])
+    return p(np.tanh(x))
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_nested_derivatives_agree_with_the_closed_form(tf_entry, mode):
+    """Reverse nests four tapes; forward and forward-over-reverse nest up to three accumulators."""
+    target = Target(tf_entry, "cpu", "float64", mode)
+    x = target.array(POINTS)
+    for strategy, orders in (("reverse", 4), ("forward", 3), ("forward-over-reverse", 3)):
+        for order in range(1, orders + 1):
+            got = target.numpy(target.derivative(PROBLEMS["tanh"], order, strategy)(x))
+            assert validate.agrees(got, tanh_derivative(POINTS, order), "float64", order), (strategy, order)
+
+
+def test_deeper_forward_nesting_is_refused_not_attempted(tf_entry):
+    target = Target(tf_entry, "cpu", "float64")
+    with pytest.raises(NotImplementedError, match="at most 3"):
+        target.derivative(PROBLEMS["tanh"], 4, "forward")
+    with pytest.raises(NotImplementedError, match="at most 3"):
+        target.derivative(PROBLEMS["tanh"], 5, "forward-over-reverse")
+
+
+def test_gradients_follow_argnums_not_tensor_identity(tf_entry):
+    """A tensor passed at two positions is differentiated at the chosen one only (as jax does),
+    and an argument the value does not depend on gets zeros, never None."""
+    backend = tf_entry.backend
+    x = backend.asarray(np.array([1.0, 2.0]), "float64", "cpu")
+    xp = backend.namespace()
+
+    def f(a, b, c):
+        return xp.sum(a * b)  # c unused
+
+    value, (da, dc) = backend.value_and_grad(f, (0, 2))(x, x, x)
+    assert float(value) == 5.0
+    assert backend.to_numpy(da).tolist() == [1.0, 2.0]  # d/da of a * b with b = x held fixed
+    assert backend.to_numpy(dc).tolist() == [0.0, 0.0]
+
+
+def test_dict_pytree_gradient_and_jvp(tf_entry):
+    backend = tf_entry.backend
+    xp = backend.namespace()
+    params = {
+        "w": backend.asarray(np.array([1.0, -2.0]), "float32", "cpu"),
+        "s": backend.asarray(3.0, "float32", "cpu"),
+    }
+
+    def f(p):
+        return xp.sum(p["w"] ** 2) * p["s"]
+
+    _, grads = backend.value_and_grad(f, 0)(params)
+    assert set(grads) == {"w", "s"} and grads["w"].dtype.name == "float32"
+    assert backend.to_numpy(grads["w"]).tolist() == [6.0, -12.0] and float(grads["s"]) == 5.0
+    tangent = {"w": xp.ones_like(params["w"]), "s": xp.ones_like(params["s"])}
+    _, out = backend.jvp(f, (params,), (tangent,))
+    assert float(out) == 6.0 - 12.0 + 5.0
+
+
+def test_jit_mode_compiles_with_xla(tf_entry):
+    """``compile`` is ``tf.function(jit_compile=True)``: an op XLA cannot compile is refused."""
+    backend = tf_entry.backend
+    tf = backend.tf
+    x = backend.asarray(np.array([1.0, 2.0]), "float64", "cpu")
+    assert backend.to_numpy(backend.compile(lambda y: y * 2, "jit")(x)).tolist() == [2.0, 4.0]
+    as_text = backend.compile(lambda y: tf.strings.as_string(y), "jit")
+    with pytest.raises(Exception, match="XLA|compil"):
+        as_text(x)
+
+
+def test_a_device_it_lacks_is_refused(tf_entry):
+    backend = tf_entry.backend
+    missing = f"cuda:{len(backend.devices()) - 1}"
+    with pytest.raises(ValueError, match="no device"):
+        backend.asarray(np.zeros(2), "float32", missing)
+
+
+def test_loading_is_quiet_and_leaves_the_log_level_alone(tf_entry):
+    """TensorFlow's import noise is dropped, and TF_CPP_MIN_LOG_LEVEL (JAX reads it too) is
+    unset again afterwards."""
+    code = textwrap.dedent("""
+        import os
+        from harness import plugins
+        backend = plugins.load().backends["tensorflow"].backend
+        backend.namespace()
+        print(os.environ.get("TF_CPP_MIN_LOG_LEVEL"))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "None"
+    assert result.stderr == ""
