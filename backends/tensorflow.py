@@ -92,6 +92,18 @@ class TensorFlowBackend:
     def devices(self) -> list[str]:
         return ["cpu"] + [f"cuda:{i}" for i in range(self._gpus)]
 
+    def no_gpu_reason(self) -> str:
+        tf = self.tf
+        if not tf.test.is_built_with_cuda():
+            return (
+                f"this TensorFlow {tf.__version__} is a CPU-only build: pip uninstall tensorflow-cpu, "
+                "then pip install 'tensorflow[and-cuda]'"
+            )
+        return (
+            f"TensorFlow {tf.__version__} is built with CUDA but finds no GPU: a driver too old "
+            "for its CUDA, missing CUDA libraries, or CUDA_VISIBLE_DEVICES hides it"
+        )
+
     def _device(self, device: str) -> str:
         """``"cpu"``, ``"cuda:N"`` as TensorFlow's ``"/CPU:0"``, ``"/GPU:N"``."""
         if device == "cpu":

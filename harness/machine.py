@@ -17,7 +17,18 @@ import time
 
 import numpy as np
 
-FRAMEWORKS = ("jax", "jaxlib", "torch", "autograd", "numpy", "pytest-benchmark")
+FRAMEWORKS = (
+    "jax",
+    "jaxlib",
+    "jax-cuda12-plugin",
+    "jax-cuda13-plugin",
+    "torch",
+    "autograd",
+    "tensorflow",
+    "tensorflow-cpu",
+    "numpy",
+    "pytest-benchmark",
+)
 COPY_BYTES = 256 * 2**20
 
 
