@@ -349,22 +349,29 @@ def records(outcomes, registry) -> list[Record]:
     return found
 
 
+def _identity(job, version: str | None, device: str) -> dict:
+    """The fields that say which world a record is about, from its job."""
+    processes, devices = shape(job.engine, job.world)
+    return {
+        "backend": job.backend,
+        "version": version,
+        "engine": job.engine,
+        "scaling": job.scaling,
+        "world": job.world,
+        "processes": processes,
+        "devices": devices,
+        "device": device,
+        "size": list(job.size),
+        "dtype": job.dtypes[0],
+    }
+
+
 def failed_record(job, version: str | None, classification: str, message: str, seconds: float) -> Record:
     """The ``error`` record of a world that did not finish."""
-    processes, devices = shape(job.engine, job.world)
     return Record(
-        job.backend,
-        version,
-        job.engine,
-        job.scaling,
-        job.world,
-        processes,
-        devices,
-        "-",
-        list(job.size),
-        job.dtypes[0],
-        "error",
-        classification,
+        **_identity(job, version, "-"),
+        status="error",
+        classification=classification,
         seconds=round(seconds, 3),
         message=message,
     )
@@ -485,21 +492,11 @@ def _signal_name(number: int) -> str:
 
 
 def _record(job, version: str | None, outcome: dict, seconds: float) -> Record:
-    processes, devices = shape(job.engine, job.world)
     times = outcome["times"]
     return Record(
-        job.backend,
-        version,
-        job.engine,
-        job.scaling,
-        job.world,
-        processes,
-        devices,
-        outcome["device"],
-        list(job.size),
-        job.dtypes[0],
-        "pass" if outcome["ok"] else "fail",
-        None if outcome["ok"] else outcome["classification"],
+        **_identity(job, version, outcome["device"]),
+        status="pass" if outcome["ok"] else "fail",
+        classification=None if outcome["ok"] else outcome["classification"],
         max_rel_err=outcome["max_rel_err"],
         tolerance=outcome["tolerance"],
         first_call_s=outcome["first_call_s"],
