@@ -1,4 +1,5 @@
-"""PyTorch backend: ``torch.func`` transforms, evaluated through ``array_api_compat.torch``."""
+"""PyTorch backend: ``torch.func`` transforms, evaluated through ``array_api_compat.torch``;
+``torch.compile`` (whole graphs, TorchInductor) as its ``jit`` mode."""
 
 from __future__ import annotations
 
@@ -11,12 +12,21 @@ import numpy as np
 import harness
 
 
+def compiles_safely(nesting: tuple[int, int]) -> bool:
+    """torch.compile of three or more nested ``torch.func`` transforms of which any is ``jvp``
+    kills the process (SIGSEGV) with torch 2.13.0+cpu: measured 2026-11-26 on tanh, forward
+    order 3 and forward-over-reverse order 3 crash; forward order 2, forward-over-reverse order
+    2 and reverse to order 4 compile and pass. Such nests are refused as unsupported."""
+    levels, jvps = nesting
+    return levels < 3 or jvps == 0
+
+
 class TorchBackend:
     name = "torch"
     requires = ("torch", "array-api-compat")
     install_hint = "pip install 'gradient-harness[torch]'"
     strategies = ("reverse", "forward", "forward-over-reverse")
-    modes = ("eager",)
+    modes = ("eager", "jit")
     dtypes = ("float32", "float64")
 
     @functools.cached_property
@@ -79,6 +89,39 @@ class TorchBackend:
                 end.synchronize()
                 times.append(start.elapsed_time(end) / 1e3)
         return times
+
+    def compile(self, fn: Callable, mode: str) -> Callable:
+        """``torch.compile(fn, fullgraph=True)``: the whole function or nothing. What TorchDynamo
+        cannot capture whole raises `NotImplementedError` with torch's reason (reported as
+        unsupported), never runs eagerly in a "compiled" row."""
+        import torch._dynamo
+
+        nesting = getattr(fn, "nesting", (0, 0))
+        if not compiles_safely(nesting):
+            message = (
+                f"torch.compile of {nesting[0]} nested transforms with {nesting[1]} jvp: "
+                "SIGSEGV with torch 2.13 (measured; see compiles_safely)"
+            )
+
+            def refused(*args):
+                raise NotImplementedError(message)
+
+            return refused
+        # Every nested derivative is the same few closures over other functions: to TorchDynamo
+        # each is a recompilation of one code object, which it stops doing after 8 by default.
+        config = torch._dynamo.config
+        config.recompile_limit = max(config.recompile_limit, 100_000)
+        config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 100_000)
+        compiled = torch.compile(fn, fullgraph=True)
+
+        def run(*args):
+            try:
+                return compiled(*args)
+            except torch._dynamo.exc.Unsupported as exc:
+                reason = str(exc).strip().splitlines()[0]
+                raise NotImplementedError(f"torch.compile cannot capture it whole: {reason}") from exc
+
+        return run
 
     def block_until_ready(self, x: Any) -> Any:
         if self.torch.cuda.is_available():

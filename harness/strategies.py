@@ -22,6 +22,7 @@ def nest(backend: Any, f: Callable, order: int, strategy: str) -> Callable:
 
     ``reverse``: ``value_and_grad`` of ``sum(g(x))``, n times; ``forward``: ``jvp``
     with unit tangents, n times; ``forward-over-reverse``: one reverse, then forward.
+    The result's ``nesting`` attribute is (levels, how many of them ``jvp``).
 
     :raises NotImplementedError: an unknown strategy, or forward mode without ``jvp``.
     """
@@ -47,6 +48,7 @@ def nest(backend: Any, f: Callable, order: int, strategy: str) -> Callable:
         raise NotImplementedError(f"strategy {strategy!r} is not offered by this backend")
     for op in plans[strategy]:
         f = op(f)
+    f.nesting = (order, plans[strategy].count(forward))  # (levels, of which jvp): for compilers
     return f
 
 
