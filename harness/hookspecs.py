@@ -215,7 +215,11 @@ class OptionalMethods(Protocol):
         """``fn`` compiled for ``mode``, one of ``modes`` other than ``"eager"`` (``jax.jit(fn)``).
 
         Never called for ``"eager"``. Data reaches compiled functions as
-        arguments, never as baked-in constants.
+        arguments, never as baked-in constants. A derivative composed by
+        `harness.strategies.nest` carries ``fn.nesting`` = (levels, how many of them
+        ``jvp``), for a compiler known to fail on some nests (torch's). The function may
+        raise ``NotImplementedError`` when called, for what the compiler cannot take:
+        reported as ``unsupported``, with the message as the reason.
         """
 
     def no_gpu_reason(self) -> str:
