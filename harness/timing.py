@@ -334,11 +334,14 @@ def bench(
     case: Case, budget: float, min_rounds: int = MIN_ROUNDS, log: Callable[[str], None] = print
 ) -> dict | None:
     """Prepare, validate and time one case: its pytest-benchmark entry, or ``None`` (logged) when
-    it raises or disagrees with its oracle."""
+    it is unsupported (raises `NotImplementedError`), raises, or disagrees with its oracle."""
     from pytest_benchmark.stats import Stats
 
     try:
         prepared = prepare(case)
+    except NotImplementedError as exc:  # the backend's (or its compiler's) refusal, as in validate
+        log(f"unsupported: {case.name}: {exc}")
+        return None
     except Exception as exc:
         log(f"error: {case.name}: {type(exc).__name__}: {exc}")
         return None

@@ -327,6 +327,26 @@ def test_run_leaves_out_a_backend_that_raises_after_validation(fast, quick_machi
     assert logged and logged[0].startswith(f"error: {found[0].name}")
 
 
+class RefusedAtCall(Wrapper):
+    """Its derivatives raise NotImplementedError when called, as torch's compiled mode does for a
+    nest its compiler cannot take."""
+
+    def derivative(self, f, order, strategy):
+        def refused(x):
+            raise NotImplementedError("planted: the compiler cannot take this nest")
+
+        return refused
+
+
+def test_run_logs_a_refusal_at_call_time_as_unsupported_not_an_error(fast, quick_machine):
+    refused = entry_of(RefusedAtCall(fast.backend, "refuses"))
+    found = [Case(Target(refused, "cpu", "float32"), TANH, (1_000,), 1), *quick_cases(fast)[:1]]
+    logged = []
+    run = timing.run(found, 0.01, logged.append)
+    assert [b["name"] for b in run["benchmarks"]] == [found[1].name]
+    assert logged == [f"unsupported: {found[0].name}: planted: the compiler cannot take this nest"]
+
+
 class HostClock(Wrapper):
     """A backend whose "device clock" is the host's: it times ``launch`` plus the wait itself."""
 

@@ -3,7 +3,8 @@ and on every problem a plugin registers.
 
 Run with ``pytest --benchmark-only`` (or ``tox run -e bench``). The cases, the options and
 the saved run come from the gradient-harness pytest plugin (`harness.pytest_plugin`). Each
-case is validated before it is timed; a wrong result fails the case and is not timed.
+case is validated before it is timed; a wrong result fails the case and is not timed; a
+case the backend does not support (`NotImplementedError`) is skipped with its reason.
 """
 
 import pytest
@@ -13,7 +14,10 @@ from harness import timing
 
 def test_benchmark(harness_benchmark, harness_profile, harness_case):
     case = harness_case
-    prepared = timing.prepare(case)
+    try:
+        prepared = timing.prepare(case)
+    except NotImplementedError as exc:  # unsupported, as validate reports it: not timed, not failed
+        pytest.skip(f"unsupported: {exc}")
     harness_benchmark.group = case.group
     harness_benchmark.extra_info.update(prepared.extra_info())
     known = timing.known_failure(case)
