@@ -26,6 +26,7 @@ from harness import (
     files,
     plugins,
     progress,
+    ray_executor,
     report,
     results,
     runner,
@@ -217,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds each isolated backend may take; then its process group is "
         "killed and reported as a timeout (default 3600)",
     )
+    _executor_options(val)
     val.add_argument("-q", "--quiet", action="store_true", help="no live progress on the terminal")
     val.add_argument(
         "--agreement",
@@ -272,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1800.0,
         help="seconds each isolated backend may take (default 1800)",
     )
+    _executor_options(cmp)
     cmp.add_argument("-q", "--quiet", action="store_true", help="no live progress on the terminal")
     cmp.add_argument("--run-to", metavar="FILE", help="also write the quick run to FILE")
 
@@ -335,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     """Exit codes: see the module docstring; 130 or 143 when SIGINT or SIGTERM stopped the run."""
     args = build_parser().parse_args(argv)
     try:
+        _check_executor(args)
         return {
             "list": cmd_list,
             "validate": cmd_validate,
@@ -348,6 +352,32 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # outside a run (which reports what it finished): before or after
         print("interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+
+
+def _check_executor(args) -> None:
+    executor = getattr(args, "executor", "local")
+    if getattr(args, "address", None) and executor != "ray":
+        raise UsageError("--address names a Ray cluster: use it with --executor ray")
+    if executor == "ray" and not args.isolate:
+        raise UsageError("--executor ray runs every job isolated on a node: leave out --no-isolate")
+
+
+def _executor_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where isolated jobs run: child processes here (local), or Ray tasks on a Ray "
+        "cluster's nodes, each job isolated there the same way (ray; needs the [ray] extra). "
+        "Under ray, jobs are one per backend and device named with --device; a job for a "
+        "cuda device asks Ray for a GPU (default: local)",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="HOST:PORT",
+        type=_nonempty,
+        help="with --executor ray: the cluster to join (or 'auto'); default: start a local one",
+    )
 
 
 def cmd_list(args) -> int:
@@ -425,6 +455,8 @@ def cmd_validate(args) -> int:
     entries = registry.select_backends(args.backend)
     chosen = registry.select_problems(args.problem)
     _check_destination(args.output)
+    # Under Ray each named device is a job of its own, placed where that device is.
+    per_job = [(d,) for d in args.device] if args.executor == "ray" and args.device else [_tuple(args.device)]
     jobs = [
         runner.Job(
             "validate",
@@ -433,11 +465,12 @@ def cmd_validate(args) -> int:
             tuple(args.dtype or DTYPES),
             _tuple(args.mode),
             _tuple(args.strategy),
-            _tuple(args.device),
+            devices,
             args.order,
         )
         for e in entries
         if not e.unavailable
+        for devices in per_job
     ]
     stream = args.format == "jsonl" and not args.output
 
@@ -577,9 +610,13 @@ def _run(jobs, registry, args, *, parallel: int, on_result=None, on_stop=None, s
                 timeout=args.timeout,
                 parallel=parallel,
                 listener=listener,
+                executor=args.executor,
+                address=args.address,
             ), None
         except runner.Interrupted as exc:
             return exc.outcomes, exc
+        except ray_executor.RayUnavailable as exc:
+            raise UsageError(str(exc)) from None
 
 
 def _check_destination(path, *, folder: bool = False) -> None:

@@ -5,6 +5,8 @@ A *job* (`Job`) is one backend's validation plan or benchmark plan, or one world
 of `harness.scale`, as data: the backend's name and what to run, by name. `run` gives each job to a child
 interpreter (``python -m harness.runner FOLDER PARENT_PID``) when the backend
 and problems can be loaded from entry points, else runs it in this process.
+With ``executor="ray"`` the children run on the nodes of a Ray cluster instead
+(`harness.ray_executor`), one Ray task per job, each through this same machinery there.
 Either way the job reports through the same function, `execute`, as *events*:
 
 - ``("total", n)``, ``("current", label)``, ``("advance",)``: progress;
@@ -95,6 +97,8 @@ class Outcome:
     """(classification, message): ``timeout``, ``crash`` or ``exception``."""
     finished: bool = False
     seconds: float = 0.0
+    node: str | None = None
+    """Where a Ray task ran the job (host, node id, worker pid); ``None`` here."""
 
     def finished_text(self) -> str:
         return f"{len(self.results)} {self.job.noun}(s) had finished and are kept"
@@ -168,13 +172,17 @@ def run(
     timeout: float = 3600.0,
     parallel: int = 1,
     listener: Listener | None = None,
+    executor: str = "local",
+    address: str | None = None,
 ) -> list[Outcome]:
     """Every job's outcome, in the order given.
 
     Jobs a child can load run in children (``parallel`` at a time, each killed after
-    ``timeout`` seconds) when ``isolate``; the rest run here first. ``listener`` sees
-    every event as it arrives. Raises `Interrupted` on SIGINT or SIGTERM, every child
-    and its helpers already ended.
+    ``timeout`` seconds) when ``isolate``; the rest run here first. ``executor``
+    ``"ray"``: those children run on the nodes of a Ray cluster instead, one Ray task per
+    job (`harness.ray_executor`; ``address`` of the cluster, else a local one).
+    ``listener`` sees every event as it arrives. Raises `Interrupted` on SIGINT or
+    SIGTERM, every child and its helpers already ended.
     """
     outcomes = [Outcome(job) for job in jobs]
     away = [o for o in outcomes if isolate and _portable(o.job, registry)]
@@ -185,7 +193,12 @@ def run(
             for outcome in outcomes:
                 if outcome not in away:
                     _run_here(outcome, registry, listen)
-            pool.run(away)
+            if executor == "ray":
+                from harness import ray_executor
+
+                ray_executor.run(away, timeout, listen, address)
+            else:
+                pool.run(away)
     except KeyboardInterrupt:
         raise Interrupted(signal.SIGINT, outcomes) from None
     except Interrupted as exc:
@@ -206,7 +219,7 @@ def _portable(job: Job, registry: Registry) -> bool:
     return registry.portable(registry.backends[job.backend], chosen)
 
 
-def _record(outcome: Outcome, event: tuple, listen: Listener) -> None:
+def record(outcome: Outcome, event: tuple, listen: Listener) -> None:
     kind = event[0]
     if kind == "result":
         outcome.results.append(event[1])
@@ -222,7 +235,7 @@ def _record(outcome: Outcome, event: tuple, listen: Listener) -> None:
 def _run_here(outcome: Outcome, registry: Registry, listen: Listener) -> None:
     started = time.monotonic()
     listen(outcome, ("start",))
-    execute(outcome.job, registry, lambda event: _record(outcome, event, listen))
+    execute(outcome.job, registry, lambda event: record(outcome, event, listen))
     outcome.seconds = time.monotonic() - started
     listen(outcome, ("stop",))
 
@@ -263,7 +276,7 @@ class _Child:
             except Exception:  # a damaged stream ends the reading, not the run
                 self.events.seek(0, os.SEEK_END)
                 return
-            _record(self.outcome, event, listen)
+            record(self.outcome, event, listen)
 
     def kill(self) -> None:
         """End the child's process group (the child, and any helper it started)."""
