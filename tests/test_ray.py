@@ -19,11 +19,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from faulty import CRASHERS, harness_cli, inner_of, install
+from faulty import CRASHERS, SMALL, harness_cli, inner_of, install
 
 ray = pytest.importorskip("ray")
 
-SMALL = ["-b", "torch,autograd", "-p", "tanh", "-o", "1-2", "--format", "json"]
+ACCEPTANCE = ["-b", "torch,autograd", "-p", "tanh", "-o", "1-2", "--format", "json"]
 TIMEOUT = 20.0
 """The hanging job's limit: long enough for a loaded machine to start its child, and bounded."""
 
@@ -89,9 +89,9 @@ def comparable(checks: list[dict]) -> list[dict]:
 
 def test_validate_on_the_cluster_gives_the_same_checks_as_here(cluster, tmp_path):
     address, env = cluster
-    here = harness_cli("validate", *SMALL, env=env, cwd=tmp_path, timeout=600)
+    here = harness_cli("validate", *ACCEPTANCE, env=env, cwd=tmp_path, timeout=600)
     there = harness_cli(
-        "validate", *SMALL, "--executor", "ray", "--address", address, env=env, cwd=tmp_path, timeout=600
+        "validate", *ACCEPTANCE, "--executor", "ray", "--address", address, env=env, cwd=tmp_path, timeout=600
     )
     assert here.code == 0, here
     assert there.code == 0, there
@@ -148,14 +148,7 @@ def test_a_crash_and_a_hang_on_the_cluster_are_classified_as_here(cluster, tmp_p
         "validate",
         "-b",
         "segv,hang",
-        "-p",
-        "tanh",
-        "-o",
-        "1-2",
-        "--dtype",
-        "float64",
-        "--mode",
-        "eager",
+        *SMALL,
         "--format",
         "json",
         "--executor",
