@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser(
         "compare",
         help="benchmark side by side: saved runs, or a quick run on this machine",
-        description="With no RUN: validate and time the installed backends here (about a minute). "
+        description="With no RUN: validate and time the installed backends here (a minute or two). "
         "RUN is a results file, or a run name (stem or unique prefix, or 'latest') "
         "in --results.",
         epilog=compare.HELP_COLUMNS,
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         choices=tuple(timing.PROFILES),
         default="quick",
-        help="cases for the run without RUN (default quick, about a minute; "
+        help="cases for the run without RUN (default quick, a minute or two; "
         "scaling: cost against order 1-10 for every strategy, a few minutes)",
     )
     cmp.add_argument(

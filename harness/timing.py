@@ -11,7 +11,7 @@ The protocol (see DESIGN.md's pitfalls):
 
 ``tests/benchmarks`` times prepared cases with pytest-benchmark's
 ``benchmark.pedantic``. `measure` is the same loop for ``python -m harness
-compare``'s one-minute run, which has no pytest session to lean on; both
+compare``'s quick run, which has no pytest session to lean on; both
 write pytest-benchmark's JSON format and statistics (`pytest_benchmark.stats`).
 """
 
