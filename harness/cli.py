@@ -611,8 +611,8 @@ def _run(jobs, registry, args, *, parallel: int, on_result=None, on_stop=None, s
                 timeout=args.timeout,
                 parallel=parallel,
                 listener=listener,
-                executor=args.executor,
-                address=args.address,
+                executor=getattr(args, "executor", "local"),  # scale has no --executor
+                address=getattr(args, "address", None),
             ), None
         except runner.Interrupted as exc:
             return exc.outcomes, exc

@@ -118,6 +118,9 @@ def interrupt(command: list[str], env: dict, cwd: Path, pids: Path, signum: int,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # As in a terminal: a command started in the background by a non-interactive shell (a CI
+        # script's `cmd &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 300  # a safety net, not a race: it only waits
