@@ -287,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         "against the single-device float64 closed form, then timed; speedup and efficiency are "
         "against world 1. Each world runs in its own process group with a time limit.",
     )
+    scl.set_defaults(executor="local", address=None)  # its worlds run here: no --executor
     scl.add_argument(
         "-b",
         "--backend",
@@ -611,8 +612,8 @@ def _run(jobs, registry, args, *, parallel: int, on_result=None, on_stop=None, s
                 timeout=args.timeout,
                 parallel=parallel,
                 listener=listener,
-                executor=getattr(args, "executor", "local"),  # scale has no --executor
-                address=getattr(args, "address", None),
+                executor=args.executor,
+                address=args.address,
             ), None
         except runner.Interrupted as exc:
             return exc.outcomes, exc
