@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 from harness import plugins
@@ -77,3 +78,12 @@ def device_cache(tmp_path_factory):
         os.environ.pop("HARNESS_CACHE_DIR", None)
     else:
         os.environ["HARNESS_CACHE_DIR"] = previous
+
+
+def tanh_derivative(x: np.ndarray, order: int) -> np.ndarray:
+    """Closed form: the n-th derivative of tanh is a polynomial p_n(t) in t = tanh(x), with
+    p_0 = t and p_{n+1} = p_n'(t) (1 - t**2)."""
+    p = np.polynomial.Polynomial([0, 1])
+    for _ in range(order):
+        p = p.deriv() * np.polynomial.Polynomial([1, 0, -1])
+    return p(np.tanh(x))

@@ -13,7 +13,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import require
+from conftest import require, tanh_derivative
 
 from harness import problems, validate
 from harness.target import Target
@@ -25,15 +25,6 @@ POINTS = np.array([-3.0, -0.5, 0.0, 0.5, 2.0])
 @pytest.fixture(scope="module")
 def tf_entry(registry):
     return require(registry.backends["tensorflow"])
-
-
-def tanh_derivative(x: np.ndarray, order: int) -> np.ndarray:
-    """Closed form: the n-th derivative of tanh is a polynomial p_n(t) in t = tanh(x), with
-    p_0 = t and p_{n+1} = p_n'(t) (1 - t**2)."""
-    p = np.polynomial.Polynomial([0, 1])
-    for _ in range(order):
-        p = p.deriv() * np.polynomial.Polynomial([1, 0, -1])
-    return p(np.tanh(x))
 
 
 @pytest.mark.parametrize("mode", ["eager", "jit"])

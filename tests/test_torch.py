@@ -13,7 +13,7 @@ from functools import partial
 
 import numpy as np
 import pytest
-from conftest import require
+from conftest import require, tanh_derivative
 
 from backends.torch import compile_refusal
 from harness import problems, validate
@@ -32,14 +32,6 @@ def torch_entry(registry):
 @pytest.fixture(scope="module")
 def torch(torch_entry):
     return torch_entry.backend.torch
-
-
-def tanh_derivative(x: np.ndarray, order: int) -> np.ndarray:
-    """Closed form: p_0 = t, p_{n+1} = p_n'(t) (1 - t**2), t = tanh(x)."""
-    p = np.polynomial.Polynomial([0, 1])
-    for _ in range(order):
-        p = p.deriv() * np.polynomial.Polynomial([1, 0, -1])
-    return p(np.tanh(x))
 
 
 def test_a_jit_row_runs_the_compiled_graph(torch_entry, torch):
