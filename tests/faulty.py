@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -272,3 +273,32 @@ def harness_cli(*args: str, env: dict, cwd: Path, timeout: float = 120) -> Run:
         timeout=timeout,
     )
     return Run(result.returncode, result.stdout, result.stderr)
+
+
+def pids_of(path: Path) -> dict[str, int]:
+    if not path.exists():
+        return {}
+    return {role: int(pid) for role, pid in (line.split() for line in path.read_text().splitlines())}
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped by init counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        os.kill(pid, 0)
+        return True
+
+
+def wait_gone(pids, within: float = 30.0) -> list[int]:
+    """The pids still alive after up to ``within`` s (killed processes take a moment to go)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        left = [p for p in pids if alive(p)]
+        if not left:
+            return []
+        time.sleep(0.1)
+    return [p for p in pids if alive(p)]
