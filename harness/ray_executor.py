@@ -151,8 +151,7 @@ def _connect(ray, address: str | None) -> None:
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"at {address}" if address else "here"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RayUnavailable(f"no Ray cluster {where}: {first} ({START_A_CLUSTER})") from None
+        raise RayUnavailable(f"no Ray cluster {where}: {_first_line(exc)} ({START_A_CLUSTER})") from None
     finally:
         # ray.init makes SIGTERM exit the process at once; the runner's own handler keeps
         # what finished, as it does locally.
@@ -223,9 +222,14 @@ def _finish(ray, outcome, ref, listen) -> None:
 
     try:
         report = ray.get(ref)
-    except ray.exceptions.RayError as exc:  # the task's worker died, or the node was lost
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        outcome.failure = ("crash", f"the Ray task died: {first}; {outcome.finished_text()}")
+    except ray.exceptions.RayTaskError as exc:  # the task itself raised, outside the job
+        cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+        why = f"{type(cause).__name__}: {_first_line(cause)}"
+        outcome.failure = ("exception", f"the Ray task raised {why}; {outcome.finished_text()}")
+        listen(outcome, ("stop",))
+        return
+    except ray.exceptions.RayError as exc:  # the task's worker died, or its node was lost
+        outcome.failure = ("crash", f"the Ray task died: {_first_line(exc)}; {outcome.finished_text()}")
         listen(outcome, ("stop",))
         return
     for event in report["events"]:
@@ -235,6 +239,11 @@ def _finish(ray, outcome, ref, listen) -> None:
     outcome.seconds = report["seconds"]
     outcome.node = report["node"]
     listen(outcome, ("stop",))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _job_on_a_node(job: dict, timeout: float) -> dict:

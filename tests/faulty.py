@@ -215,10 +215,13 @@ def common_source(inner: tuple[str, str]) -> str:
     return COMMON.replace("INNER_MODULE", module).replace("INNER_CLASS", cls)
 
 
-def install(path: Path, inner: tuple[str, str], backends: dict[str, str]) -> dict:
+def install(
+    path: Path, inner: tuple[str, str], backends: dict[str, str], distribution: str = "faulty"
+) -> dict:
     """``faulty-0.1.dist-info`` under ``path``, one entry point per backend; the env that finds it.
 
     ``backends`` maps a backend (and plugin) name to ``"Class"`` or ``"Class, keyword=value"``.
+    A second installation beside the first needs a ``distribution`` name of its own.
     """
     path.mkdir(parents=True, exist_ok=True)
     (path / "faulty_common.py").write_text(common_source(inner))
@@ -230,9 +233,9 @@ def install(path: Path, inner: tuple[str, str], backends: dict[str, str]) -> dic
             PLUGIN.format(cls=cls.strip(), name=name, extra=f", {extra.strip()}" if extra else "")
         )
         lines.append(f"{name} = {module}")
-    info = path / "faulty-0.1.dist-info"
+    info = path / f"{distribution}-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: faulty\nVersion: 0.1\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     env = dict(os.environ)
     env.pop(plugins.BACKENDS_ENV, None)

@@ -200,6 +200,21 @@ def test_a_crash_and_a_hang_on_the_cluster_are_classified_as_here(cluster, tmp_p
         assert [c["order"] for c in run.of(name) if c is not record and c["status"] == "pass"], run
 
 
+def test_a_backend_the_nodes_lack_is_that_jobs_error(cluster, registry, tmp_path):
+    """A backend installed where the driver runs but on no node: its job is an ``exception``
+    record that says so, not a crash."""
+    address, env = cluster
+    only_here = tmp_path / "only-here"
+    install(only_here, inner_of(registry), {"only-here": "Wrapper"}, distribution="only_here")
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(only_here), env["PYTHONPATH"]])}
+    args = ["-b", "only-here", *SMALL, "--format", "json", "--executor", "ray", "--address", address]
+    run = harness_cli("validate", *args, env=env, cwd=tmp_path, timeout=600)
+    assert run.code == 1, run
+    [record] = run.of("only-here")
+    assert (record["status"], record["classification"]) == ("error", "exception"), record
+    assert "backend only-here is not installed on Ray node" in record["message"], record
+
+
 def test_compare_runs_its_quick_benchmark_on_the_cluster(cluster, tmp_path):
     address, env = cluster
     out = tmp_path / "run.json"
