@@ -46,8 +46,13 @@ class RayUnavailable(RuntimeError):
 
 
 class Pool:
-    """The jobs given to `run` as Ray tasks on the cluster at ``address`` (``None``: a local
-    Ray instance, started here and shut down by `close`)."""
+    """The jobs given to `run` as Ray tasks on the cluster at ``address`` (``None``: Ray's
+    default, a local instance unless one is found, connected here and left by `close`).
+
+    How many jobs run at once is Ray's to decide from each task's resources (a CPU each: what
+    the local pool's ``parallel`` guards). Benchmark jobs are the exception: they run in turn,
+    all on the node the first one ran on, so that a run's timings come from one machine with
+    nothing beside them, as `compare` times them here."""
 
     def __init__(self, timeout: float, listen, address: str | None):
         self.ray = _ray()  # a missing Ray is a usage error before anything runs
@@ -66,23 +71,19 @@ class Pool:
                 self.connected_here = True
             _check_placeable(ray, outcomes, self.address)
             task = ray.remote(_job_on_a_node)
-            for outcome in outcomes:
-                demand = _demand(outcome.job)
-                options = {
-                    "num_cpus": demand["CPU"],
-                    "num_gpus": demand["GPU"],
-                    "max_retries": 0,
-                    "scheduling_strategy": "SPREAD",
-                }
-                if demand["GPU"]:
-                    options["runtime_env"] = {"env_vars": NO_RENUMBERING}
-                self.listen(outcome, ("start",))
-                ref = task.options(**options).remote(outcome.job.to_json(), self.timeout)
-                self.pending[ref] = outcome
-            while self.pending and not sigterm:
+            in_turn = all(o.job.kind == "benchmark" for o in outcomes)
+            queue, node = list(outcomes), None  # node: where jobs in turn run, once one ran
+            while (queue or self.pending) and not sigterm:
+                while queue and not (in_turn and self.pending):
+                    outcome = queue.pop(0)
+                    self.listen(outcome, ("start",))
+                    placed = task.options(**_options(outcome.job, node))
+                    self.pending[placed.remote(outcome.job.to_json(), self.timeout)] = outcome
                 done, _ = ray.wait(list(self.pending), num_returns=1, timeout=POLL_S)
                 for ref in done:
-                    _finish(ray, self.pending.pop(ref), ref, self.listen)
+                    ran_on = _finish(ray, self.pending.pop(ref), ref, self.listen)
+                    if in_turn and node is None:
+                        node = ran_on
             if sigterm:
                 from harness import runner
 
@@ -137,9 +138,12 @@ def _ray():
 
 
 def _connect(ray, address: str | None) -> None:
-    """Join the cluster at ``address`` (host:port, or ``auto``), or start a local one."""
-    if address and address != "auto":
-        _probe(address)
+    """Join the cluster at ``address`` (host:port, or ``auto``), else Ray's default: the
+    cluster at $RAY_ADDRESS, or one that ``ray start`` started on this machine, or a new local
+    instance."""
+    named = address or os.environ.get("RAY_ADDRESS")
+    if named and named not in ("auto", "local"):
+        _probe(named, "--address" if address else "RAY_ADDRESS")
     main = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main else None
     try:
@@ -159,14 +163,14 @@ def _connect(ray, address: str | None) -> None:
             signal.signal(signal.SIGTERM, sigterm)
 
 
-def _probe(address: str) -> None:
+def _probe(address: str, source: str) -> None:
     """Fail fast unless a Ray head answers at ``address``: ``ray.init`` retries an address
     with nothing there, or with something else there, for many minutes. A head's GCS is a
     gRPC (HTTP/2) server, so it answers a client's connection preface with a SETTINGS frame."""
     host, _, port = address.rpartition(":")
     if "://" in address or not host or not port.isdigit():
         raise RayUnavailable(
-            f"--address {address!r} is not the head node's HOST:PORT (its GCS port, 6379 unless "
+            f"{source} {address!r} is not the head node's HOST:PORT (its GCS port, 6379 unless "
             "'ray start --head --port' said otherwise) or 'auto'"
         )
     try:
@@ -180,18 +184,34 @@ def _probe(address: str) -> None:
                 header += chunk
     except OSError as exc:
         raise RayUnavailable(
-            f"no Ray cluster at {address}: {exc.strerror or exc or 'no answer'} ({START_A_CLUSTER})"
+            f"no Ray cluster at {address} ({source}): {exc.strerror or exc or 'no answer'} "
+            f"({START_A_CLUSTER})"
         ) from None
     if len(header) < 9 or header[3] != 4:  # a frame's type is its fourth byte; 4: SETTINGS
         raise RayUnavailable(
-            f"no Ray cluster at {address}: something answers there, but not a Ray head node's "
-            f"GCS (is the port the one 'ray start --head' printed?)"
+            f"no Ray cluster at {address} ({source}): something answers there, but not a Ray "
+            "head node's GCS (is the port the one 'ray start --head' printed?)"
         )
 
 
 def _demand(job) -> dict[str, int]:
     gpu = any(d.startswith("cuda") for d in job.devices or ())
     return {"CPU": 1, "GPU": 1 if gpu else 0}
+
+
+def _options(job, node: str | None) -> dict[str, Any]:
+    """The task's resources and placement: spread over the nodes, or on ``node`` (by id)."""
+    demand = _demand(job)
+    options: dict[str, Any] = {"num_cpus": demand["CPU"], "num_gpus": demand["GPU"], "max_retries": 0}
+    if node is None:
+        options["scheduling_strategy"] = "SPREAD"
+    else:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
+    if demand["GPU"]:
+        options["runtime_env"] = {"env_vars": NO_RENUMBERING}
+    return options
 
 
 def _check_placeable(ray, outcomes: list, address: str | None) -> None:
@@ -217,7 +237,8 @@ def _check_placeable(ray, outcomes: list, address: str | None) -> None:
         )
 
 
-def _finish(ray, outcome, ref, listen) -> None:
+def _finish(ray, outcome, ref, listen) -> str | None:
+    """Fill ``outcome`` in from its task's report: the id of the node it ran on, if known."""
     from harness import runner
 
     try:
@@ -227,11 +248,11 @@ def _finish(ray, outcome, ref, listen) -> None:
         why = f"{type(cause).__name__}: {_first_line(cause)}"
         outcome.failure = ("exception", f"the Ray task raised {why}; {outcome.finished_text()}")
         listen(outcome, ("stop",))
-        return
+        return None
     except ray.exceptions.RayError as exc:  # the task's worker died, or its node was lost
         outcome.failure = ("crash", f"the Ray task died: {_first_line(exc)}; {outcome.finished_text()}")
         listen(outcome, ("stop",))
-        return
+        return None
     for event in report["events"]:
         runner.record(outcome, event, listen)
     outcome.failure = report["failure"]
@@ -239,6 +260,7 @@ def _finish(ray, outcome, ref, listen) -> None:
     outcome.seconds = report["seconds"]
     outcome.node = report["node"]
     listen(outcome, ("stop",))
+    return report["node_id"]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -258,7 +280,8 @@ def _job_on_a_node(job: dict, timeout: float) -> dict:
         if event[0] not in ("start", "stop"):  # the driver's listener gets its own
             events.append(event)
 
-    node = f"{socket.gethostname()} {ray.get_runtime_context().get_node_id()[:12]} pid {os.getpid()}"
+    node_id = ray.get_runtime_context().get_node_id()
+    node = f"{socket.gethostname()} {node_id[:12]} pid {os.getpid()}"
     registry = plugins.load()
     chosen = runner.Job.from_json(job)
     if chosen.backend in registry.backends:
@@ -276,4 +299,5 @@ def _job_on_a_node(job: dict, timeout: float) -> dict:
         "finished": outcome.finished,
         "seconds": outcome.seconds,
         "node": node,
+        "node_id": node_id,
     }

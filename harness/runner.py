@@ -180,7 +180,8 @@ def run(
     Jobs a child can load run in children (``parallel`` at a time, each killed after
     ``timeout`` seconds) when ``isolate``; the rest run here first. ``executor``
     ``"ray"``: those children run on the nodes of a Ray cluster instead, one Ray task per
-    job (`harness.ray_executor.Pool`; ``address`` of the cluster, else a local one; raises
+    job (`harness.ray_executor.Pool`: as many at once as the cluster has room for, benchmark
+    jobs in turn on one node; ``address`` of the cluster, else Ray's default; raises
     `harness.ray_executor.RayUnavailable` where Ray cannot take the jobs).
     ``listener`` sees every event as it arrives. Raises `Interrupted` on SIGINT or
     SIGTERM, every child and its helpers already ended.

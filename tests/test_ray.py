@@ -133,25 +133,28 @@ from fakes import DoNothing, plugin_of
 registry = plugins.load(extra=[("in-process", plugin_of(DoNothing()))])
 plan = (("tanh",), ("float64",), ("eager",), ("reverse",), None, (1,))
 jobs = [runner.Job("validate", n, *plan) for n in [*names, DoNothing.name]]
-outcomes = runner.run(jobs, registry, executor="ray", address=address)
+outcomes = runner.run(jobs, registry, executor="ray", address=address, parallel=3)
+timed = runner.run(
+    [runner.Job("benchmark", n, profile="quick") for n in names],
+    registry, executor="ray", address=address, parallel=3,
+)
 ray.init(address=address, log_to_driver=False, configure_logging=False)
 alive = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
 print(json.dumps({
     "outcomes": [[o.finished, o.failure, [c.status for c in o.results], o.node] for o in outcomes],
+    "timed": [[o.finished, o.failure, len(o.results), o.node] for o in timed],
     "alive": alive,
 }))
 """
 
 
-def test_jobs_are_spread_over_both_nodes_and_in_process_plugins_run_here(cluster, installed, tmp_path):
+def test_jobs_are_spread_over_both_nodes_and_in_process_plugins_run_here(cluster, registry, tmp_path):
     """Two jobs, one CPU per node: each runs on a node of its own, and says which (driven
     through `runner.run`, in a process of its own that authenticates like the cluster's). A
     third job's backend is registered in that process, so no node could load it: it runs
-    there, as the local executor runs it."""
+    there, as the local executor runs it. Benchmark jobs run in turn on one node instead."""
     address, env = cluster
-    names = [e.name for e in installed if e.name in ("autograd", "torch", "jax")][:2]
-    if len(names) < 2:
-        pytest.skip("two of autograd, torch and jax are needed")
+    names = [inner_of(registry)[0], "honest"]  # honest: that backend renamed, installed on the nodes
     done = subprocess.run(
         [sys.executable, "-c", SPREAD, address, str(Path(__file__).parent), *names],
         env=env,
@@ -169,6 +172,9 @@ def test_jobs_are_spread_over_both_nodes_and_in_process_plugins_run_here(cluster
     nodes = [node.split()[1] for *_, node in on_nodes]
     assert len(set(nodes)) == 2, nodes
     assert {n[:12] for n in report["alive"]} >= set(nodes)
+    for finished, failure, timed, _ in report["timed"]:
+        assert finished and failure is None and timed, report
+    assert len({node.split()[1] for *_, node in report["timed"]}) == 1, report["timed"]
 
 
 def test_a_crash_and_a_hang_on_the_cluster_are_classified_as_here(cluster, tmp_path):
@@ -349,6 +355,14 @@ def test_executor_usage_errors(args, message, tmp_path, not_ray):
     assert run.code == 2, run
     assert message in run.stderr, run
     assert "Traceback" not in run.stderr, run
+
+
+def test_a_ray_address_from_the_environment_is_probed_too(tmp_path):
+    env = dict(os.environ, HARNESS_CACHE_DIR=str(tmp_path / "cache"), RAY_ADDRESS="127.0.0.1:1")
+    args = ["-b", "autograd", "-p", "tanh", "-o", "1", "--executor", "ray"]
+    run = harness_cli("validate", *args, env=env, cwd=tmp_path, timeout=300)
+    assert run.code == 2, run
+    assert "no Ray cluster at 127.0.0.1:1 (RAY_ADDRESS)" in run.stderr, run
 
 
 def test_without_ray_installed_the_executor_is_a_usage_error(tmp_path):
