@@ -59,20 +59,27 @@ def ray_start(*args: str, env: dict) -> int:
     return proc.pid
 
 
-def end_group(pgid: int) -> bool:
-    """SIGTERM the group, then SIGKILL what is left of it: whether it is gone. (Not
+def end_groups(pgids: list[int]) -> list[int]:
+    """SIGTERM the process groups, then SIGKILL what is left of them: those not gone. (Not
     ``ray stop``: that ends every Ray process of this user on the machine, other clusters'
     too.)"""
-    for signum, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 30)):
-        deadline = time.monotonic() + grace
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signum)
-            while time.monotonic() < deadline:
-                os.killpg(pgid, 0)  # ProcessLookupError: the group is empty
-                time.sleep(0.1)
-        if time.monotonic() < deadline:
+
+    def gone(pgid: int) -> bool:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
             return True
-    return False
+        return False
+
+    for signum, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 30)):
+        for pgid in pgids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signum)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not all(map(gone, pgids)):
+            time.sleep(0.1)
+        pgids = [g for g in pgids if not gone(g)]
+    return pgids
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +108,7 @@ def cluster(tmp_path_factory, registry):
         groups.append(ray_start("--address", address, *common, env=env))
         yield address, env
     finally:
-        left = [g for g in groups if not end_group(g)]
+        left = end_groups(groups)
         shutil.rmtree(temp, ignore_errors=True)
         assert not left, f"processes of the cluster's groups {left} outlived SIGKILL"
 
