@@ -13,9 +13,9 @@ rather than left waiting.
 `Pool` has the local pool's interface (`run`, then `close` in any case), so `runner.run`
 drives either the same way. Events arrive when a job ends, not as they happen (progress
 advances per job). An interrupt cancels every task still running (the runner on its node
-ends the job's process group, as it does here) and keeps what finished. Every node needs the same
-installation as the driver (the harness, the backends and their frameworks), or a Ray
-``runtime_env`` that provides it.
+ends the job's process group, as it does here) and keeps what finished. Every node needs
+the same installation as the driver (the harness, the backends and their frameworks), or a
+Ray ``runtime_env`` that provides it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ PROBE_S = 10.0
 NO_RENUMBERING = {"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"}
 """Ray hides every GPU but the ones it assigns and renumbers them from 0; a job naming
 ``cuda:N`` keeps the node's numbering instead (Ray still counts the GPU as taken)."""
-START_A_CLUSTER = "start one with 'ray start --head', or leave out --address for a local one"
 
 
 class RayUnavailable(RuntimeError):
@@ -154,8 +153,8 @@ def _connect(ray, address: str | None) -> None:
             configure_logging=False,
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = f"at {address}" if address else "here"
-        raise RayUnavailable(f"no Ray cluster {where}: {_first_line(exc)} ({START_A_CLUSTER})") from None
+        where = f"at {named}" if named else "here"
+        raise RayUnavailable(f"Ray could not start or join a cluster {where}: {_first_line(exc)}") from None
     finally:
         # ray.init makes SIGTERM exit the process at once; the runner's own handler keeps
         # what finished, as it does locally.
@@ -185,13 +184,18 @@ def _probe(address: str, source: str) -> None:
     except OSError as exc:
         raise RayUnavailable(
             f"no Ray cluster at {address} ({source}): {exc.strerror or exc or 'no answer'} "
-            f"({START_A_CLUSTER})"
+            f"({_instead(source)})"
         ) from None
     if len(header) < 9 or header[3] != 4:  # a frame's type is its fourth byte; 4: SETTINGS
         raise RayUnavailable(
             f"no Ray cluster at {address} ({source}): something answers there, but not a Ray "
-            "head node's GCS (is the port the one 'ray start --head' printed?)"
+            f"head node's GCS (is the port the one 'ray start --head' printed? {_instead(source)})"
         )
+
+
+def _instead(source: str) -> str:
+    unset = "leave out --address" if source == "--address" else "unset RAY_ADDRESS"
+    return f"start a head with 'ray start --head', or {unset} for a local Ray instance"
 
 
 def _demand(job) -> dict[str, int]:
