@@ -96,7 +96,8 @@ class Pool:
         runner there kills its job's process group as it does here; only a task still running
         after `CANCEL_S` has its worker killed. Killing the worker at once would not do: Ray
         then kills the worker's child, the job's process, and nothing kills the rest of that
-        process's group (a helper it started)."""
+        process's group (a helper it started); that remains the risk for a task that does not
+        answer the interrupt in time (stuck in native code)."""
         refs = list(self.pending)
         if refs:
             for ref in refs:
@@ -126,6 +127,21 @@ def _sigterm_noted() -> Iterator[list]:
         yield noted
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt here, which is how Ray interrupts a task it cancels
+    (`Pool.close`). A node started where SIGINT is ignored (by a script's ``ray start &``, a
+    service manager) hands that on to its workers, and Python then never raises it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _ray():
@@ -289,7 +305,8 @@ def _job_on_a_node(job: dict, timeout: float) -> dict:
     registry = plugins.load()
     chosen = runner.Job.from_json(job)
     if chosen.backend in registry.backends:
-        (outcome,) = runner.run([chosen], registry, isolate=True, timeout=timeout, listener=keep)
+        with _interruptible():
+            (outcome,) = runner.run([chosen], registry, isolate=True, timeout=timeout, listener=keep)
     else:  # a node installed differently from the driver
         outcome = runner.Outcome(chosen)
         outcome.failure = (

@@ -266,6 +266,9 @@ def interrupt(args: list[str], env: dict, cwd: Path, pids: Path, signum: int, gr
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # As in a terminal: a command started in the background by a non-interactive shell (a CI
+        # script's `cmd &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
