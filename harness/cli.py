@@ -371,14 +371,17 @@ def _executor_options(parser: argparse.ArgumentParser) -> None:
         default="local",
         help="where isolated jobs run: child processes here (local), or Ray tasks on a Ray "
         "cluster's nodes, each job isolated there the same way (ray; needs the [ray] extra). "
-        "Under ray, jobs are one per backend and device named with --device; a job for a "
-        "cuda device asks Ray for a GPU (default: local)",
+        "Under ray, validate's jobs are one per backend and device named with --device (a job "
+        "for a cuda device asks Ray for a GPU), or one per backend checking the devices of the "
+        "node it lands on; compare's benchmarks run in turn on one node (default: local)",
     )
     parser.add_argument(
         "--address",
         metavar="HOST:PORT",
         type=_nonempty,
-        help="with --executor ray: the cluster to join (or 'auto'); default: start a local one",
+        help="with --executor ray: the head node of the cluster to join (or 'auto'); default: "
+        "Ray's own, $RAY_ADDRESS, else a cluster 'ray start' started on this machine, else a "
+        "new local Ray instance for this run",
     )
 
 

@@ -180,25 +180,27 @@ def run(
     Jobs a child can load run in children (``parallel`` at a time, each killed after
     ``timeout`` seconds) when ``isolate``; the rest run here first. ``executor``
     ``"ray"``: those children run on the nodes of a Ray cluster instead, one Ray task per
-    job (`harness.ray_executor`; ``address`` of the cluster, else a local one).
+    job (`harness.ray_executor.Pool`: as many at once as the cluster has room for, benchmark
+    jobs in turn on one node; ``address`` of the cluster, else Ray's default; raises
+    `harness.ray_executor.RayUnavailable` where Ray cannot take the jobs).
     ``listener`` sees every event as it arrives. Raises `Interrupted` on SIGINT or
     SIGTERM, every child and its helpers already ended.
     """
     outcomes = [Outcome(job) for job in jobs]
     away = [o for o in outcomes if isolate and _portable(o.job, registry)]
     listen = listener or (lambda outcome, event: None)
-    pool = _Pool(timeout, parallel, listen)
+    if executor == "ray":
+        from harness import ray_executor
+
+        pool: Any = ray_executor.Pool(timeout, listen, address)
+    else:
+        pool = _Pool(timeout, parallel, listen)
     try:
         with _sigterm_raises():
             for outcome in outcomes:
                 if outcome not in away:
                     _run_here(outcome, registry, listen)
-            if executor == "ray":
-                from harness import ray_executor
-
-                ray_executor.run(away, timeout, listen, address)
-            else:
-                pool.run(away)
+            pool.run(away)
     except KeyboardInterrupt:
         raise Interrupted(signal.SIGINT, outcomes) from None
     except Interrupted as exc:

@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -214,10 +215,13 @@ def common_source(inner: tuple[str, str]) -> str:
     return COMMON.replace("INNER_MODULE", module).replace("INNER_CLASS", cls)
 
 
-def install(path: Path, inner: tuple[str, str], backends: dict[str, str]) -> dict:
+def install(
+    path: Path, inner: tuple[str, str], backends: dict[str, str], distribution: str = "faulty"
+) -> dict:
     """``faulty-0.1.dist-info`` under ``path``, one entry point per backend; the env that finds it.
 
     ``backends`` maps a backend (and plugin) name to ``"Class"`` or ``"Class, keyword=value"``.
+    A second installation beside the first needs a ``distribution`` name of its own.
     """
     path.mkdir(parents=True, exist_ok=True)
     (path / "faulty_common.py").write_text(common_source(inner))
@@ -229,9 +233,9 @@ def install(path: Path, inner: tuple[str, str], backends: dict[str, str]) -> dic
             PLUGIN.format(cls=cls.strip(), name=name, extra=f", {extra.strip()}" if extra else "")
         )
         lines.append(f"{name} = {module}")
-    info = path / "faulty-0.1.dist-info"
+    info = path / f"{distribution}-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: faulty\nVersion: 0.1\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     env = dict(os.environ)
     env.pop(plugins.BACKENDS_ENV, None)
@@ -272,3 +276,32 @@ def harness_cli(*args: str, env: dict, cwd: Path, timeout: float = 120) -> Run:
         timeout=timeout,
     )
     return Run(result.returncode, result.stdout, result.stderr)
+
+
+def pids_of(path: Path) -> dict[str, int]:
+    if not path.exists():
+        return {}
+    return {role: int(pid) for role, pid in (line.split() for line in path.read_text().splitlines())}
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped by init counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        os.kill(pid, 0)
+        return True
+
+
+def wait_gone(pids, within: float = 30.0) -> list[int]:
+    """The pids still alive after up to ``within`` s (killed processes take a moment to go)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        left = [p for p in pids if alive(p)]
+        if not left:
+            return []
+        time.sleep(0.1)
+    return [p for p in pids if alive(p)]

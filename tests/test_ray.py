@@ -1,25 +1,34 @@
 """`--executor ray` on a real Ray cluster: a head and a worker node, separate processes here.
 
 The cluster is started the way a user starts one (``ray start --head``, then ``ray start
---address`` for the worker), with one CPU per node so that two jobs land on two nodes. The
-harness's faulty plugins (`faulty`) are on the nodes' ``PYTHONPATH``, so a crash and a hang
-can be planted in jobs that run on the cluster. Skipped where Ray is not installed; tox's
-``ray`` env installs it, so the skip never hides these tests in CI.
+--address`` for the worker), with one CPU and no GPU per node, so that two jobs land on two
+nodes and a GPU job has nowhere to go. The harness's faulty plugins (`faulty`) are on the
+nodes' ``PYTHONPATH``, so a crash and a hang can be planted in jobs that run on the cluster.
+Skipped where Ray is not installed; tox's ``ray`` env installs it, so the skip never hides
+these tests in CI.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
-from faulty import CRASHERS, SMALL, harness_cli, inner_of, install
+from faulty import CRASHERS, PIDS_ENV, SMALL, harness_cli, inner_of, install, pids_of, wait_gone
+
+from harness import files
 
 ray = pytest.importorskip("ray")
 
@@ -34,52 +43,74 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ray_cli(*args: str, env: dict) -> None:
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "ray"), *args],
+def ray_start(*args: str, env: dict) -> int:
+    """``ray start ARGS`` in a process group of its own, which the node's processes stay in
+    (Ray starts them without a session of their own): the group's id."""
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", *args],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=300,
+        start_new_session=True,
     )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-4000:]
+    return proc.pid
+
+
+def end_groups(pgids: list[int]) -> list[int]:
+    """SIGTERM the process groups, then SIGKILL what is left of them: those not gone. (Not
+    ``ray stop``: that ends every Ray process of this user on the machine, other clusters'
+    too.)"""
+
+    def gone(pgid: int) -> bool:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    for signum, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 30)):
+        for pgid in pgids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signum)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not all(map(gone, pgids)):
+            time.sleep(0.1)
+        pgids = [g for g in pgids if not gone(g)]
+    return pgids
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, registry):
-    """(address, env): a head node and a worker node, one CPU each, with faulty plugins."""
+    """(address, env): a head node and a worker node, one CPU each, with faulty plugins; the
+    hanging backend with a helper writes its pids to the file named by env's $FAULTY_PIDS."""
     inner = inner_of(registry)
     if inner is None:
         pytest.skip("neither autograd nor jax is installed")
     faulty = tmp_path_factory.mktemp("faulty")
-    env = install(faulty, inner, {"segv": CRASHERS["segv"], "hang": CRASHERS["hang"]})
+    planted = {name: CRASHERS[name] for name in ("segv", "hang", "helper")}
+    env = install(faulty, inner, {**planted, "honest": "Wrapper"})
+    env[PIDS_ENV] = str(faulty / "pids")  # the nodes' processes inherit it from 'ray start'
     env["HARNESS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Every process of the cluster, and each driver, authenticates with the same token.
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
-    temp = Path("/tmp") / f"ray-harness-{os.getpid()}"  # Ray's socket paths must stay short
+    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray's socket paths must stay short
     port = free_port()
     address = f"127.0.0.1:{port}"
     common = ["--num-cpus", "1", "--num-gpus", "0", "--disable-usage-stats"]
+    groups = []
     try:
-        ray_cli(
-            "start",
-            "--head",
-            "--port",
-            str(port),
-            "--temp-dir",
-            str(temp),
-            "--include-dashboard=false",
-            *common,
-            env=env,
-        )
-        ray_cli("start", "--address", address, *common, env=env)
+        head = ["--head", "--port", str(port), "--temp-dir", str(temp), "--include-dashboard=false"]
+        groups.append(ray_start(*head, *common, env=env))
+        groups.append(ray_start("--address", address, *common, env=env))
         yield address, env
     finally:
-        subprocess.run(
-            [str(Path(sys.executable).parent / "ray"), "stop", "--force"], env=env, capture_output=True
-        )
+        left = end_groups(groups)
         shutil.rmtree(temp, ignore_errors=True)
+        assert not left, f"processes of the cluster's groups {left} outlived SIGKILL"
 
 
 def comparable(checks: list[dict]) -> list[dict]:
@@ -103,28 +134,36 @@ SPREAD = """
 import json, sys
 import ray
 from harness import plugins, runner
-address, names = sys.argv[1], sys.argv[2:]
+address, tests, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+sys.path.insert(0, tests)
+from fakes import DoNothing, plugin_of
+registry = plugins.load(extra=[("in-process", plugin_of(DoNothing()))])
 plan = (("tanh",), ("float64",), ("eager",), ("reverse",), None, (1,))
-jobs = [runner.Job("validate", n, *plan) for n in names]
-outcomes = runner.run(jobs, plugins.load(), executor="ray", address=address)
+jobs = [runner.Job("validate", n, *plan) for n in [*names, DoNothing.name]]
+outcomes = runner.run(jobs, registry, executor="ray", address=address, parallel=3)
+timed = runner.run(
+    [runner.Job("benchmark", n, profile="quick") for n in names],
+    registry, executor="ray", address=address, parallel=3,
+)
 ray.init(address=address, log_to_driver=False, configure_logging=False)
 alive = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
 print(json.dumps({
     "outcomes": [[o.finished, o.failure, [c.status for c in o.results], o.node] for o in outcomes],
+    "timed": [[o.finished, o.failure, len(o.results), o.node] for o in timed],
     "alive": alive,
 }))
 """
 
 
-def test_jobs_are_spread_over_both_nodes(cluster, installed, tmp_path):
+def test_jobs_are_spread_over_both_nodes_and_in_process_plugins_run_here(cluster, registry, tmp_path):
     """Two jobs, one CPU per node: each runs on a node of its own, and says which (driven
-    through `runner.run`, in a process of its own that authenticates like the cluster's)."""
+    through `runner.run`, in a process of its own that authenticates like the cluster's). A
+    third job's backend is registered in that process, so no node could load it: it runs
+    there, as the local executor runs it. Benchmark jobs run in turn on one node instead."""
     address, env = cluster
-    names = [e.name for e in installed if e.name in ("autograd", "torch", "jax")][:2]
-    if len(names) < 2:
-        pytest.skip("two of autograd, torch and jax are needed")
+    names = [inner_of(registry)[0], "honest"]  # honest: that backend renamed, installed on the nodes
     done = subprocess.run(
-        [sys.executable, "-c", SPREAD, address, *names],
+        [sys.executable, "-c", SPREAD, address, str(Path(__file__).parent), *names],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -133,11 +172,16 @@ def test_jobs_are_spread_over_both_nodes(cluster, installed, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    for finished, failure, statuses, _ in report["outcomes"]:
+    *on_nodes, (finished, failure, statuses, node) = report["outcomes"]
+    assert finished and failure is None and statuses and node is None, report  # ran here
+    for finished, failure, statuses, _ in on_nodes:
         assert finished and failure is None and statuses and set(statuses) == {"pass"}, report
-    nodes = [node.split()[1] for *_, node in report["outcomes"]]
+    nodes = [node.split()[1] for *_, node in on_nodes]
     assert len(set(nodes)) == 2, nodes
     assert {n[:12] for n in report["alive"]} >= set(nodes)
+    for finished, failure, timed, _ in report["timed"]:
+        assert finished and failure is None and timed, report
+    assert len({node.split()[1] for *_, node in report["timed"]}) == 1, report["timed"]
 
 
 def test_a_crash_and_a_hang_on_the_cluster_are_classified_as_here(cluster, tmp_path):
@@ -169,6 +213,21 @@ def test_a_crash_and_a_hang_on_the_cluster_are_classified_as_here(cluster, tmp_p
         assert [c["order"] for c in run.of(name) if c is not record and c["status"] == "pass"], run
 
 
+def test_a_backend_the_nodes_lack_is_that_jobs_error(cluster, registry, tmp_path):
+    """A backend installed where the driver runs but on no node: its job is an ``exception``
+    record that says so, not a crash."""
+    address, env = cluster
+    only_here = tmp_path / "only-here"
+    install(only_here, inner_of(registry), {"only-here": "Wrapper"}, distribution="only_here")
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(only_here), env["PYTHONPATH"]])}
+    args = ["-b", "only-here", *SMALL, "--format", "json", "--executor", "ray", "--address", address]
+    run = harness_cli("validate", *args, env=env, cwd=tmp_path, timeout=600)
+    assert run.code == 1, run
+    [record] = run.of("only-here")
+    assert (record["status"], record["classification"]) == ("error", "exception"), record
+    assert "backend only-here is not installed on Ray node" in record["message"], record
+
+
 def test_compare_runs_its_quick_benchmark_on_the_cluster(cluster, tmp_path):
     address, env = cluster
     out = tmp_path / "run.json"
@@ -195,18 +254,136 @@ def test_compare_runs_its_quick_benchmark_on_the_cluster(cluster, tmp_path):
     assert all(b["extra_info"]["validated"] for b in saved["benchmarks"])
 
 
+def interrupt(args: list[str], env: dict, cwd: Path, pids: Path, signum: int, group: bool):
+    """Start ``python -m harness ARGS`` (its own process group, as from a terminal) streaming
+    JSON lines; once the hanging backend's helper runs on its node and the honest backend's
+    checks have come back, send ``signum`` to the group (Ctrl-C) or to the driver alone."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # As in a terminal: a command started in the background by a non-interactive shell (a CI
+        # script's `cmd &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 300  # a safety net, not a race: it only waits
+        while (len(pids_of(pids)) < 2 or not lines) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(pids_of(pids)) == 2 and lines, ("the jobs never got that far", lines, proc.poll())
+        time.sleep(1.0)  # the rest of the honest job's lines (replayed together)
+        (os.killpg if group else os.kill)(proc.pid, signum)
+        err = proc.stderr.read()
+        proc.wait(timeout=120)
+        reader.join(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, [json.loads(line) for line in lines], err
+
+
+@pytest.mark.parametrize(("signum", "group"), [(signal.SIGINT, True), (signal.SIGTERM, False)])
+def test_an_interrupt_cancels_the_tasks_and_keeps_what_finished(cluster, tmp_path, signum, group):
+    """As locally (tests/test_runner.py): the exit code, what finished kept, and the hanging
+    job's child and its helper ended on their node (the task is interrupted there, and its
+    runner ends the job's process group, helper and all)."""
+    address, env = cluster
+    pids = Path(env[PIDS_ENV])
+    pids.unlink(missing_ok=True)
+    env = {**env, files.FALLBACK_ENV: str(tmp_path / "kept")}
+    args = ["validate", "-b", "honest,helper", *SMALL, "--format", "jsonl", "--executor", "ray"]
+    code, streamed, err = interrupt([*args, "--address", address], env, tmp_path, pids, signum, group)
+    assert code == 128 + signum, (code, streamed, err)
+    assert "Traceback" not in err, err
+    assert wait_gone(pids_of(pids).values()) == [], "the hanging job's child or helper outlived it"
+    [line] = [ln for ln in err.splitlines() if ln.startswith("interrupted:")]
+    match = re.fullmatch(r"interrupted: (\d+) checks finished, kept in (.+)", line)
+    assert match, line
+    kept = json.loads(Path(match[2]).read_text())
+    assert kept["interrupted"] == signal.Signals(signum).name
+    own = [c for c in kept["checks"] if not c["oracle"].startswith("agreement")]
+    assert own == [c for c in streamed if not c["oracle"].startswith("agreement")]
+    assert len(own) == int(match[1]) > 0
+    assert {c["backend"] for c in own} == {"honest"}  # the hanging job has no record: interrupted
+
+
+def test_a_job_no_node_can_take_is_refused_before_anything_runs(cluster, tmp_path):
+    """No node has a GPU: Ray would keep a cuda job waiting forever; the harness says so."""
+    address, env = cluster
+    args = ["-b", "autograd", "-p", "tanh", "-o", "1", "--device", "cuda:0", "--executor", "ray"]
+    run = harness_cli("validate", *args, "--address", address, env=env, cwd=tmp_path, timeout=300)
+    assert run.code == 2, run
+    assert "autograd on cuda:0 needs 1 CPU and 1 GPU on one node" in run.stderr, run
+    assert "its nodes: 1 CPU, 0 GPU; 1 CPU, 0 GPU" in run.stderr, run
+
+
+@pytest.fixture
+def not_ray(tmp_path):
+    """HOST:PORT of a server that answers, but is not Ray (an HTTP server's reply)."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed
+                return
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    threading.Thread(target=answer, daemon=True).start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--address", "127.0.0.1:1"], "--address names a Ray cluster"),
         (["--executor", "ray", "--no-isolate"], "leave out --no-isolate"),
         (["--executor", "ray", "--address", "127.0.0.1:1"], "no Ray cluster at 127.0.0.1:1"),
+        (["--executor", "ray", "--address", "ray://127.0.0.1:1"], "is not the head node's HOST:PORT"),
+        (["--executor", "ray", "--address", "NOT_RAY"], "something answers there, but not a Ray head"),
     ],
 )
-def test_executor_usage_errors(args, message, tmp_path):
+def test_executor_usage_errors(args, message, tmp_path, not_ray):
+    """Each a usage error before anything runs, named (an address that answers but is not Ray
+    too: Ray itself would retry it for many minutes)."""
     env = dict(os.environ, HARNESS_CACHE_DIR=str(tmp_path / "cache"))
+    args = [not_ray if a == "NOT_RAY" else a for a in args]
     run = harness_cli(
         "validate", "-b", "autograd", "-p", "tanh", "-o", "1", *args, env=env, cwd=tmp_path, timeout=300
     )
     assert run.code == 2, run
     assert message in run.stderr, run
+    assert "Traceback" not in run.stderr, run
+
+
+def test_a_ray_address_from_the_environment_is_probed_too(tmp_path):
+    env = dict(os.environ, HARNESS_CACHE_DIR=str(tmp_path / "cache"), RAY_ADDRESS="127.0.0.1:1")
+    args = ["-b", "autograd", "-p", "tanh", "-o", "1", "--executor", "ray"]
+    run = harness_cli("validate", *args, env=env, cwd=tmp_path, timeout=300)
+    assert run.code == 2, run
+    assert "no Ray cluster at 127.0.0.1:1 (RAY_ADDRESS)" in run.stderr, run
+
+
+def test_without_ray_installed_the_executor_is_a_usage_error(tmp_path):
+    """A ``ray`` package that fails to import stands in for a missing Ray."""
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
+    env = dict(os.environ, HARNESS_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path))
+    run = harness_cli(
+        "validate", "-b", "autograd", "-p", "tanh", "-o", "1", "--executor", "ray", env=env, cwd=tmp_path
+    )
+    assert run.code == 2, run
+    message = "--executor ray needs Ray, which is not installed: pip install 'gradient-harness[ray]'"
+    assert message in run.stderr, run
+    assert "Traceback" not in run.stderr, run

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from faulty import PIDS_ENV, harness_cli, inner_of, install
+from faulty import PIDS_ENV, harness_cli, inner_of, install, pids_of, wait_gone
 
 from harness import cli, files, plugins, runner
 
@@ -37,35 +37,6 @@ def hanging(tmp_path_factory, registry) -> tuple[dict, Path]:
     path = tmp_path_factory.mktemp("hanging")
     env = install(path, inner, {"helper": "HangWithHelper", "honest": "Wrapper"})
     return env, path
-
-
-def pids_of(path: Path) -> dict[str, int]:
-    if not path.exists():
-        return {}
-    return {role: int(pid) for role, pid in (line.split() for line in path.read_text().splitlines())}
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie waiting to be reaped by init counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        os.kill(pid, 0)
-        return True
-
-
-def wait_gone(pids, within: float = 30.0) -> list[int]:
-    """The pids still alive after up to ``within`` s (killed processes take a moment to go)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        left = [p for p in pids if alive(p)]
-        if not left:
-            return []
-        time.sleep(0.1)
-    return [p for p in pids if alive(p)]
 
 
 # --- Time limits ------------------------------------------------------------------------------------
