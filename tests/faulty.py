@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -276,6 +278,34 @@ def harness_cli(*args: str, env: dict, cwd: Path, timeout: float = 120) -> Run:
         timeout=timeout,
     )
     return Run(result.returncode, result.stdout, result.stderr)
+
+
+def harness_in_terminal(args: list[str], env: dict, cwd: Path) -> subprocess.Popen:
+    """``python -m harness ARGS`` started as a terminal starts it, to be interrupted: leading its
+    own process group (Ctrl-C reaches the group), SIGINT at its default disposition (a command
+    started in the background by a non-interactive shell, a CI script's ``cmd &``, inherits it
+    ignored, and Python then never raises KeyboardInterrupt), stdout and stderr piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def kept_on_interrupt(err: str, signum: int) -> tuple[list[dict], int]:
+    """The checks an interrupted run kept, read from the file its ``interrupted:`` line on
+    stderr names, and the count that line gives; the file must name the signal."""
+    [line] = [ln for ln in err.splitlines() if ln.startswith("interrupted:")]
+    match = re.fullmatch(r"interrupted: (\d+) checks finished, kept in (.+)", line)
+    assert match, line
+    kept = json.loads(Path(match[2]).read_text())
+    assert kept["interrupted"] == signal.Signals(signum).name
+    return kept["checks"], int(match[1])
 
 
 def pids_of(path: Path) -> dict[str, int]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -26,7 +25,18 @@ import time
 from pathlib import Path
 
 import pytest
-from faulty import CRASHERS, PIDS_ENV, SMALL, harness_cli, inner_of, install, pids_of, wait_gone
+from faulty import (
+    CRASHERS,
+    PIDS_ENV,
+    SMALL,
+    harness_cli,
+    harness_in_terminal,
+    inner_of,
+    install,
+    kept_on_interrupt,
+    pids_of,
+    wait_gone,
+)
 
 from harness import files
 
@@ -258,18 +268,7 @@ def interrupt(args: list[str], env: dict, cwd: Path, pids: Path, signum: int, gr
     """Start ``python -m harness ARGS`` (its own process group, as from a terminal) streaming
     JSON lines; once the hanging backend's helper runs on its node and the honest backend's
     checks have come back, send ``signum`` to the group (Ctrl-C) or to the driver alone."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", *args],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        # As in a terminal: a command started in the background by a non-interactive shell (a CI
-        # script's `cmd &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    proc = harness_in_terminal(args, env, cwd)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
@@ -304,14 +303,10 @@ def test_an_interrupt_cancels_the_tasks_and_keeps_what_finished(cluster, tmp_pat
     assert code == 128 + signum, (code, streamed, err)
     assert "Traceback" not in err, err
     assert wait_gone(pids_of(pids).values()) == [], "the hanging job's child or helper outlived it"
-    [line] = [ln for ln in err.splitlines() if ln.startswith("interrupted:")]
-    match = re.fullmatch(r"interrupted: (\d+) checks finished, kept in (.+)", line)
-    assert match, line
-    kept = json.loads(Path(match[2]).read_text())
-    assert kept["interrupted"] == signal.Signals(signum).name
-    own = [c for c in kept["checks"] if not c["oracle"].startswith("agreement")]
+    kept, count = kept_on_interrupt(err, signum)
+    own = [c for c in kept if not c["oracle"].startswith("agreement")]
     assert own == [c for c in streamed if not c["oracle"].startswith("agreement")]
-    assert len(own) == int(match[1]) > 0
+    assert len(own) == count > 0
     assert {c["backend"] for c in own} == {"honest"}  # the hanging job has no record: interrupted
 
 

@@ -21,7 +21,16 @@ import time
 from pathlib import Path
 
 import pytest
-from faulty import PIDS_ENV, harness_cli, inner_of, install, pids_of, wait_gone
+from faulty import (
+    PIDS_ENV,
+    harness_cli,
+    harness_in_terminal,
+    inner_of,
+    install,
+    kept_on_interrupt,
+    pids_of,
+    wait_gone,
+)
 
 from harness import cli, files, plugins, runner
 
@@ -81,18 +90,7 @@ def test_a_hang_with_a_helper_is_a_timeout_within_the_limit_and_leaves_nothing(h
 def interrupt(command: list[str], env: dict, cwd: Path, pids: Path, signum: int, group: bool):
     """Start ``python -m harness COMMAND`` as a terminal would (its own process group), wait until
     the hanging backend's helper runs, send ``signum`` to the group (Ctrl-C) or the parent alone."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", *command],
-        env={**env, PIDS_ENV: str(pids)},
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        # As in a terminal: a command started in the background by a non-interactive shell (a CI
-        # script's `cmd &`) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    proc = harness_in_terminal(command, {**env, PIDS_ENV: str(pids)}, cwd)
     try:
         deadline = time.monotonic() + 300  # a safety net, not a race: it only waits
         while len(pids_of(pids)) < 2 and proc.poll() is None and time.monotonic() < deadline:
@@ -149,16 +147,12 @@ def test_an_interrupt_ends_every_process_and_keeps_what_finished(hanging, tmp_pa
     assert "Traceback" not in err, err
     assert wait_gone(pids_of(pids).values()) == [], "a child or helper outlived the interrupt"
     if command[0] == "validate":
-        [line] = [ln for ln in err.splitlines() if ln.startswith("interrupted:")]
-        match = re.fullmatch(r"interrupted: (\d+) checks finished, kept in (.+)", line)
-        assert match, line
-        kept = json.loads(Path(match[2]).read_text())
-        assert kept["interrupted"] == signal.Signals(signum).name
-        own = [c for c in kept["checks"] if not c["oracle"].startswith("agreement")]
-        assert len(own) == int(match[1])
-        assert {c["backend"] for c in kept["checks"]} <= {"honest"}
+        kept, count = kept_on_interrupt(err, signum)
+        own = [c for c in kept if not c["oracle"].startswith("agreement")]
+        assert len(own) == count
+        assert {c["backend"] for c in kept} <= {"honest"}
         if "--format" in command:
-            assert json.loads(out)["checks"] == kept["checks"]  # the report of what finished
+            assert json.loads(out)["checks"] == kept  # the report of what finished
     else:  # nothing was timed: nothing saved, and the message says why
         assert "no case was timed, so no run is saved" in err, err
         assert not (tmp_path / "kept").exists() or not list((tmp_path / "kept").iterdir())
