@@ -1,8 +1,8 @@
 """What machine a run was measured on: CPU and GPU models, framework versions, copy bandwidth.
 
 The bandwidth is measured, not looked up: the best of several large array
-copies (bytes read plus bytes written, over the time). It is the physical
-bound that memory-bound benchmarks are divided by.
+copies on every core at once (bytes read plus bytes written, over the time). It
+is the physical bound that memory-bound benchmarks are divided by.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import platform
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -33,14 +34,25 @@ COPY_BYTES = 256 * 2**20
 
 
 def host_copy_bandwidth(nbytes: int = COPY_BYTES, repeats: int = 5) -> float:
-    """Best host-memory copy rate in bytes/s (numpy ``copyto`` of ``nbytes``: read + write)."""
+    """Best host-memory copy rate in bytes/s (read + write), every core this process may use
+    copying its own slice at once, as a multithreaded kernel does (STREAM's copy, with numpy's
+    ``copyto``, which releases the GIL). One thread alone reaches about half the machine's rate
+    on a 2-core Xeon (10.7 against 20.2 GB/s, measured), and two-threaded kernels then showed
+    170% of that "bound"."""
     src = np.ones(nbytes // 8)
     dst = np.empty_like(src)
-    best = float("inf")
-    for _ in range(repeats):
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    edges = np.linspace(0, src.size, cores + 1).astype(int)
+    slices = [(dst[a:b], src[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+    def copy() -> float:
         started = time.perf_counter()
-        np.copyto(dst, src)
-        best = min(best, time.perf_counter() - started)
+        list(pool.map(lambda pair: np.copyto(*pair), slices))
+        return time.perf_counter() - started
+
+    with ThreadPoolExecutor(cores) as pool:
+        copy()  # starts the threads and touches every page
+        best = min(copy() for _ in range(repeats))
     return 2 * src.nbytes / best
 
 

@@ -57,6 +57,15 @@ PROFILES: dict[str, dict[str, Any]] = {
         "latency": [1, 2, 3],
         "budget": 0.3,
     },
+    # the logistic gradient against the data's width D, N x D fixed at 64M floats (256 MB in
+    # float32): what the memory layout does to each engine's X @ W and X.T @ r
+    "width": {
+        "logistic": [(4_000_000, 16), (2_000_000, 32), (1_000_000, 64), (500_000, 128)],
+        "points": [],
+        "orders": [],
+        "latency": [],
+        "budget": 0.3,
+    },
     # the cost-against-order study: every strategy and mode, orders 1-10, float64
     "scaling": {
         "logistic": [],
