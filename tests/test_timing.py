@@ -273,7 +273,7 @@ def test_measure_seconds_per_call():
     assert all(2e-3 <= t < 0.5 for t in times)  # per call, not per round of two
 
 
-# --- run ------------------------------------------------------------------------------------------
+# --- machine --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("cores", [1, 3])
@@ -296,6 +296,9 @@ def test_the_copy_bandwidth_copies_the_whole_array_on_every_core_at_once(monkeyp
         rounds = copied[start : start + cores]
         assert sum(size for size, _ in rounds) == 3 * 2**20 // 8
     assert threading.main_thread().name not in {name for _, name in copied}
+
+
+# --- run ------------------------------------------------------------------------------------------
 
 
 def test_run_round_trips_through_compare_load(fast, quick_machine, tmp_path):
