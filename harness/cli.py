@@ -19,24 +19,17 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from harness import (
-    __version__,
-    compare,
-    expected,
-    files,
-    plugins,
-    progress,
-    ray_executor,
-    report,
-    results,
-    runner,
-    scale,
-    timing,
-    validate,
-)
+from harness import __version__, expected, plugins, progress
 from harness import devices as harness_devices
+from harness.benchmark import timing
+from harness.distributed import scale
+from harness.execution import ray_executor, runner
 from harness.hookspecs import DTYPES, MODES, STRATEGIES
 from harness.plugins import UsageError
+from harness.results import compare, files, runs
+from harness.validation import report
+from harness.validation.checks import STATUSES, Check
+from harness.validation.checks import agreement as agreement_checks
 
 MAX_ORDER = 30
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -479,7 +472,7 @@ def cmd_validate(args) -> int:
     ]
     stream = args.format == "jsonl" and not args.output
 
-    def emit(check: validate.Check) -> None:
+    def emit(check: Check) -> None:
         if stream:
             print(json.dumps(check.to_json(), allow_nan=False), flush=True)
 
@@ -496,7 +489,7 @@ def cmd_validate(args) -> int:
         for o in outcomes
         for c in o.results + ([_failure_check(registry.backends[o.job.backend], o)] if o.failure else [])
     ]
-    agreement = list(validate.agreement(checks)) if args.agreement else []
+    agreement = list(agreement_checks(checks)) if args.agreement else []
     for check in agreement:
         emit(check)
     checks += agreement
@@ -558,10 +551,10 @@ def _tuple(values) -> tuple | None:
     return tuple(values) if values else None
 
 
-def _failure_check(entry: plugins.BackendEntry, outcome: runner.Outcome) -> validate.Check:
+def _failure_check(entry: plugins.BackendEntry, outcome: runner.Outcome) -> Check:
     """The one ``error`` check that says a job's process crashed, timed out or failed."""
     classification, message = outcome.failure
-    return validate.Check(
+    return Check(
         entry.name,
         entry.version,
         "-",
@@ -584,7 +577,7 @@ def _validation_text(checks, surprises, unavailable, errors, elapsed, failed) ->
     parts += [f"surprise: {s}" for s in surprises]
     parts += [f"unavailable: {name}: {why}" for name, why in unavailable.items()]
     parts += [f"broken {e}" for e in errors]
-    counts = {s: sum(c.status == s for c in checks) for s in validate.STATUSES}
+    counts = {s: sum(c.status == s for c in checks) for s in STATUSES}
     known = sum(c.expected for c in checks)
     parts.append(
         ", ".join(f"{n} {s}" for s, n in counts.items())
@@ -661,15 +654,15 @@ def _benchmark_here(args, registry) -> tuple[dict | None, bool, runner.Interrupt
         print(f"error: no case was timed, so no run is saved: {why}", file=sys.stderr)
         return None, True, interrupted
     machine = next((o.machine for o in outcomes if o.machine), {})
-    return results.document(benchmarks, machine), failed, interrupted
+    return runs.document(benchmarks, machine), failed, interrupted
 
 
 def cmd_compare(args) -> int:
     folder = Path(args.results)
     try:
         stat, threshold = compare.parse_threshold(args.fail_on)
-        paths = results.resolve(args.runs, folder)
-        base_path = results.resolve([args.baseline], folder)[0] if args.baseline else None
+        paths = runs.resolve(args.runs, folder)
+        base_path = runs.resolve([args.baseline], folder)[0] if args.baseline else None
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from None
     _check_destination(args.plot, folder=True)
@@ -678,13 +671,13 @@ def cmd_compare(args) -> int:
         if args.save:
             _check_destination(folder, folder=True)
     failed = False
-    rows: list[results.Row] = []
+    rows: list[runs.Row] = []
     if not paths:
         registry = plugins.load()
         run, failed, interrupted = _benchmark_here(args, registry)
         if run is None:
             return interrupted.exit_code if interrupted else EXIT_FAIL
-        text = results.text(run)
+        text = runs.text(run)
         if interrupted:
             kept, _ = files.deliver(files.fallback_path("compare"), text, "compare", overwrite=False)
             print(
@@ -696,7 +689,7 @@ def cmd_compare(args) -> int:
             if args.run_to:
                 code = _deliver(args.run_to, text, "compare", code)
             if args.save:
-                name = folder / results.file_name(args.profile)
+                name = folder / runs.file_name(args.profile)
                 where, why = files.deliver(name, text, "compare", overwrite=False)
                 if why:
                     print(
@@ -708,14 +701,14 @@ def cmd_compare(args) -> int:
                 paths = [where]
             else:
                 with tempfile.TemporaryDirectory() as scratch:  # read back as a saved run would be
-                    rows += results.load(files.write_text(Path(scratch) / f"{args.profile}.json", text))
+                    rows += runs.load(files.write_text(Path(scratch) / f"{args.profile}.json", text))
             failed = failed or code != EXIT_OK
     else:
         interrupted = None
     for path in paths:
         try:
-            rows += results.load(path)
-        except results.RunError as exc:
+            rows += runs.load(path)
+        except runs.RunError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True
     if rows:
@@ -737,8 +730,8 @@ def cmd_compare(args) -> int:
             print(f"wrote {path}", file=sys.stderr)
     if base_path is not None:
         try:
-            slower = compare.regressions(rows, results.load(base_path), stat, threshold)
-        except results.RunError as exc:
+            slower = compare.regressions(rows, runs.load(base_path), stat, threshold)
+        except runs.RunError as exc:
             raise UsageError(f"baseline {exc}") from None
         for line in slower:
             print(f"REGRESSION {line}", file=sys.stderr)
@@ -801,11 +794,11 @@ def cmd_scale(args) -> int:
         return code
     from harness import machine
 
-    text = results.text(results.document(timed, machine.info()))
+    text = runs.text(runs.document(timed, machine.info()))
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "scale.json"
         if args.save:
-            name = Path(args.results) / results.file_name("scale")
+            name = Path(args.results) / runs.file_name("scale")
             path, why = files.deliver(name, text, "scale", overwrite=False)
             if why:
                 print(f"error: could not write {name} ({why}); the run is kept in {path}", file=sys.stderr)
@@ -815,7 +808,7 @@ def cmd_scale(args) -> int:
         else:
             files.write_text(path, text)
         if args.plot:
-            for written in compare.plot(results.load(path), Path(args.plot)):
+            for written in compare.plot(runs.load(path), Path(args.plot)):
                 print(f"wrote {written}", file=sys.stderr)
     return code
 

@@ -22,7 +22,8 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import suppress
 from pathlib import Path
 
-from harness import files, machine, plugins
+from harness import machine, plugins
+from harness.results import files
 
 CACHE_ENV = "HARNESS_CACHE_DIR"
 """Folder of the device cache (default ~/.cache/gradient-harness)."""

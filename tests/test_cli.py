@@ -9,8 +9,10 @@ import pytest
 from fakes import Raising, Wrapper, plugin_of
 
 import harness
-from harness import cli, plugins, validate
+from harness import cli, plugins
 from harness.strategies import derivative
+from harness.validation import checks as validate
+from harness.validation import tolerances
 
 SMALL = ["-p", "tanh", "-o", "1-2", "--dtype", "float64"]
 FIELDS = (
@@ -80,7 +82,7 @@ def test_validate_json_records(capsys, fast):
         assert len(record["value"]) == len(record["reference"]) == 8  # tanh's eight points
         gaps = [abs(v - r) for v, r in zip(record["value"], record["reference"], strict=True)]
         assert record["max_abs_err"] == pytest.approx(max(gaps), rel=1e-12, abs=1e-300)
-        rtol = validate.tolerance("float64", record["order"])
+        rtol = tolerances.tolerance("float64", record["order"])
         if record["oracle"] == "self-consistency":  # against a finite difference
             rtol = max(rtol, validate.FD_RTOL)
         elif record["oracle"].startswith("agreement:"):  # allows the error of both sides
@@ -291,7 +293,7 @@ def test_tolerances(capsys):
     assert cli.main(["tolerances"]) == cli.EXIT_OK
     out = capsys.readouterr().out
     assert "float64" in out and "float32" in out
-    assert f"{validate.tolerance('float64', 1):.0e}" in out  # float64's order-1 tolerance
+    assert f"{tolerances.tolerance('float64', 1):.0e}" in out  # float64's order-1 tolerance
 
 
 def test_version(capsys):

@@ -20,10 +20,13 @@ import pytest
 from pytest_benchmark.stats import Stats
 
 import harness
-from harness import cli, compare, files, machine, plugins, problems, results, timing
+from harness import cli, machine, plugins, problems
+from harness.benchmark import timing
+from harness.benchmark.timing import Case
+from harness.results import compare, files
+from harness.results import runs as results
 from harness.strategies import derivative
 from harness.target import Target
-from harness.timing import Case
 
 PNG = b"\x89PNG\r\n\x1a\n"
 PROBLEMS = {p.name: p for p in problems.BUILTIN}

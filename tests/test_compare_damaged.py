@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_compare import CASES, REMEDY, compare_cli, save, synthetic
 
-from harness import results
+from harness.results import runs as results
 
 BENCHMARK = 1
 """The benchmark the tests damage (the second: its neighbours are good)."""

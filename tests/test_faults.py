@@ -17,7 +17,8 @@ import pytest
 from faulty import CRASHERS, PLANTED_MESSAGE, SMALL, Run, common_source, harness_cli, inner_of, install
 
 import harness
-from harness import plugins, validate
+from harness import plugins
+from harness.validation import checks as validate
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from harness import files, results
+from harness.results import files
+from harness.results import runs as results
 
 ROWS = 60_000
 """The killed writer's JSON is ROWS strings of 1000 characters: about 60 MB."""
 
 WRITER = textwrap.dedent(f"""
     import sys
-    from harness import files
+    from harness.results import files
     files.write_json(sys.argv[1], {{"rows": ["x" * 1000] * {ROWS}}})
 """)
 

@@ -9,7 +9,8 @@ import statistics
 
 import pytest
 
-from harness import problems, timing
+from harness import problems
+from harness.benchmark import timing
 from harness.target import Target
 
 torch = pytest.importorskip("torch")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import results
+from harness.results import runs as results
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "gpu-run.sh"
 

@@ -15,7 +15,8 @@ import pytest
 from fakes import Raising, Wrapper, plugin_of
 
 import harness
-from harness import cli, plugins, problems, runner
+from harness import cli, plugins, problems
+from harness.execution import runner
 from harness.strategies import derivative
 
 SMALL = ["-p", "tanh", "-o", "1-2", "--dtype", "float64"]

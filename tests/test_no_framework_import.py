@@ -45,8 +45,9 @@ def imported(result: subprocess.CompletedProcess) -> list[str]:
 
 def test_importing_and_loading_imports_no_framework():
     result = python("""
-        import harness, harness.plugins, harness.cli, harness.validate, harness.oracles
-        import harness.problems, harness.strategies, harness.report, harness.files, harness.pytree
+        import harness, harness.plugins, harness.cli, harness.validation.checks, harness.oracles
+        import harness.problems, harness.strategies, harness.validation.report
+        import harness.results.files, harness.pytree
         import harness.target, harness.hookspecs
         import backends.jax, backends.torch, backends.autograd, backends.tensorflow
         registry = harness.plugins.load()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import oracles, problems, validate
+from harness import oracles, problems
 from harness.target import Target
+from harness.validation import tolerances
 
 NOTEBOOK = problems.NOTEBOOK
 PRINTED_TANH = {1: 0.070650816, 2: -0.13621868, 3: 0.25265405}  # In [2], In [3]
@@ -30,7 +31,7 @@ PROBLEMS = {p.name: p for p in problems.BUILTIN}
 def close_to_printed(value, printed, order: int = 1) -> bool:
     """Within the float32 tolerance for ``order`` (the same rule validate uses)."""
     value, printed = np.asarray(value, np.float64), np.asarray(printed, np.float64)
-    rtol = validate.tolerance("float32", order)
+    rtol = tolerances.tolerance("float32", order)
     scale = np.max(np.abs(printed))
     return bool(np.all(np.abs(value - printed) <= rtol * (np.abs(printed) + scale)))
 
@@ -75,7 +76,9 @@ def test_cubic_derivatives_are_exact(entry, dtype):
         printed = {n: v for n, v in PRINTED_CUBIC.items() if n in got}
         assert len(printed) >= 3, (strategy, got)  # at least the notebook's first three
         if strategy == "taylor":
-            assert all(abs(got[n] - v) <= validate.tolerance(dtype, n) * 10 for n, v in printed.items()), got
+            assert all(abs(got[n] - v) <= tolerances.tolerance(dtype, n) * 10 for n, v in printed.items()), (
+                got
+            )
         else:
             assert got == printed, strategy
 

@@ -21,9 +21,10 @@ import pytest
 from fakes import Wrapper, plugin_of
 
 import harness
-from harness import hookspecs, plugins, validate
+from harness import hookspecs, plugins
 from harness.plugins import PluginError
 from harness.strategies import derivative
+from harness.validation import checks as validate
 
 PROBLEMS = ("tanh", "logistic-notebook")
 ORDERS = (1, 2, 3)

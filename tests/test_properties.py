@@ -21,8 +21,10 @@ from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from harness import cli, expected, oracles, plugins, problems, pytree, validate
+from harness import cli, expected, oracles, plugins, problems, pytree
 from harness.target import Target
+from harness.validation import checks as validate
+from harness.validation import tolerances
 
 BUILTIN = ("jax", "autograd", "torch", "tensorflow")
 SCALAR = ("tanh", "sigmoid", "softplus", "exp-sin", "rational")
@@ -377,7 +379,7 @@ def test_first_derivative_agrees_with_the_mpmath_oracle(backend, name, points):
         points = [0.0, *points]
     value = first_derivative(backend, name, points)
     reference = oracles.mpmath_derivative(PROBLEMS[name].fn, np.asarray(points), 1)
-    assert validate.agrees(value, reference, "float64", 1), (value, reference)
+    assert tolerances.agrees(value, reference, "float64", 1), (value, reference)
 
 
 def test_mpmath_oracle_is_accurate_where_tanh_saturates():
@@ -387,7 +389,7 @@ def test_mpmath_oracle_is_accurate_where_tanh_saturates():
     reference = oracles.mpmath_derivative(PROBLEMS["tanh"].fn, x, 1)
     with mpmath.workdps(60):
         exact = np.array([float(mpmath.sech(mpmath.mpf(50)) ** 2)])
-    assert validate.agrees(reference, exact, "float64", 1), (reference, exact)
+    assert tolerances.agrees(reference, exact, "float64", 1), (reference, exact)
 
 
 NONFINITE = st.sampled_from([math.nan, math.inf, -math.inf])

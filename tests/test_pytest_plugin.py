@@ -10,8 +10,11 @@ import types
 import numpy as np
 
 import harness
-from harness import compare, plugins, results, timing
+from harness import plugins
+from harness.benchmark import timing
 from harness.problems import GradientProblem, ScalarProblem
+from harness.results import compare
+from harness.results import runs as results
 
 
 def softsign(xp, x):

@@ -38,7 +38,7 @@ from faulty import (
     wait_gone,
 )
 
-from harness import files
+from harness.results import files
 
 ray = pytest.importorskip("ray")
 
@@ -143,7 +143,8 @@ def test_validate_on_the_cluster_gives_the_same_checks_as_here(cluster, tmp_path
 SPREAD = """
 import json, sys
 import ray
-from harness import plugins, runner
+from harness import plugins
+from harness.execution import runner
 address, tests, names = sys.argv[1], sys.argv[2], sys.argv[3:]
 sys.path.insert(0, tests)
 from fakes import DoNothing, plugin_of

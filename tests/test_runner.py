@@ -1,4 +1,4 @@
-"""The execution layer (`harness.runner`): time limits that end whole process groups, interrupts
+"""The execution layer (`harness.execution.runner`): time limits that end whole process groups, interrupts
 that leave no process behind, the same checks isolated or not, progress, and destinations.
 
 The hang tests use backends that hang on purpose (`faulty.HangWithHelper` starts a helper
@@ -32,7 +32,9 @@ from faulty import (
     wait_gone,
 )
 
-from harness import cli, files, plugins, runner
+from harness import cli, plugins
+from harness.execution import runner
+from harness.results import files
 
 LIMITS = (5, 20, 80)
 """Time limits tried in turn, until the hanging child got as far as starting its helper."""

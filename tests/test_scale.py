@@ -1,4 +1,4 @@
-"""``python -m harness scale`` (`harness.scale`): every engine validated and timed, planted wrong
+"""``python -m harness scale`` (`harness.distributed.scale`): every engine validated and timed, planted wrong
 reductions that fail, a dead or hung process that becomes an ``error`` record within the time limit
 and leaves no process behind, and scale runs read by ``compare``.
 
@@ -18,8 +18,11 @@ import numpy as np
 import pytest
 from conftest import require
 
-from harness import cli, compare, problems, results, scale
+from harness import cli, problems
+from harness.distributed import scale
 from harness.plugins import UsageError
+from harness.results import compare
+from harness.results import runs as results
 
 SMALL = ["--size", "64x3", "--dtype", "float64", "--format", "json", "-q"]
 LIMITS = (10, 40, 120)

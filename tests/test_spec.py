@@ -9,8 +9,9 @@ import types
 
 import pytest
 
-from harness import hookspecs, plugins, validate
+from harness import hookspecs, plugins
 from harness.hookspecs import REQUIRED_METHODS
+from harness.validation import checks as validate
 
 
 def docstring_example() -> types.ModuleType:

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from conftest import require, tanh_derivative
 
-from harness import problems, validate
+from harness import problems
 from harness.target import Target
+from harness.validation import tolerances
 
 PROBLEMS = {p.name: p for p in problems.BUILTIN}
 POINTS = np.array([-3.0, -0.5, 0.0, 0.5, 2.0])
@@ -35,7 +36,7 @@ def test_nested_derivatives_agree_with_the_closed_form(tf_entry, mode):
     for strategy, orders in (("reverse", 4), ("forward", 3), ("forward-over-reverse", 3)):
         for order in range(1, orders + 1):
             got = target.numpy(target.derivative(PROBLEMS["tanh"], order, strategy)(x))
-            assert validate.agrees(got, tanh_derivative(POINTS, order), "float64", order), (strategy, order)
+            assert tolerances.agrees(got, tanh_derivative(POINTS, order), "float64", order), (strategy, order)
 
 
 def test_deeper_forward_nesting_is_refused_not_attempted(tf_entry):

@@ -19,10 +19,13 @@ import numpy as np
 import pytest
 from fakes import DoNothing, Raising, Wrapper, plugin_of
 
-from harness import compare, files, hookspecs, machine, plugins, problems, results, timing
+from harness import hookspecs, machine, plugins, problems
+from harness.benchmark import timing
+from harness.benchmark.timing import Case
+from harness.results import compare, files
+from harness.results import runs as results
 from harness.strategies import derivative
 from harness.target import Target
-from harness.timing import Case
 
 PROBLEMS = {p.name: p for p in problems.BUILTIN}
 TANH, LOGISTIC = PROBLEMS["tanh"], PROBLEMS["logistic"]

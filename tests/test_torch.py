@@ -16,9 +16,11 @@ import pytest
 from conftest import require, tanh_derivative
 
 from backends.torch import compile_refusal
-from harness import problems, validate
+from harness import problems
 from harness.strategies import nest
 from harness.target import Target
+from harness.validation import checks as validate
+from harness.validation import tolerances
 
 PROBLEMS = {p.name: p for p in problems.BUILTIN}
 POINTS = np.array([-3.0, -0.5, 0.0, 0.5, 2.0])
@@ -104,7 +106,7 @@ def test_compiled_nested_derivatives_agree_with_the_closed_form(torch_entry):
     for strategy, orders in (("reverse", 3), ("forward", 2), ("forward-over-reverse", 2)):
         for order in range(1, orders + 1):
             got = target.numpy(target.derivative(PROBLEMS["tanh"], order, strategy)(x))
-            assert validate.agrees(got, tanh_derivative(POINTS, order), "float64", order), (strategy, order)
+            assert tolerances.agrees(got, tanh_derivative(POINTS, order), "float64", order), (strategy, order)
 
 
 def test_many_nests_of_one_closure_all_stay_compiled(torch_entry, torch):

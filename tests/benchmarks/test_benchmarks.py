@@ -2,14 +2,14 @@
 and on every problem a plugin registers.
 
 Run with ``pytest --benchmark-only`` (or ``tox run -e bench``). The cases, the options and
-the saved run come from the gradient-harness pytest plugin (`harness.pytest_plugin`). Each
+the saved run come from the gradient-harness pytest plugin (`harness.benchmark.pytest_plugin`). Each
 case is validated before it is timed; a wrong result fails the case and is not timed; a
 case the backend does not support (`NotImplementedError`) is skipped with its reason.
 """
 
 import pytest
 
-from harness import timing
+from harness.benchmark import timing
 
 
 def test_benchmark(harness_benchmark, harness_profile, harness_case):

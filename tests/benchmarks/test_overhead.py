@@ -15,7 +15,8 @@ from __future__ import annotations
 from fakes import DoNothing
 
 import harness
-from harness import plugins, problems, timing
+from harness import plugins, problems
+from harness.benchmark import timing
 from harness.target import Target
 
 ROUNDS = 200

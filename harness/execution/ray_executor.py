@@ -1,7 +1,7 @@
-"""Jobs as Ray tasks: `harness.runner`'s isolation, on whichever node of a Ray cluster has room.
+"""Jobs as Ray tasks: `harness.execution.runner`'s isolation, on whichever node of a Ray cluster has room.
 
 Each job becomes one Ray task that runs it exactly as the local executor does, through
-`harness.runner.run` on that node: a child interpreter leading its own process group, the
+`harness.execution.runner.run` on that node: a child interpreter leading its own process group, the
 same time limit, the same crash and timeout classifications, the same pickled events. The
 task returns those events, and the driver replays them into the job's `Outcome`, so a run
 gives the same checks on a cluster as here. What Ray adds is placement: a job asks for one
@@ -84,7 +84,7 @@ class Pool:
                     if in_turn and node is None:
                         node = ran_on
             if sigterm:
-                from harness import runner
+                from harness.execution import runner
 
                 raise runner.Interrupted(signal.SIGTERM)
 
@@ -259,7 +259,7 @@ def _check_placeable(ray, outcomes: list, address: str | None) -> None:
 
 def _finish(ray, outcome, ref, listen) -> str | None:
     """Fill ``outcome`` in from its task's report: the id of the node it ran on, if known."""
-    from harness import runner
+    from harness.execution import runner
 
     try:
         report = ray.get(ref)
@@ -292,7 +292,8 @@ def _job_on_a_node(job: dict, timeout: float) -> dict:
     """The Ray task: one job through the local executor on this node; its events and end."""
     import ray
 
-    from harness import plugins, runner
+    from harness import plugins
+    from harness.execution import runner
 
     events: list[tuple] = []
 

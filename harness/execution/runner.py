@@ -2,15 +2,16 @@
 progress, and keep everything they finished.
 
 A *job* (`Job`) is one backend's validation plan or benchmark plan, or one world
-of `harness.scale`, as data: the backend's name and what to run, by name. `run` gives each job to a child
-interpreter (``python -m harness.runner FOLDER PARENT_PID``) when the backend
+of `harness.distributed.scale`, as data: the backend's name and what to run, by name. `run` gives each
+job to a child
+interpreter (``python -m harness.execution.runner FOLDER PARENT_PID``) when the backend
 and problems can be loaded from entry points, else runs it in this process.
 With ``executor="ray"`` the children run on the nodes of a Ray cluster instead
-(`harness.ray_executor`), one Ray task per job, each through this same machinery there.
+(`harness.execution.ray_executor`), one Ray task per job, each through this same machinery there.
 Either way the job reports through the same function, `execute`, as *events*:
 
 - ``("total", n)``, ``("current", label)``, ``("advance",)``: progress;
-- ``("result", item)``: a `harness.validate.Check`, or a benchmark entry;
+- ``("result", item)``: a `harness.validation.checks.Check`, or a benchmark entry;
 - ``("log", line)``: a line for the user; ``("machine", info)``: where it ran;
 - ``("error", message)``: the job failed outside any check; ``("end",)``: it finished.
 
@@ -44,9 +45,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import machine, plugins, timing, validate
+from harness import machine, plugins
+from harness.benchmark import timing
 from harness.hookspecs import DTYPES
 from harness.plugins import Registry
+from harness.validation import checks
 
 POLL_S = 0.05
 """How often the parent reads its children's events and checks their time limits."""
@@ -55,9 +58,9 @@ JOB_FILE, EVENTS_FILE, OUTPUT_FILE = "job.json", "events", "output"
 
 @dataclass(frozen=True)
 class Job:
-    """One backend's plan. ``kind`` ``validate``: the `harness.validate.Plan` fields by name
-    (``None``: everything the backend offers); ``benchmark``: a `harness.timing.PROFILES` name;
-    ``scale``: one world of `harness.scale` (``engine``, ``world``, global ``size``, ``scaling``,
+    """One backend's plan. ``kind`` ``validate``: the `harness.validation.checks.Plan` fields by name
+    (``None``: everything the backend offers); ``benchmark``: a `harness.benchmark.timing.PROFILES` name;
+    ``scale``: one world of `harness.distributed.scale` (``engine``, ``world``, global ``size``, ``scaling``,
     the dtype in ``dtypes``)."""
 
     kind: str
@@ -127,7 +130,7 @@ def execute(job: Job, registry: Registry, emit: Callable[[tuple], None]) -> None
     entry = registry.backends[job.backend]
     try:
         if job.kind == "validate":
-            plan = validate.Plan(
+            plan = checks.Plan(
                 [entry],
                 registry.select_problems(job.problems),
                 job.dtypes,
@@ -136,10 +139,10 @@ def execute(job: Job, registry: Registry, emit: Callable[[tuple], None]) -> None
                 job.devices,
                 job.orders,
             )
-            for check in validate.backend_checks(entry, plan, emit):
+            for check in checks.backend_checks(entry, plan, emit):
                 emit(("result", check))
         elif job.kind == "scale":
-            from harness import scale
+            from harness.distributed import scale
 
             scale.launch(job, entry.version, emit)
         else:
@@ -180,9 +183,9 @@ def run(
     Jobs a child can load run in children (``parallel`` at a time, each killed after
     ``timeout`` seconds) when ``isolate``; the rest run here first. ``executor``
     ``"ray"``: those children run on the nodes of a Ray cluster instead, one Ray task per
-    job (`harness.ray_executor.Pool`: as many at once as the cluster has room for, benchmark
+    job (`harness.execution.ray_executor.Pool`: as many at once as the cluster has room for, benchmark
     jobs in turn on one node; ``address`` of the cluster, else Ray's default; raises
-    `harness.ray_executor.RayUnavailable` where Ray cannot take the jobs).
+    `harness.execution.ray_executor.RayUnavailable` where Ray cannot take the jobs).
     ``listener`` sees every event as it arrives. Raises `Interrupted` on SIGINT or
     SIGTERM, every child and its helpers already ended.
     """
@@ -190,7 +193,7 @@ def run(
     away = [o for o in outcomes if isolate and _portable(o.job, registry)]
     listen = listener or (lambda outcome, event: None)
     if executor == "ray":
-        from harness import ray_executor
+        from harness.execution import ray_executor
 
         pool: Any = ray_executor.Pool(timeout, listen, address)
     else:
@@ -253,7 +256,7 @@ class _Child:
         self.output_path = folder / OUTPUT_FILE
         with open(self.output_path, "wb") as output:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "harness.runner", str(folder), str(os.getpid())],
+                [sys.executable, "-m", "harness.execution.runner", str(folder), str(os.getpid())],
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -405,6 +408,8 @@ def _end_with_parent(parent: int) -> None:
 
 
 if __name__ == "__main__":
-    from harness.runner import child as _child  # the importable copy: pickles name harness.runner
+    from harness.execution.runner import (
+        child as _child,  # the importable copy: pickles name harness.execution.runner
+    )
 
     sys.exit(_child(Path(sys.argv[1]), int(sys.argv[2])))

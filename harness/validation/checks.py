@@ -13,7 +13,7 @@ the reference is), ``nondeterministic`` (two calls disagree beyond the
 tolerance), ``oracle noise`` (the gap to a finite difference follows the step
 size, and no exact oracle finds the same result wrong) or ``wrong derivative``.
 An erroring check is ``exception`` (the backend raised), ``wrong shape`` (a
-result of the wrong shape or structure), or, from `harness.runner`, ``crash``
+result of the wrong shape or structure), or, from `harness.execution.runner`, ``crash``
 or ``timeout``.
 """
 
@@ -35,17 +35,8 @@ from harness.plugins import BackendEntry
 from harness.problems import GradientProblem, Problem, ScalarProblem
 from harness.pytree import flatten, select, structure, substitute, tree_map, unflatten
 from harness.target import Target
+from harness.validation.tolerances import allowed_gap, tolerance
 
-TOLERANCES: dict[str, tuple[float, float]] = {
-    # dtype: (rtol at order 1, growth factor per further order). Measured on CPU, nested
-    # float64 errors grow about 4x per order (2e-16 at order 1, 6e-11 at order 10), so the
-    # margin is about 500x at every order.
-    "float64": (1e-13, 4.0),
-    "float32": (4e-6, 4.0),
-}
-GROWTH_ORDERS = 10
-"""The tolerance stops growing here: only Taylor mode goes higher, and its error does not
-compound per order (about 1e-14 relative at order 20)."""
 FD_RTOL = 1e-8
 """Floor of the relative tolerance against float64 finite differences (self-consistency, gradients)."""
 SELF_CONSISTENCY_ORDERS = 6
@@ -58,12 +49,6 @@ VALUE_LIMIT = 1000
 """Values and references are written out for results up to this many elements."""
 STATUSES = ("pass", "fail", "unsupported", "error")
 SWEEP_STEPS = (1e-3, 2.5e-4)
-
-
-def tolerance(dtype: str, order: int) -> float:
-    """The relative tolerance for an ``order``-th derivative computed in ``dtype`` (order 0: the value)."""
-    base, growth = TOLERANCES[dtype]
-    return base * growth ** (min(max(order, 1), GROWTH_ORDERS) - 1)
 
 
 @dataclass
@@ -143,7 +128,7 @@ def run(plan: Plan) -> Iterator[Check]:
 
 Progress = Callable[[tuple], None]
 """Receives ``("total", n)`` once (the number of cases), ``("current", label)`` as work starts
-on a case or order, and ``("advance",)`` after each case (`harness.runner` shows them)."""
+on a case or order, and ``("advance",)`` after each case (`harness.execution.runner` shows them)."""
 
 
 def _ignore(event: tuple) -> None:
@@ -492,23 +477,6 @@ def _hvp_checks(job: _Job, problem: GradientProblem, orders, strategies) -> Iter
             head(2, "closed-form", "pass", points=where, seconds=seconds), first, second, reference, rtol
         )
         yield _judge(head(2, "complex-step", "pass", points=where), first, second, stepped, rtol)
-
-
-def allowed_gap(reference: np.ndarray, rtol: float, slack=0.0) -> np.ndarray:
-    """``rtol * |reference| + rtol * S + slack`` elementwise, ``S`` the largest ``|reference|``."""
-    reference = np.abs(np.asarray(reference, np.float64))
-    return rtol * (reference + np.max(reference, initial=0.0)) + slack
-
-
-def agrees(value, reference, dtype: str, order: int, magnitude=0.0) -> bool:
-    """Whether ``value`` is finite and within the ``dtype``/``order`` tolerance of ``reference``.
-
-    ``magnitude``: summed |terms| behind each entry (see `GradientProblem.magnitude`).
-    """
-    value, rtol = np.asarray(value, np.float64), tolerance(dtype, order)
-    gap = np.abs(value - np.asarray(reference, np.float64))
-    allowed = allowed_gap(reference, rtol, rtol * np.asarray(magnitude))
-    return bool(np.all(np.isfinite(value)) and np.all(gap <= allowed))
 
 
 def _judge(check: Check, value, second, reference, rtol: float, slack=0.0) -> Check:

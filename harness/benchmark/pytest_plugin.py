@@ -4,13 +4,13 @@ pytest-benchmark itself is), so its options work wherever gradient-harness is in
 - ``--harness-profile quick|cpu|gpu|scaling`` chooses the cases (default: ``gpu`` when a
   backend sees one, else ``cpu``); ``$HARNESS_BACKENDS`` chooses the backends and
   ``--harness-device`` the devices.
-- A test that takes an argument named ``harness_case`` is run once per `harness.timing.Case` of
+- A test that takes an argument named ``harness_case`` is run once per `harness.benchmark.timing.Case` of
   the profile: the installed backends on the built-in problems and on every default
   problem a plugin registers.
 - The ``harness_benchmark`` fixture is pytest-benchmark's ``benchmark``, recorded: at the end
   of the session the recorded benchmarks are saved as one new run under ``results/`` (or
   ``--harness-results DIR``), made with pytest-benchmark's public hooks and written by
-  `harness.results`. Sessions that record nothing save nothing.
+  `harness.results.runs`. Sessions that record nothing save nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import files, machine, plugins, results, timing
+from harness import machine, plugins
+from harness.benchmark import timing
+from harness.results import files, runs
 
 RECORDED = pytest.StashKey[list]()
 PROFILE = pytest.StashKey[str]()
@@ -73,7 +75,7 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture
 def harness_profile(request) -> dict:
-    """The chosen profile's settings (`harness.timing.PROFILES`)."""
+    """The chosen profile's settings (`harness.benchmark.timing.PROFILES`)."""
     return timing.PROFILES[request.config.stash.get(PROFILE, "cpu")]
 
 
@@ -113,8 +115,8 @@ def pytest_sessionfinish(session, exitstatus):
     run["machine_info"]["harness"]["profile"] = config.stash.get(PROFILE, None)
     gpus = machine_info["harness"]["gpus"]
     folder = Path(config.getoption("--harness-results") or Path(config.rootpath) / "results")
-    name = folder / results.file_name(gpus[0]["name"] if gpus else "cpu")
-    where, why = files.deliver(name, results.text(run), "benchmarks", overwrite=False)
+    name = folder / runs.file_name(gpus[0]["name"] if gpus else "cpu")
+    where, why = files.deliver(name, runs.text(run), "benchmarks", overwrite=False)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     say = reporter.write_line if reporter else print
     if why:

@@ -25,11 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from harness import machine, oracles, problems, results, validate
+from harness import machine, oracles, problems
 from harness.plugins import BackendEntry
 from harness.problems import GradientProblem, ScalarProblem
 from harness.pytree import flatten, tree_map
+from harness.results import runs
 from harness.target import Target
+from harness.validation import tolerances
 
 SAMPLES = 16
 """Points of an elementwise derivative that are validated against mpmath before timing."""
@@ -79,7 +81,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-VALUE, HAND_WRITTEN = results.VALUE, results.HAND_WRITTEN
+VALUE, HAND_WRITTEN = runs.VALUE, runs.HAND_WRITTEN
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ class Case:
     def extra_info(self) -> dict:
         t = self.target
         return {
-            "harness_format": results.FORMAT_VERSION,
+            "harness_format": runs.FORMAT_VERSION,
             "backend": t.entry.name,
             "version": t.entry.version,
             "device": t.device,
@@ -259,32 +261,26 @@ def _validate(case: Case, result: Any, args64: tuple) -> tuple[bool, str, float]
     problem = case.problem
     if case.strategy == VALUE:
         reference = np.asarray(problem.fn(np, *rounded), dtype=np.float64)
-        ok = validate.agrees(result, reference, dtype, 1)
-        return ok, "float64 numpy", _error(result, reference)
+        ok = tolerances.agrees(result, reference, dtype, 1)
+        return ok, "float64 numpy", tolerances.relative_error(result, reference)
     if isinstance(problem, GradientProblem):
         grad = flatten(result[1])
         magnitude = flatten(problem.magnitude(*rounded)) if problem.magnitude else np.zeros_like(grad)
         if problem.gradient is not None:
             reference = flatten(problem.gradient(*rounded))
-            ok = validate.agrees(grad, reference, dtype, 1, magnitude)
-            return ok, "closed-form gradient", _error(grad, reference)
+            ok = tolerances.agrees(grad, reference, dtype, 1, magnitude)
+            return ok, "closed-form gradient", tolerances.relative_error(grad, reference)
         F, theta = oracles.of_flat_parameters(problem.fn, np, rounded, problem.argnums)
         rows = oracles.directions(theta.size)
         claimed, reference = rows @ grad, oracles.complex_step(F, theta, rows)
-        ok = validate.agrees(claimed, reference, dtype, 1, np.abs(rows) @ magnitude)
-        return ok, f"complex step along {len(rows)} directions", _error(claimed, reference)
+        ok = tolerances.agrees(claimed, reference, dtype, 1, np.abs(rows) @ magnitude)
+        return ok, f"complex step along {len(rows)} directions", tolerances.relative_error(claimed, reference)
     x = rounded[0]
     pick = np.linspace(0, x.size - 1, min(SAMPLES, x.size)).astype(int) if x.ndim else ()
     sample, claimed = (x[pick], result[pick]) if x.ndim else (x, result)
     reference = oracles.mpmath_derivative(problem.fn, sample, case.order)
-    ok = validate.agrees(claimed, reference, dtype, case.order)
-    return ok, f"mpmath at {np.size(sample)} points", _error(claimed, reference)
-
-
-def _error(claimed, reference) -> float:
-    scale = float(np.max(np.abs(reference), initial=0.0)) or 1.0
-    with np.errstate(invalid="ignore"):
-        return float(np.max(np.abs(np.asarray(claimed) - reference), initial=0.0) / scale)
+    ok = tolerances.agrees(claimed, reference, dtype, case.order)
+    return ok, f"mpmath at {np.size(sample)} points", tolerances.relative_error(claimed, reference)
 
 
 def known_failure(case: Case):
@@ -386,4 +382,4 @@ def run(
 ) -> dict:
     """`bench` each case in this process; the run. A case that fails is logged and left out."""
     timed = [bench(case, budget, min_rounds, log) for case in found]
-    return results.document([b for b in timed if b is not None], machine.info())
+    return runs.document([b for b in timed if b is not None], machine.info())

@@ -8,7 +8,8 @@ from collections.abc import Iterable
 
 from tabulate import tabulate
 
-from harness.validate import DEFAULT_ORDERS, FD_RTOL, TOLERANCES, Check, tolerance
+from harness.validation.checks import DEFAULT_ORDERS, FD_RTOL, Check
+from harness.validation.tolerances import TOLERANCES, tolerance
 
 
 def orders_text(orders: Iterable[int]) -> str:

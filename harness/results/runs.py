@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import files
+from harness.results import files
 
 FORMAT_VERSION = 1
 """Version of the harness fields in a saved run; `load` refuses newer ones."""

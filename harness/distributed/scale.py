@@ -2,7 +2,7 @@
 world of devices or processes, on each framework's own engine, validated and then timed.
 
 ``python -m harness scale`` runs one world (an engine at a world size, a size and a dtype) per
-`harness.runner` job. Engines (`ENGINES`):
+`harness.execution.runner` job. Engines (`ENGINES`):
 
 - ``jax.sharding``: one process and a `jax.sharding.Mesh` of ``world`` devices (on a machine
   without GPUs, XLA's forced host devices: ``--xla_force_host_platform_device_count``, set in
@@ -25,7 +25,7 @@ world size. Shards are equal: N must split evenly over every world size.
 
 Where the processes run: the runner gives each world to a child interpreter that leads its own
 process group. That child (`launch`) computes the reference, starts the world's processes
-(``python -m harness.scale FOLDER RANK``) in the same group and reports one `Record`. A process
+(``python -m harness.distributed.scale FOLDER RANK``) in the same group and reports one `Record`. A process
 that exits early ends the world at once with an ``error`` record naming it; one that hangs (in a
 collective, say) is ended by the runner's time limit, which kills the whole group, ranks and all.
 
@@ -36,11 +36,12 @@ The protocol of one world:
   at once);
 - validated first: the first call's value and gradient against the single-device float64 closed
   form (`problems.logistic_gradient` on the data rounded to the dtype) with
-  `harness.validate.agrees`: the dtype's tolerance plus the slack of the summed magnitudes, as the
+  `harness.validation.tolerances.agrees`: the dtype's tolerance plus the slack of the summed
+  magnitudes, as the
   ``logistic`` problem's checks allow;
 - then timed, only if it agreed: rounds and iterations calibrated on a warm step to fill
   `BUDGET_S` (at least `MIN_ROUNDS` rounds), the same on every process, then
-  `harness.timing.measure`; the times are rank 0's. A step ends when the reduced value and
+  `harness.benchmark.timing.measure`; the times are rank 0's. A step ends when the reduced value and
   gradient are ready on every device of rank 0, after the collective, so it waits for the slowest
   rank.
 
@@ -67,7 +68,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import machine, problems, results
+from harness import machine, problems
+from harness.results import runs
 
 ENGINES = {"jax": ("jax.sharding", "jax.distributed"), "torch": ("torch.distributed",)}
 """Each framework's distributed engines, by backend name."""
@@ -144,15 +146,6 @@ def reference(size: tuple[int, int], dtype: str, seed: int = SEED) -> dict[str, 
     }
 
 
-def relative_error(claimed, reference) -> float:
-    """Largest |claimed - reference| over the largest |reference| (inf if not finite)."""
-    claimed, reference = np.asarray(claimed, np.float64), np.asarray(reference, np.float64)
-    scale = float(np.max(np.abs(reference), initial=0.0)) or 1.0
-    with np.errstate(invalid="ignore"):
-        error = float(np.max(np.abs(claimed - reference), initial=0.0)) / scale
-    return error if math.isfinite(error) else math.inf
-
-
 # --- Records ----------------------------------------------------------------------------------------
 
 
@@ -206,7 +199,7 @@ class Record:
         return f"logistic value+grad strong scaling {n}x{d}, world {self.world}"
 
     def benchmark(self) -> dict:
-        """The timed record as a pytest-benchmark entry with the harness fields (`harness.results`)."""
+        """The timed record as a pytest-benchmark entry with the harness fields (`harness.results.runs`)."""
         from pytest_benchmark.stats import Stats
 
         stats = Stats()
@@ -222,7 +215,7 @@ class Record:
             "params": None,
             "param": None,
             "extra_info": {
-                "harness_format": results.FORMAT_VERSION,
+                "harness_format": runs.FORMAT_VERSION,
                 "backend": self.backend,
                 "version": self.version,
                 "device": self.device,
@@ -304,10 +297,10 @@ def select(registry, backends: list[str] | None, engines: list[str] | None) -> t
 
 
 def jobs(entries, engines, worlds, size, scalings, dtypes) -> list:
-    """One `harness.runner.Job` per world: scaling, backend, engine, dtype, world size in turn.
+    """One `harness.execution.runner.Job` per world: scaling, backend, engine, dtype, world size in turn.
     `harness.plugins.UsageError` when strong scaling cannot split N evenly over a world size."""
+    from harness.execution.runner import Job
     from harness.plugins import UsageError
-    from harness.runner import Job
 
     n, d = size
     uneven = [w for w in worlds if n % w] if "strong" in scalings else []
@@ -411,7 +404,7 @@ def _environment(engine: str, world: int, rank: int, port: int, gpus: int) -> di
 
 
 def launch(job, version: str | None, emit) -> None:
-    """Run one world (a `harness.runner.Job` of kind ``scale``) and emit its `Record`.
+    """Run one world (a `harness.execution.runner.Job` of kind ``scale``) and emit its `Record`.
 
     Its processes join this process's group, so the runner's kill at the time limit ends them
     too; whatever happens, they are killed before this returns.
@@ -434,7 +427,7 @@ def launch(job, version: str | None, emit) -> None:
                 with open(folder / f"rank-{rank}.out", "wb") as out:
                     procs.append(
                         subprocess.Popen(
-                            [sys.executable, "-m", "harness.scale", str(folder), str(rank)],
+                            [sys.executable, "-m", "harness.distributed.scale", str(folder), str(rank)],
                             env=_environment(engine, world, rank, port, gpus),
                             stdin=subprocess.DEVNULL,
                             stdout=out,
@@ -531,17 +524,20 @@ def _crash_or_hang(fault: str | None, rank: int, processes: int) -> None:
 
 def _validate(value, gradient, dtype: str, folder: Path) -> dict:
     """Rank 0's verdict on the first call against the reference the launcher wrote."""
-    from harness import validate
+    from harness.validation import tolerances
 
     ref = np.load(folder / REFERENCE_FILE)
-    value_ok = validate.agrees(value, ref["value"], dtype, 0, ref["magnitude_value"])
-    gradient_ok = validate.agrees(gradient, ref["gradient"], dtype, 1, ref["magnitude"])
+    value_ok = tolerances.agrees(value, ref["value"], dtype, 0, ref["magnitude_value"])
+    gradient_ok = tolerances.agrees(gradient, ref["gradient"], dtype, 1, ref["magnitude"])
     bad = [what for what, ok in (("value", value_ok), ("gradient", gradient_ok)) if not ok]
     return {
         "ok": not bad,
         "classification": f"wrong {' and '.join(bad)}" if bad else None,
-        "max_rel_err": max(relative_error(value, ref["value"]), relative_error(gradient, ref["gradient"])),
-        "tolerance": validate.tolerance(dtype, 1),
+        "max_rel_err": max(
+            tolerances.relative_error(value, ref["value"]),
+            tolerances.relative_error(gradient, ref["gradient"]),
+        ),
+        "tolerance": tolerances.tolerance(dtype, 1),
     }
 
 
@@ -569,10 +565,10 @@ def _first_and_timed(step, to_numpy, share, dtype: str, folder: Path, rank: int)
     """The first call, validated on rank 0; then, if it agreed, the steps timed on every process.
 
     ``share(x)`` is rank 0's number ``x`` on every process (a broadcast): the verdict, and the
-    warm step's time that sets rounds and iterations as `harness.timing.calibrate` would, so that
+    warm step's time that sets rounds and iterations as `harness.benchmark.timing.calibrate` would, so that
     every process runs the same number of steps (each step is a collective).
     """
-    from harness import timing
+    from harness.benchmark import timing
 
     started = time.perf_counter()
     flat = to_numpy(step())

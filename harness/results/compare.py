@@ -1,6 +1,6 @@
 """Side-by-side comparison of saved runs, the regression gate, and plots.
 
-Runs are read by `harness.results` (rows, one per benchmark); this module only
+Runs are read by `harness.results.runs` (rows, one per benchmark); this module only
 lays them out, compares them with a baseline and draws them. It imports no
 framework, oracle or validation code.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 from tabulate import SEPARATING_LINE, tabulate
 
 from harness.pytree import tree_map
-from harness.results import HAND_WRITTEN, VALUE, Row
+from harness.results.runs import HAND_WRITTEN, VALUE, Row
 
 NOISE_P = 0.01
 """A slowdown counts only if a one-sided Mann-Whitney U test gives p below this."""
@@ -461,7 +461,7 @@ def plot(rows: list[Row], folder: Path) -> list[Path]:
 def _scaling_figure(plt, rows: list[Row], folder: Path, scaling: str, device: str) -> Path:
     """Median step time and parallel efficiency against world size, a line per engine and size
     (the efficiency against the same line's world 1, where the run has it)."""
-    from harness.scale import speedup
+    from harness.distributed.scale import speedup
 
     lines = defaultdict(dict)
     for r in rows:

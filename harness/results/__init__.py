@@ -1,0 +1,1 @@
+"""Results: saved runs (`runs`), safe writes (`files`), their comparison (`compare`) and figures (`plots`)."""

@@ -1,0 +1,1 @@
+"""Validation: the tolerance rule (`tolerances`), checks against oracles (`checks`), their `report`."""
