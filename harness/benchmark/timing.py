@@ -340,8 +340,6 @@ def bench(
 ) -> dict | None:
     """Prepare, validate and time one case: its pytest-benchmark entry, or ``None`` (logged) when
     it is unsupported (raises `NotImplementedError`), raises, or disagrees with its oracle."""
-    from pytest_benchmark.stats import Stats
-
     try:
         prepared = prepare(case)
     except NotImplementedError as exc:  # the backend's (or its compiler's) refusal, as in validate
@@ -361,20 +359,9 @@ def bench(
     except Exception as exc:
         log(f"error: {case.name}: {type(exc).__name__}: {exc} (while timing)")
         return None
-    stats = Stats()
-    for seconds in times:
-        stats.update(seconds)
     events = prepared.event_median(rounds)
-    return {
-        "group": case.group,
-        "name": case.name,
-        "fullname": case.name,
-        "params": None,
-        "param": None,
-        "extra_info": {**prepared.extra_info(), **({} if events is None else {"event_median_s": events})},
-        "options": {"disable_gc": True, "timer": "perf_counter", "warmup": 1},
-        "stats": {**stats.as_dict(), "data": list(stats.data), "iterations": iterations},
-    }
+    extra = {**prepared.extra_info(), **({} if events is None else {"event_median_s": events})}
+    return runs.entry(case.group, case.name, extra, times, iterations)
 
 
 def run(

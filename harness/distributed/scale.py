@@ -200,22 +200,13 @@ class Record:
 
     def benchmark(self) -> dict:
         """The timed record as a pytest-benchmark entry with the harness fields (`harness.results.runs`)."""
-        from pytest_benchmark.stats import Stats
-
-        stats = Stats()
-        for seconds in self.times or ():
-            stats.update(seconds)
         n, d = self.size
         itemsize = np.dtype(self.dtype).itemsize
         name = f"{self.group} | {self.backend} {self.engine} reverse {self.dtype} {self.device}"
-        return {
-            "group": self.group,
-            "name": name,
-            "fullname": name,
-            "params": None,
-            "param": None,
-            "extra_info": {
-                "harness_format": runs.FORMAT_VERSION,
+        return runs.entry(
+            self.group,
+            name,
+            {
                 "backend": self.backend,
                 "version": self.version,
                 "device": self.device,
@@ -239,15 +230,9 @@ class Record:
                 "speedup": self.speedup,
                 "efficiency": self.efficiency,
             },
-            "options": {"disable_gc": True, "timer": "perf_counter", "warmup": 1},
-            "stats": {**stats.as_dict(), "data": list(stats.data), "iterations": self.iterations},
-        }
-
-
-def speedup(t1: float, tw: float, world: int, scaling: str) -> float:
-    """Throughput at ``world`` over throughput at world 1: ``t1 / tw`` for strong scaling (the same
-    rows), ``world * t1 / tw`` for weak (``world`` times the rows)."""
-    return (world if scaling == "weak" else 1) * t1 / tw
+            self.times or (),
+            self.iterations,
+        )
 
 
 def add_speedups(found: list[Record]) -> None:
@@ -261,7 +246,7 @@ def add_speedups(found: list[Record]) -> None:
     for r in found:
         t1 = base.get((r.backend, r.engine, r.scaling, r.dtype))
         if t1 is not None and r.median_s is not None:
-            r.speedup = speedup(t1, r.median_s, r.world, r.scaling)
+            r.speedup = runs.speedup(t1, r.median_s, r.world, r.scaling)
             r.efficiency = r.speedup / r.world
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from tabulate import SEPARATING_LINE, tabulate
 
 from harness.pytree import tree_map
+from harness.results import runs
 from harness.results.runs import HAND_WRITTEN, VALUE, Row
 
 NOISE_P = 0.01
@@ -461,7 +462,6 @@ def plot(rows: list[Row], folder: Path) -> list[Path]:
 def _scaling_figure(plt, rows: list[Row], folder: Path, scaling: str, device: str) -> Path:
     """Median step time and parallel efficiency against world size, a line per engine and size
     (the efficiency against the same line's world 1, where the run has it)."""
-    from harness.distributed.scale import speedup
 
     lines = defaultdict(dict)
     for r in rows:
@@ -475,7 +475,7 @@ def _scaling_figure(plt, rows: list[Row], folder: Path, scaling: str, device: st
         if 1 in times:
             right.plot(
                 worlds,
-                [speedup(times[1], times[w], w, scaling) / w for w in worlds],
+                [runs.speedup(times[1], times[w], w, scaling) / w for w in worlds],
                 marker="o",
                 label=label,
             )

@@ -52,6 +52,32 @@ def document(benchmarks: list[dict], machine_info: dict) -> dict:
     }
 
 
+def entry(group: str, name: str, extra_info: dict, times, iterations: int) -> dict:
+    """One benchmark entry as pytest-benchmark writes it: per-round ``times`` (seconds per call,
+    ``iterations`` calls each) summarised by its `Stats`, the harness fields in ``extra_info``."""
+    from pytest_benchmark.stats import Stats
+
+    stats = Stats()
+    for seconds in times:
+        stats.update(seconds)
+    return {
+        "group": group,
+        "name": name,
+        "fullname": name,
+        "params": None,
+        "param": None,
+        "extra_info": {"harness_format": FORMAT_VERSION, **extra_info},
+        "options": {"disable_gc": True, "timer": "perf_counter", "warmup": 1},
+        "stats": {**stats.as_dict(), "data": list(stats.data), "iterations": iterations},
+    }
+
+
+def speedup(t1: float, tw: float, world: int, scaling: str) -> float:
+    """Throughput at ``world`` over throughput at world 1: ``t1 / tw`` for strong scaling (the same
+    rows), ``world * t1 / tw`` for weak (``world`` times the rows)."""
+    return (world if scaling == "weak" else 1) * t1 / tw
+
+
 def text(run: dict) -> str:
     return json.dumps(run, indent=2, default=str) + "\n"
 
