@@ -8,6 +8,7 @@ loop, a broken link or a writer's temporary files still resolves to its good run
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -185,6 +186,23 @@ def test_deeply_nested_json_is_refused(text, tmp_path):
     path = tmp_path / "deep.json"
     path.write_text(text)
     refused(path, "nested too deeply")
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    """A run saved by an editor that starts UTF-8 with a byte-order mark (issue #26)."""
+    plain = save(tmp_path, "plain", synthetic(seed=1))
+    marked = tmp_path / "marked.json"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    rows = results.load(marked)
+    assert [dataclasses.replace(r, run="plain") for r in rows] == results.load(plain)
+
+
+def test_cli_compares_a_run_with_a_byte_order_mark(capsys, good, tmp_path):
+    marked = tmp_path / "marked.json"
+    marked.write_bytes(b"\xef\xbb\xbf" + good.read_bytes())
+    code, out, err = compare_cli(capsys, good, marked)
+    assert code == 0, err
+    assert len([line for line in out.splitlines() if " marked " in line]) == len(CASES)
 
 
 # --- The CLI --------------------------------------------------------------------------------------

@@ -242,7 +242,7 @@ class _Damaged(ValueError):
 
 
 def _load(path: Path) -> list[Row]:
-    doc = json.loads(Path(path).read_text())
+    doc = json.loads(Path(path).read_text(encoding="utf-8-sig"))  # a byte-order mark is allowed
     if (
         not isinstance(doc, dict)
         or not isinstance(doc.get("benchmarks"), list)
