@@ -1,0 +1,107 @@
+"""The README runs as written and its figures come from the runs they name."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.results import compare
+from harness.results import runs as results
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def section(heading: str) -> str:
+    start = README.index(heading)
+    return README[start : README.index("\n#", start + len(heading))]
+
+
+def run_rows(stem: str):
+    (path,) = (ROOT / "results").glob(f"{stem}_*.json")
+    return results.load(path)
+
+
+# --- The example test for another project, as written ----------------------------------------------
+
+
+def test_the_example_for_another_project_runs_as_written(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("autograd")
+    text = section("### The benchmark suite in another project")
+    (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    (tmp_path / "test_example.py").write_text(code)
+    env = {**os.environ, "HARNESS_BACKENDS": "torch,autograd"}
+    base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rsx"]
+    base += ["--harness-results", str(tmp_path / "results")]
+    node = "test_example.py::test_mine[{}]".format
+    # A case the backend refuses (a torch.compile nest measured to crash) is skipped, another timed.
+    done = subprocess.run(
+        [
+            *base,
+            "--harness-profile",
+            "quick",
+            node("tanh d^4 over 10000 points | torch jit forward float32 cpu"),
+            node("tanh d^2 over 10000 points | autograd eager reverse float32 cpu"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed, 1 skipped" in done.stdout and "unsupported: torch.compile" in done.stdout
+    (saved,) = (tmp_path / "results").glob("*.json")
+    assert [r.backend for r in results.load(saved)] == ["autograd"]
+    # A failure the backend declares (autograd's nested tanh in float32) is an expected failure.
+    done = subprocess.run(
+        [
+            *base,
+            "--harness-profile",
+            "cpu",
+            node("tanh d^6 over 10000 points | autograd eager reverse float32 cpu"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 xfailed" in done.stdout and "autograd.expected" in done.stdout
+
+
+# --- Figures against the runs they name ---------------------------------------------------------------
+
+
+def test_the_growth_table_is_computed_from_the_runs_it_names():
+    text = section("The fitted growth per order")
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    epyc = compare.growth(run_rows("20261126T052338Z_scaling"), "md").splitlines()
+    xeon = compare.growth(run_rows("20261126T190017Z_scaling"), "md").splitlines()
+    assert table[:2] == epyc[:2]  # the header
+    body = table[2:]
+    jit = [row for row in body if re.match(r"\| torch +\| jit ", row)]
+    assert [row for row in body if row not in jit] == epyc[2:]
+    assert jit and all(row in xeon for row in jit)
+    assert "AMD EPYC" in text or "AMD EPYC" in README[README.index("cost against order") - 600 :]
+
+
+def test_the_width_runs_noise_is_what_the_run_holds():
+    rows = [r for r in run_rows("20261127T002215Z_cpu") if r.mode == "eager"]
+    worst = max(rows, key=lambda r: r.iqr / r.median)
+    match = re.search(
+        r"the IQR up to (\d+)% of the median: (\w+)'s eager (\S+) x (\d+) (\w+),\s+"
+        r"median ([\d.]+) ms, IQR ([\d.]+) ms",
+        " ".join(README.split()),
+    )
+    assert match, "the width run's noise is no longer quoted as the test expects"
+    percent, backend, n, d, strategy, median, iqr = match.groups()
+    assert int(percent) == round(100 * worst.iqr / worst.median)
+    assert (backend, strategy) == (worst.backend, worst.strategy)
+    assert (n.replace("M", "000000"), int(d)) == (str(worst.size[0]), worst.size[1])
+    assert (float(median), float(iqr)) == (round(worst.median * 1e3, 1), round(worst.iqr * 1e3, 1))
