@@ -78,6 +78,14 @@ def cuda_copy_bandwidth(nbytes: int = 4 * COPY_BYTES, repeats: int = 10) -> floa
     return 2 * src.numel() * 4 / best
 
 
+def host_memory() -> int | None:
+    """This machine's physical memory in bytes, where the system says (``None`` elsewhere)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:

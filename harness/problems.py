@@ -2,9 +2,11 @@
 
 The same definition evaluated with numpy (float64 or complex128) or with
 mpmath gives the oracles, so a new problem works on every backend and a new
-backend on every problem. The built-in problems are the notebook's
-(``seed/jax-autodiff-notebook.txt``) plus a synthetic logistic loss of any size;
-plugins add more through ``harness_register_problems``.
+backend on every problem. The built-in problems are those of the notebook this project grew
+from, a tutorial of ``jax.grad`` (tanh and its derivatives at 2.0, a cubic's four derivatives,
+a sigmoid and a logistic loss on 4 x 3 data with a finite-difference check of its gradient;
+``tests/test_notebook.py`` holds every number it printed), plus a synthetic logistic loss of
+any size; plugins add more through ``harness_register_problems``.
 """
 
 from __future__ import annotations

@@ -9,10 +9,12 @@ import pytest
 from fakes import Raising, Wrapper, plugin_of
 
 import harness
-from harness import cli, plugins
+from harness import plugins
+from harness.cli import main as cli
+from harness.cli import options, output
 from harness.strategies import derivative
 from harness.validation import checks as validate
-from harness.validation import tolerances
+from harness.validation import tolerances, verdicts
 
 SMALL = ["-p", "tanh", "-o", "1-2", "--dtype", "float64"]
 FIELDS = (
@@ -61,7 +63,7 @@ class Planted(Wrapper):
 
 def test_validate_json_records(capsys, fast):
     code, report = validate_json(capsys, "-b", fast.name, *SMALL)
-    assert code == cli.EXIT_OK
+    assert code == output.EXIT_OK
     assert report["harness"] == harness.__version__
     assert report["plugin_errors"] == [] and report["unavailable"] == {}
     checks = report["checks"]
@@ -69,7 +71,7 @@ def test_validate_json_records(capsys, fast):
     for record in checks:
         missing = [f for f in FIELDS if f not in record]
         assert not missing, (missing, record)
-        assert record["status"] in validate.STATUSES
+        assert record["status"] in verdicts.STATUSES
         assert record["backend"] == fast.name and record["version"] == fast.version
         assert record["dtype"] == "float64" and record["problem"] == "tanh"
         assert record["order"] in (1, 2) and record["device"] == "cpu"
@@ -86,12 +88,12 @@ def test_validate_json_records(capsys, fast):
         if record["oracle"] == "self-consistency":  # against a finite difference
             rtol = max(rtol, validate.FD_RTOL)
         elif record["oracle"].startswith("agreement:"):  # allows the error of both sides
-            rtol *= validate.AGREEMENT_FACTOR
+            rtol *= verdicts.AGREEMENT_FACTOR
         assert record["tolerance"] == rtol
 
 
 def test_validate_table(capsys, fast):
-    assert cli.main(["validate", "-b", fast.name, *SMALL]) == cli.EXIT_OK
+    assert cli.main(["validate", "-b", fast.name, *SMALL]) == output.EXIT_OK
     out = capsys.readouterr().out
     assert fast.name in out and "tanh" in out
     assert "0 fail" in out and "0 error" in out and "all passed" in out
@@ -100,39 +102,39 @@ def test_validate_table(capsys, fast):
 def test_validate_output_file(capsys, fast, tmp_path):
     target = tmp_path / "reports" / "run.json"
     code = cli.main(["validate", "-b", fast.name, *SMALL, "--format", "json", "--output", str(target)])
-    assert code == cli.EXIT_OK
+    assert code == output.EXIT_OK
     assert capsys.readouterr().out == ""
     report = json.loads(target.read_text())
     assert report["checks"] and {c["backend"] for c in report["checks"]} == {fast.name}
     assert [p.name for p in target.parent.iterdir()] == ["run.json"]  # no temporary left behind
 
     text = tmp_path / "run.txt"
-    assert cli.main(["validate", "-b", fast.name, *SMALL, "--output", str(text)]) == cli.EXIT_OK
+    assert cli.main(["validate", "-b", fast.name, *SMALL, "--output", str(text)]) == output.EXIT_OK
     assert "all passed" in text.read_text()
 
 
 def test_backends_env_selects(capsys, monkeypatch, fast):
     monkeypatch.setenv(plugins.BACKENDS_ENV, fast.name)
     code, report = validate_json(capsys, *SMALL)
-    assert code == cli.EXIT_OK
+    assert code == output.EXIT_OK
     assert {c["backend"] for c in report["checks"]} == {fast.name}
 
 
 def test_backend_option_overrides_env(capsys, monkeypatch, fast):
     monkeypatch.setenv(plugins.BACKENDS_ENV, "no-such-backend")
     code, report = validate_json(capsys, "-b", fast.name, *SMALL)
-    assert code == cli.EXIT_OK
+    assert code == output.EXIT_OK
     assert {c["backend"] for c in report["checks"]} == {fast.name}
 
 
 def test_unknown_backend_in_env_is_a_usage_error(capsys, monkeypatch):
     monkeypatch.setenv(plugins.BACKENDS_ENV, "no-such-backend")
-    assert cli.main(["validate", *SMALL]) == cli.EXIT_USAGE
+    assert cli.main(["validate", *SMALL]) == output.EXIT_USAGE
     assert "no-such-backend" in capsys.readouterr().err
 
 
 def test_unknown_backend_lists_known(capsys):
-    assert cli.main(["validate", "-b", "no-such-backend", *SMALL]) == cli.EXIT_USAGE
+    assert cli.main(["validate", "-b", "no-such-backend", *SMALL]) == output.EXIT_USAGE
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "unknown backend 'no-such-backend'" in captured.err
@@ -141,7 +143,7 @@ def test_unknown_backend_lists_known(capsys):
 
 
 def test_unknown_problem(capsys, fast):
-    assert cli.main(["validate", "-b", fast.name, "-p", "no-such-problem"]) == cli.EXIT_USAGE
+    assert cli.main(["validate", "-b", fast.name, "-p", "no-such-problem"]) == output.EXIT_USAGE
     err = capsys.readouterr().err
     assert "unknown problem 'no-such-problem'" in err and "tanh" in err
 
@@ -153,7 +155,7 @@ def test_unknown_problem(capsys, fast):
         ["--order", "-1"],
         ["--order=-1"],
         ["--order", "99"],
-        ["--order", str(cli.MAX_ORDER + 1)],
+        ["--order", str(options.MAX_ORDER + 1)],
         ["--order", "abc"],
         ["--order", "3-1"],
         ["--order", ""],
@@ -167,7 +169,7 @@ def test_unknown_problem(capsys, fast):
 def test_bad_arguments_exit_2(capsys, args):
     with pytest.raises(SystemExit) as exc:
         cli.main(["validate", *args])
-    assert exc.value.code == cli.EXIT_USAGE
+    assert exc.value.code == output.EXIT_USAGE
     assert "error" in capsys.readouterr().err
 
 
@@ -178,24 +180,24 @@ def test_bad_arguments_exit_2(capsys, args):
         ("1-3", (1, 2, 3)),
         ("2,4", (2, 4)),
         ("1-2,5,2", (1, 2, 5)),
-        (str(cli.MAX_ORDER), (cli.MAX_ORDER,)),
+        (str(options.MAX_ORDER), (options.MAX_ORDER,)),
     ],
 )
 def test_parse_orders(text, orders):
-    assert cli.parse_orders(text) == orders
+    assert options.parse_orders(text) == orders
 
 
 def test_no_command_exits_2(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main([])
-    assert exc.value.code == cli.EXIT_USAGE
+    assert exc.value.code == output.EXIT_USAGE
 
 
 def test_failing_check_exits_1(capsys, fast, with_plugin):
     with_plugin(("planted", plugin_of(Planted(fast.backend, order=2))))
     name = f"planted-{fast.name}"
     code, report = validate_json(capsys, "-b", name, *SMALL)
-    assert code == cli.EXIT_FAIL
+    assert code == output.EXIT_FAIL
     checks = report["checks"]
     assert {c["backend"] for c in checks} == {name}
     failed = [c for c in checks if c["status"] == "fail"]
@@ -203,7 +205,7 @@ def test_failing_check_exits_1(capsys, fast, with_plugin):
     assert {c["classification"] for c in failed} == {"wrong derivative"}
     assert all(c["status"] == "pass" for c in checks if c["order"] == 1)
 
-    assert cli.main(["validate", "-b", name, *SMALL]) == cli.EXIT_FAIL
+    assert cli.main(["validate", "-b", name, *SMALL]) == output.EXIT_FAIL
     out = capsys.readouterr().out
     assert "FAILED" in out and "wrong derivative" in out and name in out
 
@@ -211,14 +213,14 @@ def test_failing_check_exits_1(capsys, fast, with_plugin):
 def test_failing_plugin_fails_only_its_own_checks(capsys, fast, with_plugin):
     with_plugin(("planted", plugin_of(Planted(fast.backend, order=2))))
     code, report = validate_json(capsys, "-b", f"{fast.name},planted-{fast.name}", *SMALL)
-    assert code == cli.EXIT_FAIL
+    assert code == output.EXIT_FAIL
     assert all(c["status"] == "pass" for c in report["checks"] if c["backend"] == fast.name)
 
 
 def test_erroring_check_exits_1(capsys, fast, with_plugin):
     with_plugin(("raising", plugin_of(Raising(fast.backend, "raising", message="planted"))))
     code, report = validate_json(capsys, "-b", "raising", *SMALL)
-    assert code == cli.EXIT_FAIL
+    assert code == output.EXIT_FAIL
     assert {c["status"] for c in report["checks"]} == {"error"}
     assert {c["message"] for c in report["checks"]} == {"RuntimeError: planted"}
 
@@ -233,7 +235,7 @@ def test_unsupported_is_not_a_failure(capsys, fast):
     if not missing:
         pytest.skip(f"{fast.name} offers every strategy")
     code, report = validate_json(capsys, "-b", fast.name, *SMALL, "--strategy", missing[0])
-    assert code == cli.EXIT_OK
+    assert code == output.EXIT_OK
     assert {c["status"] for c in report["checks"]} == {"unsupported"}
 
 
@@ -245,7 +247,7 @@ def test_broken_plugin_is_reported_and_the_chosen_backend_runs(capsys, monkeypat
     with_plugin(("broken", types.SimpleNamespace(harness_register_backends=harness_register_backends)))
     monkeypatch.setenv(plugins.BACKENDS_ENV, fast.name)
     code, report = validate_json(capsys, *SMALL)
-    assert code == cli.EXIT_OK  # the run was restricted to a backend that works
+    assert code == output.EXIT_OK  # the run was restricted to a backend that works
     assert len(report["plugin_errors"]) == 1 and "'broken'" in report["plugin_errors"][0]
     assert {c["status"] for c in report["checks"]} == {"pass"}
 
@@ -256,18 +258,18 @@ def test_unavailable_backend(capsys, fast, with_plugin):
     ghost.install_hint = "pip install no-such-framework-xyz"
     with_plugin(("ghost", plugin_of(ghost)))
 
-    assert cli.main(["list", "--no-devices", "--format", "json"]) == cli.EXIT_OK
+    assert cli.main(["list", "--no-devices", "--format", "json"]) == output.EXIT_OK
     listed = {b["name"]: b for b in json.loads(capsys.readouterr().out)["backends"]}
     assert listed["ghost"]["available"] is False
     assert "pip install no-such-framework-xyz" in listed["ghost"]["reason"]
     assert listed[fast.name]["available"] is True
 
-    assert cli.main(["list", "--no-devices"]) == cli.EXIT_OK
+    assert cli.main(["list", "--no-devices"]) == output.EXIT_OK
     assert "no: no-such-framework-xyz is not installed" in capsys.readouterr().out
 
     # Named explicitly it cannot be validated: a failure, reported with its hint.
     code, report = validate_json(capsys, "-b", "ghost", *SMALL)
-    assert code == cli.EXIT_FAIL
+    assert code == output.EXIT_FAIL
     assert report["checks"] == [] and "pip install" in report["unavailable"]["ghost"]
     # Among others it is skipped.
     code, report = validate_json(capsys, "-b", f"{fast.name},ghost", *SMALL)
@@ -279,7 +281,7 @@ def test_unavailable_backend(capsys, fast, with_plugin):
 
 
 def test_list_json(capsys):
-    assert cli.main(["list", "--no-devices", "--format", "json"]) == cli.EXIT_OK
+    assert cli.main(["list", "--no-devices", "--format", "json"]) == output.EXIT_OK
     report = json.loads(capsys.readouterr().out)
     backends = {b["name"]: b for b in report["backends"]}
     assert {"jax", "autograd", "torch", "tensorflow"} <= set(backends)
@@ -290,7 +292,7 @@ def test_list_json(capsys):
 
 
 def test_tolerances(capsys):
-    assert cli.main(["tolerances"]) == cli.EXIT_OK
+    assert cli.main(["tolerances"]) == output.EXIT_OK
     out = capsys.readouterr().out
     assert "float64" in out and "float32" in out
     assert f"{tolerances.tolerance('float64', 1):.0e}" in out  # float64's order-1 tolerance

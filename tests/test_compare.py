@@ -1,6 +1,6 @@
 """``compare``: reading saved runs (and refusing bad ones by name), the CLI, the regression gate, plots.
 
-Synthetic runs are built like `timing.run` builds real ones (pytest-benchmark
+Synthetic runs are built like `measure.timed_run` builds real ones (pytest-benchmark
 ``Stats`` over a list of per-call times), from seeded lognormal samples, so the
 gate's verdicts here are deterministic. One check times a real backend.
 """
@@ -8,6 +8,7 @@ gate's verdicts here are deterministic. One check times a real backend.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -20,9 +21,10 @@ import pytest
 from pytest_benchmark.stats import Stats
 
 import harness
-from harness import cli, machine, plugins, problems
-from harness.benchmark import timing
-from harness.benchmark.timing import Case
+from harness import machine, plugins, problems
+from harness.benchmark import measure
+from harness.benchmark.cases import Case
+from harness.cli import main as cli
 from harness.results import compare, files
 from harness.results import runs as results
 from harness.strategies import derivative
@@ -51,7 +53,7 @@ def group_of(problem: str, size: tuple[int, ...], order: int) -> str:
 def bench(
     data, problem="tanh", size=(10_000,), order=1, backend="fake", device="cpu", dtype="float32", **extra
 ) -> dict:
-    """One benchmark entry as `timing.run` (and pytest-benchmark) writes it."""
+    """One benchmark entry as `measure.timed_run` (and pytest-benchmark) writes it."""
     stats = Stats()
     for seconds in data:
         stats.update(float(seconds))
@@ -168,7 +170,7 @@ def test_load_a_valid_timed_run(fast, quick_machine, tmp_path):
         Case(Target(fast, "cpu", "float64"), PROBLEMS["tanh"], (), 2),
         Case(Target(fast, "cpu", "float32"), PROBLEMS["logistic"], (16, 3)),
     ]
-    path = save(tmp_path, "timed", timing.run(found, 0.01, log=pytest.fail))
+    path = save(tmp_path, "timed", measure.timed_run(found, 0.01, log=pytest.fail))
     rows = results.load(path)
     assert [r.group for r in rows] == [c.group for c in found]
     assert all(r.validated and r.median > 0 and r.backend == fast.name for r in rows)
@@ -382,7 +384,7 @@ def test_fitted_table_keeps_every_row(committed):
     for group in {r.group for r in rows}:
         assert f"{group}:" in lines  # each group's name on a line above its rows
     for row in rows:
-        assert compare._time(row.median) in text and compare._time(row.first_call_s) in text
+        assert compare.format_seconds(row.median) in text and compare.format_seconds(row.first_call_s) in text
         assert all(word in text for word in row.label.replace("-", " ").split())
     assert sum(line.endswith((" yes", " NO")) for line in lines) == len(rows)
     assert rows[0].run not in text  # one run: no run column
@@ -494,6 +496,17 @@ def test_gate_noise_is_not_a_regression(tmp_path):
     assert compare.regressions(new, old, "median", 0.1) == []
 
 
+def test_the_gate_says_which_rule_judged_the_rows(capsys, tmp_path):
+    # With 3 rounds a side the test cannot reach p < 0.01 (its smallest p is 1/20): the quartiles
+    # judge those rows, and the gate says so; a clear 2x slowdown is still caught by them.
+    code, _, err = gate(capsys, tmp_path, synthetic(seed=2, slowdown=2.0, samples=3), synthetic(seed=1))
+    assert code == 1 and f"{len(CASES)} regression(s)" in err
+    assert "quartiles apart" in err
+    assert f"rows judged: 0 by a one-sided Mann-Whitney test (p < 0.01), {len(CASES)} by quartiles" in err
+    code, _, err = gate(capsys, tmp_path, synthetic(seed=4, samples=5), synthetic(seed=3, samples=5))
+    assert code == 0 and f"rows judged: {len(CASES)} by a one-sided Mann-Whitney test" in err
+
+
 def test_parse_threshold():
     assert compare.parse_threshold("median:10%") == ("median", 0.10)
     assert compare.parse_threshold(" min:2.5% ") == ("min", 0.025)
@@ -550,7 +563,7 @@ def test_gate_on_real_timings(entry, quick_machine, capsys, tmp_path):
         # A cheap case (17 us to 1.3 ms a call on an idle 2-core CPU) so the budget buys a dozen
         # rounds at least, even on a busy machine: with calibrate's floor of 5, Mann-Whitney reaches
         # p < 0.01 only if the two samples barely overlap, and one outlier hides a 2x slowdown.
-        return timing.run(
+        return measure.timed_run(
             [Case(Target(e, "cpu", "float32"), PROBLEMS["tanh"], (1_000,), 1)], 0.2, log=pytest.fail
         )
 
@@ -604,6 +617,24 @@ def test_plot_writes_pngs(capsys, tmp_path):
     for png in written:
         assert png.read_bytes()[:8] == PNG and png.stat().st_size > 1000
         assert f"wrote {png}" in err
+
+
+def test_plots_on_a_full_disk_are_an_error_and_leave_no_half_written_figure(
+    capsys, tmp_path, good, monkeypatch
+):
+    real = os.write
+
+    def full(fd, data):  # every write to the figures' folder fails as on a full file system
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path / "figures")):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", full)
+    code, out, err = compare_cli(capsys, good, "--plot", tmp_path / "figures")
+    assert code == 1 and "Traceback" not in err
+    assert "error: could not write the figures to" in err and "No space left on device" in err
+    assert out  # the table was shown before the figures failed
+    assert [p for p in (tmp_path / "figures").rglob("*") if p.is_file()] == []
 
 
 # --- resolve --------------------------------------------------------------------------------------

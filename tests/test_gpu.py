@@ -10,7 +10,7 @@ import statistics
 import pytest
 
 from harness import problems
-from harness.benchmark import timing
+from harness.benchmark import cases, measure
 from harness.target import Target
 
 torch = pytest.importorskip("torch")
@@ -21,10 +21,10 @@ ROUNDS = 30
 
 
 def test_harness_timing_agrees_with_cuda_events(registry):
-    case = timing.Case(Target(registry.backends["torch"], "cuda:0", "float32"), LOGISTIC, (4_194_304, 256))
-    prepared = timing.prepare(case)
+    case = cases.Case(Target(registry.backends["torch"], "cuda:0", "float32"), LOGISTIC, (4_194_304, 256))
+    prepared = cases.prepare(case)
     assert prepared.validated, prepared.detail
-    harness = statistics.median(timing.measure(prepared.call, ROUNDS, 1))
+    harness = statistics.median(measure.measure(prepared.call, ROUNDS, 1))
     events = prepared.event_median(ROUNDS)
     ratio = harness / events
     assert abs(ratio - 1) < 0.05, f"harness {harness:.6f} s vs CUDA events {events:.6f} s, ratio {ratio:.3f}"

@@ -8,6 +8,8 @@ the format; every error and failure carries an honest classification.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import types
 
 import numpy as np
@@ -15,7 +17,9 @@ import pytest
 from fakes import Raising, Wrapper, plugin_of
 
 import harness
-from harness import cli, plugins, problems
+from harness import plugins, problems
+from harness.cli import main as cli
+from harness.cli import output
 from harness.execution import runner
 from harness.strategies import derivative
 
@@ -32,7 +36,7 @@ def no_work(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the arguments were checked")
 
-    monkeypatch.setattr(runner, "run", refuse)
+    monkeypatch.setattr(runner, "run_jobs", refuse)
 
 
 def strict(text: str):
@@ -51,7 +55,7 @@ def usage_error(capsys, argv: list[str]) -> str:
     except SystemExit as exc:
         code = exc.code
     err = capsys.readouterr().err
-    assert code == cli.EXIT_USAGE, (argv, code, err)
+    assert code == output.EXIT_USAGE, (argv, code, err)
     assert "Traceback" not in err
     lines = [ln for ln in err.splitlines() if ln.startswith(("error", "python -m harness"))]
     assert len(lines) == 1, err
@@ -86,6 +90,60 @@ def usage_error(capsys, argv: list[str]) -> str:
 )
 def test_bad_arguments_are_one_line_usage_errors_before_work(capsys, no_work, argv):
     usage_error(capsys, argv)
+
+
+@pytest.mark.parametrize(
+    "argv, names",
+    [
+        (["validate", "--executor", "ray", "--address", ""], "address"),
+        (["compare", "--address", " "], "address"),
+        (["scale", "--world", "1,,2"], "world size"),
+        (["scale", "--world", "1,2,"], "world size"),
+        (["scale", "--size", "99999999999999999999x64"], "memory"),
+        (
+            ["scale", "--size", "400000000x64", "--dtype", "float64", "--world", "1,64", "--scaling", "weak"],
+            "memory",
+        ),
+        (["compare", "latest", "--save"], "--save"),
+        (["compare", "latest", "--run-to", "x.json"], "--run-to"),
+        (["compare", "latest", "-b", "jax"], "--backend"),
+        (["compare", "latest", "--fail-on", "median:5%"], "--baseline"),
+        (["compare", "--fail-on", "median:5%"], "--baseline"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_options_that_cannot_apply_are_refused_not_ignored(capsys, no_work, argv, names):
+    assert names in usage_error(capsys, argv)
+
+
+def test_stdout_that_cannot_be_written_is_a_clear_error(tmp_path):
+    """``tolerances > /dev/full``: one line on stderr, exit 1, no traceback."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "harness", "tolerances"], stdout=full, stderr=subprocess.PIPE, text=True
+        )
+    assert done.returncode == output.EXIT_FAIL, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "could not write the output to stdout: No space left on device" in done.stderr
+
+
+INTERRUPTED_IMPORT = """
+import builtins, os, runpy, signal, sys
+real = builtins.__import__
+def importing(name, *args, **kwargs):
+    if name == "harness.cli.main":  # Ctrl-C lands while the command line is being imported
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(name, *args, **kwargs)
+builtins.__import__ = importing
+sys.argv = ["harness", "list", "--no-devices"]
+runpy.run_module("harness", run_name="__main__")
+"""
+
+
+def test_an_interrupt_while_importing_is_exit_130_without_a_traceback():
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_IMPORT], capture_output=True, text=True)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and "interrupted" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("option", ["run", "--baseline", "--results"])
@@ -160,7 +218,7 @@ def test_json_is_strict_whatever_the_backend_returns(capsys, fast, with_plugin):
             "json",
         ]
     )
-    assert code == cli.EXIT_FAIL
+    assert code == output.EXIT_FAIL
     report = strict(capsys.readouterr().out)
     failed = [c for c in report["checks"] if c["status"] == "fail"]
     assert failed and {c["classification"] for c in failed} == {"overflow/nan"}
@@ -180,7 +238,7 @@ def test_json_is_strict_whatever_the_backend_returns(capsys, fast, with_plugin):
 @pytest.mark.parametrize("fmt", ["table", "json", "jsonl"])
 def test_exit_codes_do_not_depend_on_the_format(capsys, fast, with_plugin, fmt):
     with_plugin(("nan", plugin_of(NanSecond(fast.backend, name="nan"))))
-    assert cli.main(["validate", "-b", "nan", *SMALL, "--format", fmt]) == cli.EXIT_FAIL
+    assert cli.main(["validate", "-b", "nan", *SMALL, "--format", fmt]) == output.EXIT_FAIL
     out = capsys.readouterr().out
     if fmt == "jsonl":
         records = [strict(line) for line in out.splitlines()]
@@ -189,7 +247,7 @@ def test_exit_codes_do_not_depend_on_the_format(capsys, fast, with_plugin, fmt):
             any(r["oracle"].startswith("agreement") for r in records)
             or len({r["backend"] for r in records}) == 1
         )
-    assert cli.main(["validate", "-b", fast.name, *SMALL, "--format", fmt]) == cli.EXIT_OK
+    assert cli.main(["validate", "-b", fast.name, *SMALL, "--format", fmt]) == output.EXIT_OK
 
 
 class Scaled(Wrapper):
@@ -229,7 +287,7 @@ def test_finite_differences_never_call_an_exactly_confirmed_error_oracle_noise(c
             "json",
         ]
     )
-    assert code == cli.EXIT_FAIL
+    assert code == output.EXIT_FAIL
     checks = strict(capsys.readouterr().out)["checks"]
     exact_oracles = ("exact", "mpmath", "closed-form", "complex-step")
     wrong = {
@@ -257,7 +315,7 @@ def test_finite_differences_never_call_an_exactly_confirmed_error_oracle_noise(c
 
 def test_every_error_has_a_classification(capsys, fast, with_plugin):
     with_plugin(("raising", plugin_of(Raising(fast.backend, name="raising"))))
-    assert cli.main(["validate", "-b", "raising", *SMALL, "--format", "json"]) == cli.EXIT_FAIL
+    assert cli.main(["validate", "-b", "raising", *SMALL, "--format", "json"]) == output.EXIT_FAIL
     errors = [c for c in strict(capsys.readouterr().out)["checks"] if c["status"] == "error"]
     assert errors and {c["classification"] for c in errors} == {"exception"}
 
@@ -269,7 +327,7 @@ def test_shape_check_error_is_classified_wrong_shape(capsys, fast, with_plugin):
             return lambda x: d(x)[:1]
 
     with_plugin(("short", plugin_of(Short(fast.backend, name="short"))))
-    assert cli.main(["validate", "-b", "short", *SMALL, "--format", "json"]) == cli.EXIT_FAIL
+    assert cli.main(["validate", "-b", "short", *SMALL, "--format", "json"]) == output.EXIT_FAIL
     errors = [c for c in strict(capsys.readouterr().out)["checks"] if c["status"] == "error"]
     assert errors and {c["classification"] for c in errors} == {"wrong shape"}
     assert np.all(["expected (8,)" in c["message"] for c in errors])

@@ -25,6 +25,7 @@ from harness import hookspecs, plugins
 from harness.plugins import PluginError
 from harness.strategies import derivative
 from harness.validation import checks as validate
+from harness.validation import verdicts
 
 PROBLEMS = ("tanh", "logistic-notebook")
 ORDERS = (1, 2, 3)
@@ -144,7 +145,7 @@ def load_with(*backends, name="thirdparty", entry_points=False) -> plugins.Regis
     return registry
 
 
-def run(*entries, **plan) -> list[validate.Check]:
+def run(*entries, **plan) -> list[verdicts.Check]:
     plan.setdefault("dtypes", ("float64",))
     plan.setdefault("orders", ORDERS)
     registry = plugins.load(entry_points=False)

@@ -21,10 +21,12 @@ from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from harness import cli, expected, oracles, plugins, problems, pytree
+from harness import expected, oracles, plugins, problems, pytree
+from harness.cli import main as cli
+from harness.cli import options, output
 from harness.target import Target
 from harness.validation import checks as validate
-from harness.validation import tolerances
+from harness.validation import tolerances, verdicts
 
 BUILTIN = ("jax", "autograd", "torch", "tensorflow")
 SCALAR = ("tanh", "sigmoid", "softplus", "exp-sin", "rational")
@@ -44,7 +46,7 @@ def bounded(text: str) -> bool:
     return not _LONG_NUMBER.search(text)
 
 
-# --- harness.cli.parse_orders ---------------------------------------------------------------------
+# --- harness.options.parse_orders ---------------------------------------------------------------------
 
 
 ORDERISH = st.lists(
@@ -76,36 +78,36 @@ ORDERISH = st.lists(
 @example("\u0663")  # Arabic-Indic three: int() accepts it
 def test_parse_orders_returns_orders_in_range_or_an_argument_type_error(text):
     try:
-        orders = cli.parse_orders(text)
+        orders = options.parse_orders(text)
     except argparse.ArgumentTypeError:
         return
     assert isinstance(orders, tuple) and orders
-    assert all(type(o) is int and 1 <= o <= cli.MAX_ORDER for o in orders)
+    assert all(type(o) is int and 1 <= o <= options.MAX_ORDER for o in orders)
     assert list(orders) == sorted(set(orders))
 
 
 @QUICK
 @given(
-    st.lists(st.integers(1, cli.MAX_ORDER), min_size=1, max_size=12),
-    st.lists(st.tuples(st.integers(1, cli.MAX_ORDER), st.integers(0, 5)), max_size=3),
+    st.lists(st.integers(1, options.MAX_ORDER), min_size=1, max_size=12),
+    st.lists(st.tuples(st.integers(1, options.MAX_ORDER), st.integers(0, 5)), max_size=3),
 )
 def test_parse_orders_round_trip(singles, ranges):
-    assert cli.parse_orders(",".join(map(str, singles))) == tuple(sorted(set(singles)))
-    ranges = [(lo, min(lo + width, cli.MAX_ORDER)) for lo, width in ranges]
+    assert options.parse_orders(",".join(map(str, singles))) == tuple(sorted(set(singles)))
+    ranges = [(lo, min(lo + width, options.MAX_ORDER)) for lo, width in ranges]
     text = ",".join([*map(str, singles), *(f"{lo}-{hi}" for lo, hi in ranges)])
     want = set(singles).union(*(range(lo, hi + 1) for lo, hi in ranges))
-    assert cli.parse_orders(text) == tuple(sorted(want))
+    assert options.parse_orders(text) == tuple(sorted(want))
 
 
 def test_parse_orders_rejects_a_reversed_range():
     with pytest.raises(argparse.ArgumentTypeError):
-        cli.parse_orders("1,5-2")
+        options.parse_orders("1,5-2")
 
 
 @pytest.mark.parametrize(
     "parse",
-    [cli.parse_orders, lambda text: expected._orders(text)],
-    ids=["cli.parse_orders", "expected._orders"],
+    [options.parse_orders, lambda text: expected._orders(text)],
+    ids=["options.parse_orders", "expected._orders"],
 )
 def test_order_parsers_check_bounds_before_expanding(parse):
     tracemalloc.start()
@@ -193,7 +195,7 @@ def test_validate_cli_exits_0_1_or_2_whatever_the_options(autograd, drawn, joine
     out, err = io.StringIO(), io.StringIO()
     # MAX_ORDER patched down: whatever order text parses, the run stays cheap.
     with (
-        mock.patch.object(cli, "MAX_ORDER", 2),
+        mock.patch.object(options, "MAX_ORDER", 2),
         mock.patch.dict(os.environ, {plugins.BACKENDS_ENV: ""}),
         contextlib.redirect_stdout(out),
         contextlib.redirect_stderr(err),
@@ -204,16 +206,16 @@ def test_validate_cli_exits_0_1_or_2_whatever_the_options(autograd, drawn, joine
             code = cli.main(argv)
         except SystemExit as exc:
             event("argparse exit")
-            assert exc.code == cli.EXIT_USAGE, (argv, err.getvalue())
+            assert exc.code == output.EXIT_USAGE, (argv, err.getvalue())
             assert "usage:" in err.getvalue()
             return
-    assert code in (cli.EXIT_OK, cli.EXIT_FAIL, cli.EXIT_USAGE), argv
+    assert code in (output.EXIT_OK, output.EXIT_FAIL, output.EXIT_USAGE), argv
     event(f"exit {code}")
-    if code == cli.EXIT_USAGE:
+    if code == output.EXIT_USAGE:
         assert err.getvalue().startswith(("error: unknown ", "error: no ")), (argv, err.getvalue())
     else:
         report = json.loads(out.getvalue())
-        assert all(c["status"] in validate.STATUSES for c in report["checks"])
+        assert all(c["status"] in verdicts.STATUSES for c in report["checks"])
 
 
 @pytest.mark.parametrize("option", ["-b", "-p"])
@@ -232,7 +234,7 @@ def test_an_empty_selection_does_not_pass(autograd, option, capsys, monkeypatch)
                 *(x for item in argv.items() for x in item),
             ]
         )
-    assert exc.value.code == cli.EXIT_USAGE
+    assert exc.value.code == output.EXIT_USAGE
     captured = capsys.readouterr()
     assert "no checks ran" not in captured.out and "names nothing" in captured.err
 

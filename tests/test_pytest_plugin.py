@@ -11,7 +11,7 @@ import numpy as np
 
 import harness
 from harness import plugins
-from harness.benchmark import timing
+from harness.benchmark import cases, measure
 from harness.problems import GradientProblem, ScalarProblem
 from harness.results import compare
 from harness.results import runs as results
@@ -49,10 +49,10 @@ def test_a_plugin_problem_is_benchmarked_with_its_own_cost_model(fast, tmp_path)
     plugin = types.SimpleNamespace(harness_register_problems=harness_register_problems)
     registry = plugins.load(extra=[("extra-problems", plugin)])
     assert registry.errors == []
-    found = timing.cases([registry.backends[fast.name]], "quick", registered=registry.problems.values())
+    found = cases.cases([registry.backends[fast.name]], "quick", registered=registry.problems.values())
     mine = [c for c in found if c.problem.name in ("softsign", "quadratic") and c.target.mode == "eager"]
     assert {c.problem.name for c in mine} == {"softsign", "quadratic"}
-    run = timing.run([c for c in mine if c.order in (1, 2)], 0.01, log=print, min_rounds=3)
+    run = measure.timed_run([c for c in mine if c.order in (1, 2)], 0.01, log=print, min_rounds=3)
     timed = {(b["extra_info"]["problem"], b["extra_info"]["order"]): b for b in run["benchmarks"]}
     assert ("quadratic", 1) in timed and ("softsign", 1) in timed
     quad = timed[("quadratic", 1)]["extra_info"]

@@ -1,4 +1,4 @@
-"""``python -m harness scale`` (`harness.distributed.scale`): every engine validated and timed, planted wrong
+"""``python -m harness scale`` (`harness.distributed`): every engine validated and timed, planted wrong
 reductions that fail, a dead or hung process that becomes an ``error`` record within the time limit
 and leaves no process behind, and scale runs read by ``compare``.
 
@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 from conftest import require
 
-from harness import cli, problems
-from harness.distributed import scale
+from harness import problems
+from harness.cli import main as cli
+from harness.cli import output
+from harness.distributed import data, faults, plan, records
 from harness.plugins import UsageError
-from harness.results import compare
+from harness.results import compare, plots
 from harness.results import runs as results
 
 SMALL = ["--size", "64x3", "--dtype", "float64", "--format", "json", "-q"]
@@ -36,7 +38,7 @@ def run_scale(capsys, *args: str) -> tuple[int, list[dict]]:
 
 def engines_of(registry, backend: str) -> tuple[str, ...]:
     require(registry.backends[backend])
-    return scale.ENGINES[backend]
+    return plan.ENGINES[backend]
 
 
 def group_left(pgid: int, within: float = 30.0) -> list[int]:
@@ -74,7 +76,7 @@ def test_every_engine_passes_and_is_timed(capsys, registry, backend, worlds):
     """torch at world 2 only: its processes take seconds each to import torch."""
     engines = engines_of(registry, backend)
     code, found = run_scale(capsys, "-b", backend, "--world", ",".join(map(str, worlds)))
-    assert code == cli.EXIT_OK, found
+    assert code == output.EXIT_OK, found
     assert [(r["engine"], r["world"]) for r in found] == [(e, w) for e in engines for w in worlds]
     for r in found:
         assert r["status"] == "pass", r
@@ -97,9 +99,9 @@ def test_a_wrong_reduction_fails_and_is_not_timed(capsys, monkeypatch, registry,
     """mean: the shards' mean, not their sum; drop: shard 1 left out of the sum. (jax.distributed
     reduces with the same function as jax.sharding.)"""
     require(registry.backends[engine.split(".")[0]])
-    monkeypatch.setenv(scale.FAULT_ENV, fault)
+    monkeypatch.setenv(faults.FAULT_ENV, fault)
     code, [r] = run_scale(capsys, "--engine", engine, "--world", "2")
-    assert code == cli.EXIT_FAIL
+    assert code == output.EXIT_FAIL
     assert (r["status"], r["classification"]) == ("fail", "wrong value and gradient"), r
     assert r["max_rel_err"] > 0.1  # half the sum, or one shard of two missing
     assert r["median_s"] is None and r["speedup"] is None
@@ -111,10 +113,10 @@ def test_a_process_that_dies_is_an_error_record_at_once_and_leaves_no_process(
 ):
     require(registry.backends[engine.split(".")[0]])
     pids = tmp_path / "pids"
-    monkeypatch.setenv(scale.FAULT_ENV, "exit")
-    monkeypatch.setenv(scale.PIDS_ENV, str(pids))
+    monkeypatch.setenv(faults.FAULT_ENV, "exit")
+    monkeypatch.setenv(faults.PIDS_ENV, str(pids))
     code, [record] = run_scale(capsys, "--engine", engine, "--world", "2", "--timeout", "600")
-    assert code == cli.EXIT_FAIL
+    assert code == output.EXIT_FAIL
     assert (record["status"], record["classification"]) == ("error", "crash"), record
     assert "process 1 of 2 exited with code 3" in record["message"]
     assert record["seconds"] < 600  # ended when the process died, not at the limit
@@ -126,10 +128,10 @@ def test_a_process_that_hangs_is_a_timeout_within_the_limit_and_leaves_no_proces
     capsys, monkeypatch, registry, tmp_path
 ):
     require(registry.backends["jax"])
-    monkeypatch.setenv(scale.FAULT_ENV, "hang")
+    monkeypatch.setenv(faults.FAULT_ENV, "hang")
     for limit in LIMITS:
         pids = tmp_path / f"pids-{limit}"
-        monkeypatch.setenv(scale.PIDS_ENV, str(pids))
+        monkeypatch.setenv(faults.PIDS_ENV, str(pids))
         code, [record] = run_scale(
             capsys, "--engine", "jax.distributed", "--world", "2", "--timeout", str(limit)
         )
@@ -137,7 +139,7 @@ def test_a_process_that_hangs_is_a_timeout_within_the_limit_and_leaves_no_proces
             break
     else:
         pytest.fail(f"the hanging process never started within {LIMITS[-1]} s")
-    assert code == cli.EXIT_FAIL
+    assert code == output.EXIT_FAIL
     assert (record["status"], record["classification"]) == ("error", "timeout"), record
     assert f"no result within {limit} s" in record["message"]
     assert limit <= record["seconds"] <= limit + 5, record
@@ -148,14 +150,14 @@ def test_a_process_that_hangs_is_a_timeout_within_the_limit_and_leaves_no_proces
 
 
 def test_every_world_sees_the_same_rows_and_the_reference_is_the_closed_form():
-    W, b = scale.weights(3)
-    n = scale.BLOCK + 100  # two blocks; a shard boundary inside the first
-    x, t = scale.rows(0, n, W, b)
-    cut = scale.BLOCK - 7
-    halves = [scale.rows(0, cut, W, b), scale.rows(cut, n, W, b)]
+    W, b = data.weights(3)
+    n = data.BLOCK + 100  # two blocks; a shard boundary inside the first
+    x, t = data.rows(0, n, W, b)
+    cut = data.BLOCK - 7
+    halves = [data.rows(0, cut, W, b), data.rows(cut, n, W, b)]
     np.testing.assert_array_equal(np.concatenate([h[0] for h in halves]), x)
     np.testing.assert_array_equal(np.concatenate([h[1] for h in halves]), t)
-    ref = scale.reference((n, 3), "float64")
+    ref = data.reference((n, 3), "float64")
     dW, db = problems.logistic_gradient(W, b, x, t)
     np.testing.assert_allclose(ref["gradient"], np.append(dW, db), rtol=1e-12)
     np.testing.assert_allclose(ref["value"], problems.logistic_loss(np, W, b, x, t), rtol=1e-12)
@@ -163,7 +165,7 @@ def test_every_world_sees_the_same_rows_and_the_reference_is_the_closed_form():
 
 def test_speedup_is_throughput_against_world_1():
     def record(world, scaling, median):
-        return scale.Record(
+        return records.Record(
             "jax",
             None,
             "jax.sharding",
@@ -184,16 +186,16 @@ def test_speedup_is_throughput_against_world_1():
         record(1, "weak", 4.0),
         record(4, "weak", 8.0),
     ]
-    scale.add_speedups(found)
+    records.add_speedups(found)
     assert [(r.speedup, r.efficiency) for r in found] == [(1.0, 1.0), (2.0, 0.5), (1.0, 1.0), (2.0, 0.5)]
 
 
 def test_weak_scaling_grows_n_and_strong_scaling_needs_n_to_split_evenly(registry):
     entries = [registry.backends["jax"]]
-    jobs = scale.jobs(entries, ["jax.sharding"], [1, 2], (10, 3), ["weak"], ["float32"])
+    jobs = plan.world_jobs(entries, ["jax.sharding"], [1, 2], (10, 3), ["weak"], ["float32"])
     assert [(j.world, j.size, j.scaling) for j in jobs] == [(1, (10, 3), "weak"), (2, (20, 3), "weak")]
     with pytest.raises(UsageError, match="N = 10 does not split evenly over world size 3, 4"):
-        scale.jobs(entries, ["jax.sharding"], [1, 3, 4], (10, 3), ["strong"], ["float32"])
+        plan.world_jobs(entries, ["jax.sharding"], [1, 3, 4], (10, 3), ["strong"], ["float32"])
 
 
 @pytest.mark.parametrize(
@@ -215,14 +217,14 @@ def test_bad_input_is_a_one_line_usage_error(capsys, args, message):
     except SystemExit as exc:  # argparse's own errors
         code = exc.code
     err = capsys.readouterr().err
-    assert code == cli.EXIT_USAGE
+    assert code == output.EXIT_USAGE
     assert message in err
 
 
 def test_a_saved_scale_run_is_read_compared_gated_and_plotted(tmp_path):
     def record(world, median):
         times = [median * f for f in (0.9, 1.0, 1.1, 1.0, 1.05)]
-        return scale.Record(
+        return records.Record(
             "torch",
             "2",
             "torch.distributed",
@@ -241,7 +243,7 @@ def test_a_saved_scale_run_is_read_compared_gated_and_plotted(tmp_path):
         )
 
     found = [record(1, 0.02), record(2, 0.012)]
-    scale.add_speedups(found)
+    records.add_speedups(found)
     path = results.save(results.document([r.benchmark() for r in found], {}), tmp_path, "scale")
     rows = results.load(path)
     assert [(r.world, r.scaling, r.mode, r.validated) for r in rows] == [
@@ -251,12 +253,12 @@ def test_a_saved_scale_run_is_read_compared_gated_and_plotted(tmp_path):
     assert len({r.key for r in rows}) == 2  # each world its own group: the gate compares like with like
     assert "world 2" in compare.table(rows)
     assert compare.regressions(rows, rows, "median", 0.1) == []
-    written = compare.plot(rows, tmp_path / "plots")
+    written = plots.plot(rows, tmp_path / "plots")
     assert [p.name for p in written] == ["scaling-strong-cpu.png"]
 
 
 def test_a_scale_run_with_a_world_of_0_is_damaged(tmp_path):
-    record = scale.Record(
+    record = records.Record(
         "jax",
         None,
         "jax.sharding",

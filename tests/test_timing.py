@@ -1,4 +1,4 @@
-"""The measurement protocol: validate before timing, calibrate, measure with the GC off, `run` round trip.
+"""The measurement protocol: validate before timing, calibrate, measure with GC off, `timed_run` round trip.
 
 Wrappers here (subclasses of ``fakes.Wrapper``) are registered the way a
 third-party plugin would register them (``plugins.load(extra=[(name, plugin)])``).
@@ -20,8 +20,8 @@ import pytest
 from fakes import DoNothing, Raising, Wrapper, plugin_of
 
 from harness import hookspecs, machine, plugins, problems
-from harness.benchmark import timing
-from harness.benchmark.timing import Case
+from harness.benchmark import cases, measure
+from harness.benchmark.cases import Case
 from harness.results import compare, files
 from harness.results import runs as results
 from harness.strategies import derivative
@@ -152,7 +152,7 @@ def test_correct_backend_is_validated_in_every_mode(entry):
             Case(Target(entry, "cpu", "float64", mode), TANH, (), 3),
             Case(Target(entry, "cpu", "float32", mode), LOGISTIC, (64, 4)),
         ):
-            prepared = timing.prepare(case)
+            prepared = cases.prepare(case)
             assert prepared.validated, f"{case.name}: {prepared.detail}"
             assert prepared.first_call_s > 0
 
@@ -165,14 +165,14 @@ def test_planted_wrong_backend_is_not_validated(entry):
             Case(Target(wrong, "cpu", "float64", mode), TANH, (), 1),
             Case(Target(wrong, "cpu", "float32", mode), LOGISTIC, (64, 4)),
         ):
-            prepared = timing.prepare(case)
+            prepared = cases.prepare(case)
             assert not prepared.validated, case.name
 
 
 def test_prepare_calls_once_and_validates_that_call(fast):
     counting = Counting(fast.backend, "counting")
     entry = entry_of(counting)
-    prepared = timing.prepare(Case(Target(entry, "cpu", "float32"), TANH, (1_000,), 1))
+    prepared = cases.prepare(Case(Target(entry, "cpu", "float32"), TANH, (1_000,), 1))
     assert counting.calls == 1
     assert prepared.validated
     prepared.call()
@@ -182,7 +182,7 @@ def test_prepare_calls_once_and_validates_that_call(fast):
 def test_do_nothing_backend_runs_the_call_path_and_is_caught_by_validation():
     entry = entry_of(DoNothing())
     for size in ((), (100,)):
-        prepared = timing.prepare(Case(Target(entry, "cpu", "float64"), TANH, size, 1))
+        prepared = cases.prepare(Case(Target(entry, "cpu", "float64"), TANH, size, 1))
         assert not prepared.validated  # the identity is not tanh'
         assert "mpmath" in prepared.detail
         expected = 2.0 if size == () else np.linspace(-3.0, 3.0, size[0])
@@ -194,7 +194,7 @@ def test_extra_info_fields(fast, size, order):
     dtype = "float64" if size == () else "float32"
     problem = LOGISTIC if len(size) == 2 else TANH
     case = Case(Target(fast, "cpu", dtype), problem, size, order)
-    info = timing.prepare(case).extra_info()
+    info = cases.prepare(case).extra_info()
     assert not EXTRA_KEYS - set(info), f"missing {EXTRA_KEYS - set(info)}"
     json.dumps(info)  # pytest-benchmark writes it as JSON: plain values only
     assert info["harness_format"] == results.FORMAT_VERSION
@@ -221,20 +221,20 @@ def test_extra_info_fields(fast, size, order):
 
 
 def test_calibrate_a_fast_call_batches_iterations():
-    rounds, iterations = timing.calibrate(lambda: None, 0.01)
+    rounds, iterations = measure.calibrate(lambda: None, 0.01)
     assert 5 <= rounds <= 1000
     assert iterations > 1  # a no-op call is far below ~100 us: several per round
 
 
 def test_calibrate_a_slow_call():
-    rounds, iterations = timing.calibrate(lambda: time.sleep(1e-3), 0.02)
+    rounds, iterations = measure.calibrate(lambda: time.sleep(1e-3), 0.02)
     assert iterations == 1
     assert 5 <= rounds <= 20  # each call takes >= 1 ms: at most 20 fill 0.02 s
 
 
 @pytest.mark.parametrize("budget", [0.0, 1e-9])
 def test_calibrate_never_fewer_than_five_rounds(budget):
-    rounds, iterations = timing.calibrate(lambda: time.sleep(1e-3), budget)
+    rounds, iterations = measure.calibrate(lambda: time.sleep(1e-3), budget)
     assert rounds >= 5 and iterations >= 1
 
 
@@ -248,7 +248,7 @@ def test_measure_rounds_gc_off_and_restored(enabled):
     was = gc.isenabled()
     (gc.enable if enabled else gc.disable)()
     try:
-        times = timing.measure(call, rounds=7, iterations=3)
+        times = measure.measure(call, rounds=7, iterations=3)
         after = gc.isenabled()
     finally:
         (gc.enable if was else gc.disable)()
@@ -267,12 +267,12 @@ def test_measure_restores_gc_when_the_call_raises():
 
     assert gc.isenabled()
     with pytest.raises(RuntimeError):
-        timing.measure(call, rounds=5, iterations=1)
+        measure.measure(call, rounds=5, iterations=1)
     assert gc.isenabled()
 
 
 def test_measure_seconds_per_call():
-    times = timing.measure(lambda: time.sleep(2e-3), rounds=5, iterations=2)
+    times = measure.measure(lambda: time.sleep(2e-3), rounds=5, iterations=2)
     assert all(2e-3 <= t < 0.5 for t in times)  # per call, not per round of two
 
 
@@ -307,7 +307,7 @@ def test_the_copy_bandwidth_copies_the_whole_array_on_every_core_at_once(monkeyp
 def test_run_round_trips_through_compare_load(fast, quick_machine, tmp_path):
     found = quick_cases(fast)
     logged = []
-    run = timing.run(found, 0.01, logged.append)
+    run = measure.timed_run(found, 0.01, logged.append)
     assert logged == []
     json.dumps(run)  # plain JSON: nothing that files.write_json would turn into a string
     path = files.write_json(tmp_path / "run.json", run)
@@ -339,7 +339,7 @@ def test_run_leaves_out_and_logs_a_raising_and_a_wrong_backend(fast, quick_machi
         *quick_cases(fast)[:1],
     ]
     logged = []
-    run = timing.run(found, 0.01, logged.append)
+    run = measure.timed_run(found, 0.01, logged.append)
     assert [b["name"] for b in run["benchmarks"]] == [found[2].name]
     assert len(logged) == 2
     assert logged[0].startswith(f"error: {found[0].name}: RuntimeError: planted failure")
@@ -351,7 +351,7 @@ def test_run_leaves_out_a_backend_that_raises_after_validation(fast, quick_machi
     flaky = entry_of(FailsAfterFirstCall(fast.backend, "fails-later"))
     found = [Case(Target(flaky, "cpu", "float32"), TANH, (1_000,), 1), *quick_cases(fast)[:1]]
     logged = []
-    run = timing.run(found, 0.01, logged.append)
+    run = measure.timed_run(found, 0.01, logged.append)
     assert [b["name"] for b in run["benchmarks"]] == [found[1].name]
     assert logged and logged[0].startswith(f"error: {found[0].name}")
 
@@ -371,7 +371,7 @@ def test_run_logs_a_refusal_at_call_time_as_unsupported_not_an_error(fast, quick
     refused = entry_of(RefusedAtCall(fast.backend, "refuses"))
     found = [Case(Target(refused, "cpu", "float32"), TANH, (1_000,), 1), *quick_cases(fast)[:1]]
     logged = []
-    run = timing.run(found, 0.01, logged.append)
+    run = measure.timed_run(found, 0.01, logged.append)
     assert [b["name"] for b in run["benchmarks"]] == [found[1].name]
     assert logged == [f"unsupported: {found[0].name}: planted: the compiler cannot take this nest"]
 
@@ -391,7 +391,7 @@ class HostClock(Wrapper):
 def test_a_device_clock_is_recorded_beside_the_harness_timing_and_compared(fast, quick_machine, tmp_path):
     clocked = plugins.load(extra=[("clocked", plugin_of(HostClock(fast.backend, "clocked")))]).backends
     found = quick_cases(clocked["clocked"])[:2] + quick_cases(fast)[:1]
-    run = timing.run(found, 0.01, print)
+    run = measure.timed_run(found, 0.01, print)
     rows = results.load(files.write_json(tmp_path / "run.json", run))
     assert [r.event_median is not None for r in rows] == [True, True, False]
     text = compare.fidelity(rows)
@@ -405,7 +405,7 @@ def test_no_device_clock_on_a_cpu(installed):
     if torch is None:
         pytest.skip("torch, the backend with a device clock, is not installed")
     case = Case(Target(torch, "cpu", "float32"), TANH, (), 1)
-    assert timing.prepare(case).event_median(3) is None
+    assert cases.prepare(case).event_median(3) is None
 
 
 def test_a_backends_known_failures_do_not_cover_its_hand_written_or_value_cases(installed):
@@ -416,9 +416,9 @@ def test_a_backends_known_failures_do_not_cover_its_hand_written_or_value_cases(
         pytest.skip("autograd, the backend with declared failures, is not installed")
     target = Target(autograd, "cpu", "float32")
     own = Case(target, TANH, (10_000,), 6, "reverse")
-    assert timing.known_failure(own) is not None and not timing.prepare(own).validated
+    assert cases.known_failure(own) is not None and not cases.prepare(own).validated
     for case in (
-        Case(target, TANH, (10_000,), 6, timing.HAND_WRITTEN),
-        Case(target, TANH, (10_000,), 0, timing.VALUE),
+        Case(target, TANH, (10_000,), 6, cases.HAND_WRITTEN),
+        Case(target, TANH, (10_000,), 0, cases.VALUE),
     ):
-        assert timing.known_failure(case) is None and timing.prepare(case).validated, case
+        assert cases.known_failure(case) is None and cases.prepare(case).validated, case

@@ -4,7 +4,7 @@ pytest-benchmark itself is), so its options work wherever gradient-harness is in
 - ``--harness-profile quick|cpu|gpu|scaling`` chooses the cases (default: ``gpu`` when a
   backend sees one, else ``cpu``); ``$HARNESS_BACKENDS`` chooses the backends and
   ``--harness-device`` the devices.
-- A test that takes an argument named ``harness_case`` is run once per `harness.benchmark.timing.Case` of
+- A test that takes an argument named ``harness_case`` is run once per `harness.benchmark.cases.Case` of
   the profile: the installed backends on the built-in problems and on every default
   problem a plugin registers.
 - The ``harness_benchmark`` fixture is pytest-benchmark's ``benchmark``, recorded: at the end
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness import machine, plugins
-from harness.benchmark import timing
+from harness.benchmark import cases
 from harness.results import files, runs
 
 RECORDED = pytest.StashKey[list]()
@@ -31,7 +31,7 @@ def pytest_addoption(parser):
     group = parser.getgroup("gradient-harness")
     group.addoption(
         "--harness-profile",
-        choices=sorted(timing.PROFILES),
+        choices=sorted(cases.PROFILES),
         default=None,
         help="benchmark sizes and orders (default: gpu if a GPU is seen, else cpu)",
     )
@@ -69,19 +69,22 @@ def pytest_generate_tests(metafunc):
         profile = "gpu" if gpu else "cpu"
     metafunc.config.stash[PROFILE] = profile
     devices = metafunc.config.getoption("--harness-device")
-    found = timing.cases(entries, profile, devices, registered=registry.problems.values())
+    found = cases.cases(entries, profile, devices, registered=registry.problems.values())
     metafunc.parametrize("harness_case", found, ids=[c.name for c in found])
 
 
 @pytest.fixture
 def harness_profile(request) -> dict:
-    """The chosen profile's settings (`harness.benchmark.timing.PROFILES`)."""
-    return timing.PROFILES[request.config.stash.get(PROFILE, "cpu")]
+    """The chosen profile's settings (`harness.benchmark.cases.PROFILES`)."""
+    return cases.PROFILES[request.config.stash.get(PROFILE, "cpu")]
 
 
 @pytest.fixture
 def harness_benchmark(benchmark, request):
-    """pytest-benchmark's ``benchmark``; what it times goes into this session's saved run."""
+    """pytest-benchmark's ``benchmark``, grouped by the test's ``harness_case`` where it has one
+    (a saved run's rows are read by group); what it times goes into this session's saved run."""
+    if "harness_case" in request.fixturenames:
+        benchmark.group = request.getfixturevalue("harness_case").group
     yield benchmark
     stats = getattr(benchmark, "stats", None)
     if stats is not None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import sys
 
-from harness.execution.runner import Outcome
+from harness.jobs import Outcome
 
 
 class Display:
-    """A `harness.execution.runner.Listener` that draws progress; a context manager around the run."""
+    """A `harness.jobs.Listener` that draws progress; a context manager around the run."""
 
     def __init__(self, enabled: bool):
         self.progress = None

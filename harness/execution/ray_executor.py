@@ -1,7 +1,7 @@
-"""Jobs as Ray tasks: `harness.execution.runner`'s isolation, on whichever node of a Ray cluster has room.
+"""Jobs as Ray tasks: the local runner's isolation, on whichever node of a Ray cluster has room.
 
 Each job becomes one Ray task that runs it exactly as the local executor does, through
-`harness.execution.runner.run` on that node: a child interpreter leading its own process group, the
+`harness.execution.runner.run_jobs` on that node: a child interpreter leading its own process group, the
 same time limit, the same crash and timeout classifications, the same pickled events. The
 task returns those events, and the driver replays them into the job's `Outcome`, so a run
 gives the same checks on a cluster as here. What Ray adds is placement: a job asks for one
@@ -10,7 +10,7 @@ so ``cuda:N`` means what it means locally); jobs are spread over the nodes. A jo
 node of the cluster could ever take (a GPU where there is none) is refused before any runs,
 rather than left waiting.
 
-`Pool` has the local pool's interface (`run`, then `close` in any case), so `runner.run`
+`RayPool` has the local pool's interface (`run`, then `close` in any case), so `runner.run_jobs`
 drives either the same way. Events arrive when a job ends, not as they happen (progress
 advances per job). An interrupt cancels every task still running (the runner on its node
 ends the job's process group, as it does here) and keeps what finished. Every node needs
@@ -28,6 +28,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from harness import plugins
+from harness.execution import runner
+from harness.jobs import Interrupted, Job, Listener, Outcome, record
+
 INSTALL_HINT = "pip install 'gradient-harness[ray]'"
 POLL_S = 0.2
 CANCEL_S = 20.0
@@ -44,7 +48,7 @@ class RayUnavailable(RuntimeError):
     or no node of the cluster has what a job asks for."""
 
 
-class Pool:
+class RayPool:
     """The jobs given to `run` as Ray tasks on the cluster at ``address`` (``None``: Ray's
     default, a local instance unless one is found, connected here and left by `close`).
 
@@ -53,14 +57,16 @@ class Pool:
     all on the node the first one ran on, so that a run's timings come from one machine with
     nothing beside them, as `compare` times them here."""
 
-    def __init__(self, timeout: float, listen, address: str | None):
+    def __init__(self, timeout: float, address: str | None):
         self.ray = _ray()  # a missing Ray is a usage error before anything runs
-        self.timeout, self.listen, self.address = timeout, listen, address
+        self.timeout, self.address = timeout, address
+        self.listen: Listener = lambda outcome, event: None
         self.pending: dict[Any, Any] = {}
         self.connected_here = False
 
-    def run(self, outcomes: list) -> None:
+    def run(self, outcomes: list[Outcome], listen: Listener) -> None:
         """Run each outcome's job as a Ray task and fill the outcome in as the task ends."""
+        self.listen = listen
         if not outcomes:
             return
         with _sigterm_noted() as sigterm:
@@ -84,9 +90,7 @@ class Pool:
                     if in_turn and node is None:
                         node = ran_on
             if sigterm:
-                from harness.execution import runner
-
-                raise runner.Interrupted(signal.SIGTERM)
+                raise Interrupted(signal.SIGTERM)
 
     def close(self) -> None:
         """Cancel the tasks still running (an interrupt: what finished is kept), then leave
@@ -115,7 +119,7 @@ class Pool:
 
 @contextmanager
 def _sigterm_noted() -> Iterator[list]:
-    """SIGTERM noted in the list yielded, for `Pool.run` to raise between Ray calls: Ray runs
+    """SIGTERM noted in the list yielded, for `RayPool.run` to raise between Ray calls: Ray runs
     signal handlers inside ``ray.wait``, and turns an exception they raise (other than
     KeyboardInterrupt) into a SystemError."""
     noted: list[int] = []
@@ -132,7 +136,7 @@ def _sigterm_noted() -> Iterator[list]:
 @contextmanager
 def _interruptible() -> Iterator[None]:
     """SIGINT raises KeyboardInterrupt here, which is how Ray interrupts a task it cancels
-    (`Pool.close`). A node started where SIGINT is ignored (by a script's ``ray start &``, a
+    (`RayPool.close`). A node started where SIGINT is ignored (by a script's ``ray start &``, a
     service manager) hands that on to its workers, and Python then never raises it."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -259,8 +263,6 @@ def _check_placeable(ray, outcomes: list, address: str | None) -> None:
 
 def _finish(ray, outcome, ref, listen) -> str | None:
     """Fill ``outcome`` in from its task's report: the id of the node it ran on, if known."""
-    from harness.execution import runner
-
     try:
         report = ray.get(ref)
     except ray.exceptions.RayTaskError as exc:  # the task itself raised, outside the job
@@ -274,7 +276,7 @@ def _finish(ray, outcome, ref, listen) -> str | None:
         listen(outcome, ("stop",))
         return None
     for event in report["events"]:
-        runner.record(outcome, event, listen)
+        record(outcome, event, listen)
     outcome.failure = report["failure"]
     outcome.finished = report["finished"]
     outcome.seconds = report["seconds"]
@@ -292,9 +294,6 @@ def _job_on_a_node(job: dict, timeout: float) -> dict:
     """The Ray task: one job through the local executor on this node; its events and end."""
     import ray
 
-    from harness import plugins
-    from harness.execution import runner
-
     events: list[tuple] = []
 
     def keep(outcome, event: tuple) -> None:
@@ -304,12 +303,12 @@ def _job_on_a_node(job: dict, timeout: float) -> dict:
     node_id = ray.get_runtime_context().get_node_id()
     node = f"{socket.gethostname()} {node_id[:12]} pid {os.getpid()}"
     registry = plugins.load()
-    chosen = runner.Job.from_json(job)
+    chosen = Job.from_json(job)
     if chosen.backend in registry.backends:
         with _interruptible():
-            (outcome,) = runner.run([chosen], registry, isolate=True, timeout=timeout, listener=keep)
+            (outcome,) = runner.run_jobs([chosen], registry, runner.LocalPool(timeout), listener=keep)
     else:  # a node installed differently from the driver
-        outcome = runner.Outcome(chosen)
+        outcome = Outcome(chosen)
         outcome.failure = (
             "exception",
             f"backend {chosen.backend} is not installed on Ray node {node}: every node needs the "

@@ -1,19 +1,13 @@
-"""The execution layer: run jobs in child processes (or here) with time limits, interrupts and
-progress, and keep everything they finished.
+"""Jobs in child processes here, with time limits, interrupts and progress, keeping everything
+they finished.
 
-A *job* (`Job`) is one backend's validation plan or benchmark plan, or one world
-of `harness.distributed.scale`, as data: the backend's name and what to run, by name. `run` gives each
-job to a child
-interpreter (``python -m harness.execution.runner FOLDER PARENT_PID``) when the backend
-and problems can be loaded from entry points, else runs it in this process.
-With ``executor="ray"`` the children run on the nodes of a Ray cluster instead
-(`harness.execution.ray_executor`), one Ray task per job, each through this same machinery there.
-Either way the job reports through the same function, `execute`, as *events*:
-
-- ``("total", n)``, ``("current", label)``, ``("advance",)``: progress;
-- ``("result", item)``: a `harness.validation.checks.Check`, or a benchmark entry;
-- ``("log", line)``: a line for the user; ``("machine", info)``: where it ran;
-- ``("error", message)``: the job failed outside any check; ``("end",)``: it finished.
+`run_jobs` gives each job (`harness.jobs.Job`) to a child interpreter
+(``python -m harness.execution.child FOLDER PARENT_PID``) when the backend and problems can be
+loaded from entry points, else runs it in this process. The children run in a pool the caller
+hands in: `LocalPool` (the default: child processes on this machine) or
+`harness.execution.ray_executor.RayPool` (one Ray task per job, each through this same machinery
+on its node). Either way every job reports through `harness.execution.kinds.execute`, as the
+events described in `harness.jobs`.
 
 Guarantees, each tested in ``tests/test_runner.py``:
 
@@ -39,171 +33,54 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
-from harness import machine, plugins
-from harness.benchmark import timing
-from harness.hookspecs import DTYPES
+from harness.execution.child import EVENTS_FILE, JOB_FILE, OUTPUT_FILE
+from harness.execution.kinds import execute, portable
+from harness.jobs import Interrupted, Job, Listener, Outcome, record
 from harness.plugins import Registry
-from harness.validation import checks
 
 POLL_S = 0.05
 """How often the parent reads its children's events and checks their time limits."""
-JOB_FILE, EVENTS_FILE, OUTPUT_FILE = "job.json", "events", "output"
 
 
-@dataclass(frozen=True)
-class Job:
-    """One backend's plan. ``kind`` ``validate``: the `harness.validation.checks.Plan` fields by name
-    (``None``: everything the backend offers); ``benchmark``: a `harness.benchmark.timing.PROFILES` name;
-    ``scale``: one world of `harness.distributed.scale` (``engine``, ``world``, global ``size``, ``scaling``,
-    the dtype in ``dtypes``)."""
+class Pool(Protocol):
+    """Where `run_jobs` sends the jobs a child can load: `LocalPool` or
+    `harness.execution.ray_executor.RayPool`."""
 
-    kind: str
-    backend: str
-    problems: tuple[str, ...] = ()
-    dtypes: tuple[str, ...] = DTYPES
-    modes: tuple[str, ...] | None = None
-    strategies: tuple[str, ...] | None = None
-    devices: tuple[str, ...] | None = None
-    orders: tuple[int, ...] | None = None
-    profile: str = "quick"
-    engine: str | None = None
-    world: int = 1
-    size: tuple[int, ...] = ()
-    scaling: str = "strong"
+    def run(self, outcomes: list[Outcome], listen: Listener) -> None: ...
 
-    @property
-    def noun(self) -> str:
-        return {"validate": "check", "scale": "record"}.get(self.kind, "benchmark")
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, record: dict) -> Job:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
+    def close(self) -> None:
+        """End what still runs (an interrupt: keeping what it finished); always called."""
 
 
-@dataclass
-class Outcome:
-    """What a job produced: its results in order, and why it stopped early, if it did."""
-
-    job: Job
-    results: list = field(default_factory=list)
-    machine: dict | None = None
-    failure: tuple[str, str] | None = None
-    """(classification, message): ``timeout``, ``crash`` or ``exception``."""
-    finished: bool = False
-    seconds: float = 0.0
-    node: str | None = None
-    """Where a Ray task ran the job (host, node id, worker pid); ``None`` here."""
-
-    def finished_text(self) -> str:
-        return f"{len(self.results)} {self.job.noun}(s) had finished and are kept"
-
-
-Listener = Callable[[Outcome, tuple], None]
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM stopped the run; ``outcomes`` holds what had finished.
-
-    A `BaseException`, so that no ``except Exception`` in a check swallows it."""
-
-    def __init__(self, signum: int, outcomes: list[Outcome] | None = None):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-        self.outcomes = outcomes or []
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-def execute(job: Job, registry: Registry, emit: Callable[[tuple], None]) -> None:
-    """Run ``job`` in this process, reporting through ``emit`` (the same in a child and here)."""
-    entry = registry.backends[job.backend]
-    try:
-        if job.kind == "validate":
-            plan = checks.Plan(
-                [entry],
-                registry.select_problems(job.problems),
-                job.dtypes,
-                job.modes,
-                job.strategies,
-                job.devices,
-                job.orders,
-            )
-            for check in checks.backend_checks(entry, plan, emit):
-                emit(("result", check))
-        elif job.kind == "scale":
-            from harness.distributed import scale
-
-            scale.launch(job, entry.version, emit)
-        else:
-            spec = timing.PROFILES[job.profile]
-            emit(("machine", machine.info()))
-            found = timing.cases([entry], job.profile, registered=registry.problems.values())
-            emit(("total", len(found)))
-            for case in found:
-                emit(("current", case.name))
-                timed = timing.bench(
-                    case,
-                    spec["budget"],
-                    spec.get("min_rounds", timing.MIN_ROUNDS),
-                    log=lambda line: emit(("log", line)),
-                )
-                if timed is not None:
-                    emit(("result", timed))
-                emit(("advance",))
-    except Exception as exc:  # a fault outside any check: the job's, not the run's
-        emit(("error", f"{type(exc).__name__}: {exc}"))
-        return
-    emit(("end",))
-
-
-def run(
+def run_jobs(
     jobs: list[Job],
     registry: Registry,
+    pool: Pool | None = None,
     *,
     isolate: bool = True,
-    timeout: float = 3600.0,
-    parallel: int = 1,
     listener: Listener | None = None,
-    executor: str = "local",
-    address: str | None = None,
 ) -> list[Outcome]:
     """Every job's outcome, in the order given.
 
-    Jobs a child can load run in children (``parallel`` at a time, each killed after
-    ``timeout`` seconds) when ``isolate``; the rest run here first. ``executor``
-    ``"ray"``: those children run on the nodes of a Ray cluster instead, one Ray task per
-    job (`harness.execution.ray_executor.Pool`: as many at once as the cluster has room for, benchmark
-    jobs in turn on one node; ``address`` of the cluster, else Ray's default; raises
-    `harness.execution.ray_executor.RayUnavailable` where Ray cannot take the jobs).
-    ``listener`` sees every event as it arrives. Raises `Interrupted` on SIGINT or
-    SIGTERM, every child and its helpers already ended.
+    Jobs a child can load go to ``pool`` (default: a `LocalPool`, one child at a time within an
+    hour each) when ``isolate``; the rest run here first. ``listener`` sees every event as it
+    arrives. Raises `Interrupted` on SIGINT or SIGTERM, every child and its helpers already ended.
     """
     outcomes = [Outcome(job) for job in jobs]
-    away = [o for o in outcomes if isolate and _portable(o.job, registry)]
+    away = [o for o in outcomes if isolate and portable(o.job, registry)]
     listen = listener or (lambda outcome, event: None)
-    if executor == "ray":
-        from harness.execution import ray_executor
-
-        pool: Any = ray_executor.Pool(timeout, listen, address)
-    else:
-        pool = _Pool(timeout, parallel, listen)
+    pool = pool or LocalPool()
     try:
         with _sigterm_raises():
             for outcome in outcomes:
                 if outcome not in away:
                     _run_here(outcome, registry, listen)
-            pool.run(away)
+            pool.run(away, listen)
     except KeyboardInterrupt:
         raise Interrupted(signal.SIGINT, outcomes) from None
     except Interrupted as exc:
@@ -212,29 +89,6 @@ def run(
         with _signals_ignored():  # a second Ctrl-C must not stop the cleanup
             pool.close()
     return outcomes
-
-
-def _portable(job: Job, registry: Registry) -> bool:
-    """Whether a child interpreter finds the job's backend and problems (entry points, built-ins)."""
-    if job.kind == "scale":  # no problem of the registry's: the built-in logistic loss
-        return registry.portable(registry.backends[job.backend], ())
-    chosen = (
-        registry.select_problems(job.problems) if job.kind == "validate" else registry.problems.values()
-    )  # a benchmark times plugin problems too
-    return registry.portable(registry.backends[job.backend], chosen)
-
-
-def record(outcome: Outcome, event: tuple, listen: Listener) -> None:
-    kind = event[0]
-    if kind == "result":
-        outcome.results.append(event[1])
-    elif kind == "machine":
-        outcome.machine = event[1]
-    elif kind == "error":
-        outcome.failure = ("exception", f"{event[1]}; {outcome.finished_text()}")
-    elif kind == "end":
-        outcome.finished = True
-    listen(outcome, event)
 
 
 def _run_here(outcome: Outcome, registry: Registry, listen: Listener) -> None:
@@ -256,7 +110,7 @@ class _Child:
         self.output_path = folder / OUTPUT_FILE
         with open(self.output_path, "wb") as output:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "harness.execution.runner", str(folder), str(os.getpid())],
+                [sys.executable, "-m", "harness.execution.child", str(folder), str(os.getpid())],
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -315,15 +169,18 @@ class _Child:
         return "crash", f"the backend's process exited with code {code} before finishing: {tail}; {kept}"
 
 
-class _Pool:
-    """Children side by side, ``parallel`` at a time, each within ``timeout`` seconds."""
+class LocalPool:
+    """Children on this machine side by side, ``parallel`` at a time, each killed after ``timeout``
+    seconds."""
 
-    def __init__(self, timeout: float, parallel: int, listen: Listener):
-        self.timeout, self.parallel, self.listen = timeout, max(1, parallel), listen
+    def __init__(self, timeout: float = 3600.0, parallel: int = 1):
+        self.timeout, self.parallel = timeout, max(1, parallel)
+        self.listen: Listener = lambda outcome, event: None
         self.live: list[_Child] = []
         self.folder: tempfile.TemporaryDirectory | None = None
 
-    def run(self, outcomes: list[Outcome]) -> None:
+    def run(self, outcomes: list[Outcome], listen: Listener) -> None:
+        self.listen = listen
         if not outcomes:
             return
         self.folder = tempfile.TemporaryDirectory(prefix="harness-jobs-")
@@ -379,37 +236,3 @@ def _signals_ignored() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-
-
-# --- The child's side -------------------------------------------------------------------------------
-
-
-def child(folder: Path, parent: int) -> int:
-    """Run the job in ``folder``, writing length-prefixed pickled events to its events file."""
-    threading.Thread(target=_end_with_parent, args=(parent,), daemon=True).start()
-    job = Job.from_json(json.loads((folder / JOB_FILE).read_text()))
-    registry = plugins.load()
-    with open(folder / EVENTS_FILE, "ab") as out:
-
-        def emit(event: tuple[Any, ...]) -> None:
-            data = pickle.dumps(event, protocol=pickle.HIGHEST_PROTOCOL)
-            out.write(len(data).to_bytes(8, "little") + data)
-            out.flush()
-
-        execute(job, registry, emit)
-    return 0
-
-
-def _end_with_parent(parent: int) -> None:
-    """If the parent dies (even by SIGKILL), end this process group: no orphans."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os.killpg(0, signal.SIGKILL)
-
-
-if __name__ == "__main__":
-    from harness.execution.runner import (
-        child as _child,  # the importable copy: pickles name harness.execution.runner
-    )
-
-    sys.exit(_child(Path(sys.argv[1]), int(sys.argv[2])))

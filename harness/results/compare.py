@@ -1,8 +1,9 @@
-"""Side-by-side comparison of saved runs, the regression gate, and plots.
+"""Side-by-side comparison of saved runs: the table, the cost growth per order, the harness's
+clock against the device's, and the regression gate.
 
 Runs are read by `harness.results.runs` (rows, one per benchmark); this module only
-lays them out, compares them with a baseline and draws them. It imports no
-framework, oracle or validation code.
+lays them out and compares them with a baseline (`harness.results.plots` draws them). It
+imports no framework, oracle or validation code.
 """
 
 from __future__ import annotations
@@ -17,19 +18,20 @@ import textwrap
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict
-from pathlib import Path
 
 from tabulate import SEPARATING_LINE, tabulate
 
 from harness.pytree import tree_map
-from harness.results import runs
 from harness.results.runs import HAND_WRITTEN, VALUE, Row
 
 NOISE_P = 0.01
 """A slowdown counts only if a one-sided Mann-Whitney U test gives p below this."""
+TEST_ROUNDS = 5
+"""Rounds each side needs for that test: with 5 and 5 its smallest p is 1/252, below `NOISE_P`;
+with 4 and 4 it is 1/70, so the test could never find a slowdown."""
 
 
-def _time(seconds: float | None) -> str:
+def format_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
@@ -175,10 +177,10 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
             r.group,
             r.run,
             r.label,
-            _time(r.median),
-            _time(r.iqr),
+            format_seconds(r.median),
+            format_seconds(r.iqr),
             f"{r.median / fastest[r.group]:.2f}",
-            _time(r.first_call_s),
+            format_seconds(r.first_call_s),
             f"{r.gbps:.3g}" if r.gbps else "-",
             f"{r.of_bound:.0%}" if r.of_bound else "-",
             _ratio(x_value(r)),
@@ -308,8 +310,8 @@ def growth(rows: list[Row], fmt: str = "table") -> str:
                 f"{group[0].order}-{group[-1].order}",
                 f"x{per_order([(r.order, r.median) for r in group]):.2f}",
                 f"x{per_order(first):.2f}" if len(first) >= 3 else "-",
-                _time(group[0].median),
-                _time(group[-1].median),
+                format_seconds(group[0].median),
+                format_seconds(group[-1].median),
                 f"{max(r.validation_error or 0.0 for r in group):.1e}",
             ]
         )
@@ -338,7 +340,13 @@ def fidelity(rows: list[Row], fmt: str = "table") -> str:
     call, per row that has both: near 1 when the timing adds nothing (launch and wait
     overhead weigh most on the shortest calls)."""
     body = [
-        [r.group, r.label, _time(r.median), _time(r.event_median), f"{r.median / r.event_median:.3f}"]
+        [
+            r.group,
+            r.label,
+            format_seconds(r.median),
+            format_seconds(r.event_median),
+            f"{r.median / r.event_median:.3f}",
+        ]
         for r in rows
         if r.event_median
     ]
@@ -358,6 +366,20 @@ def parse_threshold(text: str) -> tuple[str, float]:
     return match[1], float(match[2]) / 100
 
 
+def gate_rule(row: Row, old: Row) -> str:
+    """How the gate tells a slowdown from noise for this pair of rows: ``Mann-Whitney`` when
+    both have `TEST_ROUNDS` rounds or more, else ``quartiles`` (apart: slower)."""
+    enough = row.data and old.data and min(len(row.data), len(old.data)) >= TEST_ROUNDS
+    return "Mann-Whitney" if enough else "quartiles"
+
+
+def gate_rules(current: list[Row], baseline: list[Row]) -> dict[str, int]:
+    """How many of the rows both runs have each rule judges."""
+    base = {r.key: r for r in baseline}
+    rules = [gate_rule(row, base[row.key]) for row in current if row.key in base]
+    return {rule: rules.count(rule) for rule in ("Mann-Whitney", "quartiles")}
+
+
 def regressions(current: list[Row], baseline: list[Row], stat: str, threshold: float) -> list[str]:
     """Rows slower than the baseline by more than ``threshold`` and beyond noise, described."""
     from scipy.stats import mannwhitneyu
@@ -371,132 +393,14 @@ def regressions(current: list[Row], baseline: list[Row], stat: str, threshold: f
         ratio = getattr(row, stat) / getattr(old, stat)
         if ratio <= 1 + threshold:
             continue
-        if row.data and old.data and min(len(row.data), len(old.data)) >= 5:
+        if gate_rule(row, old) == "Mann-Whitney":
             p = mannwhitneyu(row.data, old.data, alternative="greater").pvalue
             noise, evidence = p >= NOISE_P, f"Mann-Whitney p={p:.2g}"
         else:
             noise, evidence = row.q1 <= old.q3, "quartiles " + ("overlap" if row.q1 <= old.q3 else "apart")
         if not noise:
             found.append(
-                f"{row.group} | {row.label}: {stat} {_time(getattr(row, stat))} vs "
-                f"{_time(getattr(old, stat))} in {old.run} (x{ratio:.2f}, {evidence})"
+                f"{row.group} | {row.label}: {stat} {format_seconds(getattr(row, stat))} vs "
+                f"{format_seconds(getattr(old, stat))} in {old.run} (x{ratio:.2f}, {evidence})"
             )
     return found
-
-
-STYLES = {"reverse": "-", "forward": "--", "forward-over-reverse": ":", "taylor": "-."}
-
-
-def plot(rows: list[Row], folder: Path) -> list[Path]:
-    """PNG figures per device: cost against order (steady state, first call, validation error,
-    one line per backend/mode/strategy), time against size per backend, and for ``scale`` runs
-    time and parallel efficiency against world size."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for device in sorted({r.device for r in rows}):
-        on = [r for r in rows if r.device == device]
-        ordered = [r for r in on if len(r.size) == 1]
-        if ordered:
-            fig, axes = plt.subplots(1, 3, figsize=(16, 5))
-            lines = defaultdict(list)
-            for r in ordered:
-                lines[(r.backend, r.mode, r.strategy, r.dtype)].append(r)
-            # colour: backend and mode; line style: strategy
-            colours = {k: f"C{i}" for i, k in enumerate(sorted({k[:2] for k in lines}))}
-            panels = [
-                ("median time per call (s)", lambda r: r.median),
-                ("first call: trace + compile + run (s)", lambda r: r.first_call_s),
-                ("max error / max |reference|", lambda r: r.validation_error),
-            ]
-            for ax, (title, value) in zip(axes, panels, strict=True):
-                for key, group in sorted(lines.items()):
-                    points = sorted((r.order, value(r)) for r in group if value(r))
-                    if points:
-                        ax.plot(
-                            *zip(*points, strict=True),
-                            marker="o",
-                            markersize=3,
-                            color=colours[key[:2]],
-                            linestyle=STYLES.get(key[2], "-"),
-                            label=" ".join(key),
-                        )
-                ax.set_yscale("log")
-                ax.set_xlabel("derivative order")
-                ax.set_title(title)
-                ax.grid(True, which="both", alpha=0.3)
-            axes[0].legend(fontsize=7)
-            size = ordered[0].size[0]
-            fig.suptitle(f"{ordered[0].problem}: n-th derivative over {size} points, {device}")
-            fig.tight_layout()
-            written.append(_save(fig, folder, f"time-vs-order-{device}"))
-        sized = [r for r in on if len(r.size) == 2 and r.world is None]
-        if sized:
-            fig, ax = plt.subplots(figsize=(8, 5))
-            lines = defaultdict(list)
-            for r in sized:
-                lines[f"{r.backend} {r.mode} {r.dtype} ({r.run})"].append((r.size[0] * r.size[1], r.median))
-            for label, points in sorted(lines.items()):
-                ax.plot(*zip(*sorted(points), strict=True), marker="o", label=label)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("N x D")
-            ax.set_ylabel("median time per call (s)")
-            ax.set_title(f"{sized[0].problem} value and gradient, {device}")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7)
-            fig.tight_layout()
-            written.append(_save(fig, folder, f"time-vs-size-{device}"))
-        for scaling in ("strong", "weak"):
-            scaled = [r for r in on if r.world is not None and r.scaling == scaling]
-            if scaled:
-                written.append(_scaling_figure(plt, scaled, folder, scaling, device))
-        plt.close("all")
-    return written
-
-
-def _scaling_figure(plt, rows: list[Row], folder: Path, scaling: str, device: str) -> Path:
-    """Median step time and parallel efficiency against world size, a line per engine and size
-    (the efficiency against the same line's world 1, where the run has it)."""
-
-    lines = defaultdict(dict)
-    for r in rows:
-        n = r.size[0] // r.world if scaling == "weak" else r.size[0]
-        per = " per process" if scaling == "weak" else ""
-        lines[f"{r.backend} {r.mode} {r.dtype} {n}x{r.size[1]}{per} ({r.run})"][r.world] = r.median
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    for label, times in sorted(lines.items()):
-        worlds = sorted(times)
-        left.plot(worlds, [times[w] for w in worlds], marker="o", label=label)
-        if 1 in times:
-            right.plot(
-                worlds,
-                [runs.speedup(times[1], times[w], w, scaling) / w for w in worlds],
-                marker="o",
-                label=label,
-            )
-    worlds = sorted({r.world for r in rows})
-    for ax in (left, right):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(worlds, [str(w) for w in worlds])
-        ax.minorticks_off()
-        ax.set_xlabel("world size (devices or processes)")
-        ax.grid(True, which="both", alpha=0.3)
-    left.set_yscale("log")
-    left.set_ylabel("median time per step (s)")
-    right.set_ylabel("parallel efficiency (1: perfect)")
-    right.axhline(1.0, color="grey", linewidth=0.8)
-    left.legend(fontsize=7)
-    fig.suptitle(f"logistic value and gradient, {scaling} scaling, {device}")
-    fig.tight_layout()
-    return _save(fig, folder, f"scaling-{scaling}-{device}")
-
-
-def _save(fig, folder: Path, stem: str) -> Path:
-    path = folder / f"{re.sub(r'[^a-z0-9]+', '-', stem.lower())}.png"
-    fig.savefig(path, dpi=110)
-    return path

@@ -8,21 +8,14 @@ derivatives at 0, need no special case). ``rtol`` comes from `TOLERANCES`; it
 grows with the order and with looser dtypes and is never scaled by array size.
 Finite-difference oracles add their own error estimate to the allowed gap.
 
-A failing check is classified: ``overflow/nan`` (the value is not finite where
-the reference is), ``nondeterministic`` (two calls disagree beyond the
-tolerance), ``oracle noise`` (the gap to a finite difference follows the step
-size, and no exact oracle finds the same result wrong) or ``wrong derivative``.
-An erroring check is ``exception`` (the backend raised), ``wrong shape`` (a
-result of the wrong shape or structure), or, from `harness.execution.runner`, ``crash``
-or ``timeout``.
+Each result is judged and classified by `harness.validation.verdicts`.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -35,72 +28,15 @@ from harness.plugins import BackendEntry
 from harness.problems import GradientProblem, Problem, ScalarProblem
 from harness.pytree import flatten, select, structure, substitute, tree_map, unflatten
 from harness.target import Target
-from harness.validation.tolerances import allowed_gap, tolerance
+from harness.validation.tolerances import tolerance
+from harness.validation.verdicts import Check, agreement, judge, remainder, sweep
 
 FD_RTOL = 1e-8
 """Floor of the relative tolerance against float64 finite differences (self-consistency, gradients)."""
 SELF_CONSISTENCY_ORDERS = 6
 """Highest order checked against a central difference of the order below: the difference
 costs 13 calls of a graph that grows exponentially with the order, and mpmath is exact anyway."""
-AGREEMENT_FACTOR = 2.0
-"""Backend-vs-backend checks allow the error of both sides."""
 DEFAULT_ORDERS = {"float64": tuple(range(1, 7)), "float32": tuple(range(1, 5))}
-VALUE_LIMIT = 1000
-"""Values and references are written out for results up to this many elements."""
-STATUSES = ("pass", "fail", "unsupported", "error")
-SWEEP_STEPS = (1e-3, 2.5e-4)
-
-
-@dataclass
-class Check:
-    """One comparison of a backend's result with one oracle; a JSON record of ``validate``."""
-
-    backend: str
-    version: str | None
-    device: str
-    dtype: str
-    mode: str
-    strategy: str
-    problem: str
-    order: int
-    oracle: str
-    status: str
-    classification: str | None = None
-    value: list | float | None = None
-    reference: list | float | None = None
-    max_abs_err: float | None = None
-    max_rel_err: float | None = None
-    tolerance: float | None = None
-    err_over_allowed: float | None = None
-    points: list | str | None = None
-    message: str = ""
-    seconds: float | None = None
-    sweep: list | None = None
-    remainder_slope: float | None = None
-    """At the worst point: the Taylor remainder falls as h**slope (2: right, 1: wrong)."""
-    expected: bool = False
-    """The backend's expected-outcomes file lists this failure (`harness.expected`)."""
-    _raw: Any = field(default=None, repr=False, compare=False)
-
-    def to_json(self) -> dict:
-        """The check as strict JSON data (RFC 8259 has no NaN or infinity): each non-finite
-        number becomes ``null``, and ``not_finite`` maps where it stood (``"value[3]"``,
-        ``"max_abs_err"``) to what it was (``"nan"``, ``"inf"``, ``"-inf"``)."""
-        record = asdict(self)
-        record.pop("_raw")
-        found: dict[str, str] = {}
-        record = {name: _finite(item, name, found) for name, item in record.items()}
-        record["not_finite"] = found
-        return record
-
-
-def _finite(item: Any, where: str, found: dict[str, str]) -> Any:
-    if isinstance(item, float) and not math.isfinite(item):
-        found[where] = str(item)
-        return None
-    if isinstance(item, list | tuple):
-        return [_finite(v, f"{where}[{i}]", found) for i, v in enumerate(item)]
-    return item
 
 
 @dataclass
@@ -274,11 +210,11 @@ def _scalar_checks(job: _Job, strategy: str, problem: ScalarProblem, orders) -> 
         else:
             reference = oracles.mpmath_derivative(problem.fn, x64, order)
             oracle = f"mpmath({oracles.MPMATH_DPS} digits)"
-        check = _judge(
+        check = judge(
             head(order, oracle, "pass", points=x64.tolist(), seconds=seconds), first, second, reference, rtol
         )
         if check.classification == "wrong derivative":
-            check = _remainder(check, problem, x64, order, first, reference)
+            check = remainder(check, problem, x64, order, first, reference)
         yield check
         exact = check
         lower[order] = d
@@ -318,9 +254,9 @@ def _self_consistency(check, target: Target, previous, x64, first, second, rtol,
         return replace(
             check, status="error", classification="exception", message=f"{type(exc).__name__}: {exc}"
         )
-    check = _judge(check, first, second, reference, max(rtol, FD_RTOL), slack=4 * error)
+    check = judge(check, first, second, reference, max(rtol, FD_RTOL), slack=4 * error)
     if check.classification == "wrong derivative":
-        check = _sweep(check, lower, x64, first, exact)
+        check = sweep(check, lower, x64, first, exact)
     return check
 
 
@@ -350,7 +286,7 @@ def _gradient_checks(job: _Job, problem: GradientProblem, orders) -> Iterator[Ch
         return
     (v1, g1), (v2, g2) = outcome
 
-    yield _judge(
+    yield judge(
         head(0, "numpy-float64", "pass", points="loss value", seconds=seconds),
         v1,
         v2,
@@ -363,7 +299,7 @@ def _gradient_checks(job: _Job, problem: GradientProblem, orders) -> Iterator[Ch
     exact = []
     if problem.gradient is not None:
         exact.append(
-            _judge(
+            judge(
                 head(1, "closed-form", "pass", points="full gradient"),
                 g,
                 g_again,
@@ -383,7 +319,7 @@ def _gradient_checks(job: _Job, problem: GradientProblem, orders) -> Iterator[Ch
     claimed, claimed_again = rows @ g, rows @ g_again
     slack = rtol * (np.abs(rows) @ magnitude)
     exact.append(
-        _judge(
+        judge(
             head(1, "complex-step", "pass", points=where),
             claimed,
             claimed_again,
@@ -394,7 +330,7 @@ def _gradient_checks(job: _Job, problem: GradientProblem, orders) -> Iterator[Ch
     )
     yield exact[-1]
     reference, error = oracles.central_difference(F, theta, rows)
-    check = _judge(
+    check = judge(
         head(1, "central-difference", "pass", points=where),
         claimed,
         claimed_again,
@@ -407,7 +343,7 @@ def _gradient_checks(job: _Job, problem: GradientProblem, orders) -> Iterator[Ch
         def along(t):
             return np.array([F(theta + ti * v) for ti, v in zip(t, rows, strict=True)])
 
-        check = _sweep(check, along, np.zeros(len(rows)), claimed, *exact)
+        check = sweep(check, along, np.zeros(len(rows)), claimed, *exact)
     yield check
 
 
@@ -473,131 +409,10 @@ def _hvp_checks(job: _Job, problem: GradientProblem, orders, strategies) -> Iter
             yield outcome
             continue
         first, second = outcome
-        yield _judge(
+        yield judge(
             head(2, "closed-form", "pass", points=where, seconds=seconds), first, second, reference, rtol
         )
-        yield _judge(head(2, "complex-step", "pass", points=where), first, second, stepped, rtol)
-
-
-def _judge(check: Check, value, second, reference, rtol: float, slack=0.0) -> Check:
-    """Fill in errors, status and classification of ``check`` from two calls' values."""
-    value, second = np.asarray(value, np.float64), np.asarray(second, np.float64)
-    reference = np.asarray(reference, np.float64)
-    scale = float(np.max(np.abs(reference), initial=0.0))
-    allowed = allowed_gap(reference, rtol, slack)
-    error = np.abs(value - reference)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        relative = np.where(reference != 0, error / np.abs(reference), error / (scale or 1.0))
-    finite = bool(np.all(np.isfinite(value)))
-    within = finite and bool(np.all(error <= allowed))
-    check.max_abs_err = float(np.max(error, initial=0.0))
-    check.max_rel_err = float(np.max(relative, initial=0.0))
-    check.tolerance = rtol
-    with np.errstate(divide="ignore", invalid="ignore"):
-        check.err_over_allowed = (
-            float(np.max(np.where(error > 0, error / allowed, 0.0), initial=0.0)) if finite else math.inf
-        )
-    check._raw = value
-    if value.size <= VALUE_LIMIT:
-        check.value, check.reference = value.tolist(), reference.tolist()
-    repeatable = np.array_equal(value, second, equal_nan=True) or bool(
-        np.all(np.abs(value - second) <= allowed)
-    )
-    if not repeatable:
-        check.status, check.classification = "fail", "nondeterministic"
-    elif not within:
-        check.status = "fail"
-        if not finite:
-            check.classification = "overflow/nan"
-        elif not np.all(np.isfinite(reference)):
-            check.classification = "overflow/nan"
-            check.message = f"the {check.oracle} reference is not finite"
-        else:
-            check.classification = "wrong derivative"
-    return check
-
-
-def _remainder(check: Check, problem: ScalarProblem, x64, order, value, reference) -> Check:
-    """Add the Taylor-remainder slope at the worst point to a wrong derivative's report."""
-    worst = int(np.argmax(np.abs(value - reference)))
-    try:
-        slope = oracles.remainder_slope(problem.fn, x64[worst], order, value[worst])
-    except Exception:  # a diagnosis only: never let it break the run
-        return check
-    check.remainder_slope = slope
-    verdict = "the value is the derivative" if slope > 1.5 else "the value is not the derivative"
-    check.message = (
-        f"Taylor remainder at x = {x64[worst]:g} falls as h^{slope:.2f}: {verdict} (h^2: right, h^1: wrong)"
-    )
-    return check
-
-
-def _sweep(check: Check, fn, points, claimed, *exact: Check) -> Check:
-    """Reclassify a miss against a finite difference: does the gap follow the step size?
-
-    Not when an exact (or multiprecision, closed-form, complex-step) oracle also says the
-    derivative is wrong: then the finite difference is right too, whatever its sweep shows.
-    """
-    gaps = oracles.step_sweep(fn, points, claimed, SWEEP_STEPS)
-    check.sweep = [[h, gap] for h, gap in zip(SWEEP_STEPS, gaps, strict=True)]
-    ratio = gaps[1] / gaps[0] if gaps[0] else 1.0
-    confirmed = [c.oracle for c in exact if c.classification == "wrong derivative"]
-    follows = not 0.5 < ratio < 2.0
-    if follows and not confirmed:
-        check.classification = "oracle noise"
-    check.message = f"gap {gaps[0]:.3g} at h={SWEEP_STEPS[0]:g}, {gaps[1]:.3g} at h={SWEEP_STEPS[1]:g}: " + (
-        "follows the step" if follows else "independent of the step"
-    )
-    check.message += (
-        f"; {', '.join(confirmed)} also finds it wrong, so this is no oracle noise"
-        if confirmed
-        else " (the oracle is off)"
-        if follows
-        else ""
-    )
-    return check
-
-
-def agreement(results: list[Check]) -> Iterator[Check]:
-    """Each result against the first passing one for the same device, dtype, problem and order.
-
-    Only a combination's first check (its primary oracle) takes part, so each
-    backend, mode and strategy is compared once with the reference per order.
-    """
-    reference: dict[tuple, Check] = {}
-    seen: set[tuple] = set()
-    for check in results:
-        if check._raw is None:
-            continue
-        own = (
-            check.backend,
-            check.mode,
-            check.strategy,
-            check.device,
-            check.dtype,
-            check.problem,
-            check.order,
-        )
-        if own in seen:
-            continue
-        seen.add(own)
-        if check.status == "pass":  # a reference must itself agree with its oracle
-            reference.setdefault(own[3:], check)
-        ref = reference.get(own[3:])
-        if ref is None:
-            continue
-        if ref is check:
-            continue
-        label = f"agreement:{ref.backend}/{ref.mode}/{ref.strategy}"
-        yield _judge(
-            replace(
-                check, oracle=label, status="pass", classification=None, message="", sweep=None, seconds=None
-            ),
-            check._raw,
-            check._raw,
-            ref._raw,
-            AGREEMENT_FACTOR * check.tolerance,
-        )
+        yield judge(head(2, "complex-step", "pass", points=where), first, second, stepped, rtol)
 
 
 def _error(head: partial, order: int, exc: Exception) -> Check:

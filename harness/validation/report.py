@@ -8,8 +8,9 @@ from collections.abc import Iterable
 
 from tabulate import tabulate
 
-from harness.validation.checks import DEFAULT_ORDERS, FD_RTOL, Check
+from harness.validation.checks import DEFAULT_ORDERS, FD_RTOL
 from harness.validation.tolerances import TOLERANCES, tolerance
+from harness.validation.verdicts import Check
 
 
 def orders_text(orders: Iterable[int]) -> str:

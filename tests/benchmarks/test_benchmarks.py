@@ -9,24 +9,23 @@ case the backend does not support (`NotImplementedError`) is skipped with its re
 
 import pytest
 
-from harness.benchmark import timing
+from harness.benchmark import cases, measure
 
 
 def test_benchmark(harness_benchmark, harness_profile, harness_case):
     case = harness_case
     try:
-        prepared = timing.prepare(case)
+        prepared = cases.prepare(case)
     except NotImplementedError as exc:  # unsupported, as validate reports it: not timed, not failed
         pytest.skip(f"unsupported: {exc}")
-    harness_benchmark.group = case.group
     harness_benchmark.extra_info.update(prepared.extra_info())
-    known = timing.known_failure(case)
+    known = cases.known_failure(case)
     if known and not prepared.validated:
         pytest.xfail(f"{known.source}: {known.reason}")
     assert not known, f"{case.name} validated, but {known.source} says it fails: update that file"
     assert prepared.validated, f"{case.name}: result disagrees with {prepared.detail}; not timed"
-    rounds, iterations = timing.calibrate(
-        prepared.call, harness_profile["budget"], harness_profile.get("min_rounds", timing.MIN_ROUNDS)
+    rounds, iterations = measure.calibrate(
+        prepared.call, harness_profile["budget"], harness_profile.get("min_rounds", measure.MIN_ROUNDS)
     )
     harness_benchmark.pedantic(prepared.call, rounds=rounds, iterations=iterations, warmup_rounds=1)
     events = prepared.event_median(rounds)  # the device's own clock, where the backend has one

@@ -1,6 +1,6 @@
 """The harness's own cost per timed call, the floor under every other benchmark.
 
-`timing.prepare` builds ``call = lambda: backend.block_until_ready(fn(*args))``
+`cases.prepare` builds ``call = lambda: backend.block_until_ready(fn(*args))``
 for each case; here the backend (``fakes.DoNothing``) does nothing (the derivative
 is the identity, ``block_until_ready`` returns its argument), so what is timed is
 the closure, the argument unpacking and two backend method calls: the harness,
@@ -16,7 +16,7 @@ from fakes import DoNothing
 
 import harness
 from harness import plugins, problems
-from harness.benchmark import timing
+from harness.benchmark import cases
 from harness.target import Target
 
 ROUNDS = 200
@@ -35,8 +35,8 @@ def test_harness_overhead(harness_benchmark):
     assert registry.errors == []
     entry = registry.backends["do-nothing"]
     tanh = next(p for p in problems.BUILTIN if p.name == "tanh")
-    timed = timing.Case(Target(entry, "cpu", "float64", "eager"), tanh, (), 1)
-    prepared = timing.prepare(timed)
+    timed = cases.Case(Target(entry, "cpu", "float64", "eager"), tanh, (), 1)
+    prepared = cases.prepare(timed)
     # The oracle rejects the identity (it is not tanh'), which shows prepare() ran the real call path.
     assert not prepared.validated
 

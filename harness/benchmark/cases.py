@@ -1,23 +1,23 @@
-"""Benchmark cases and the measurement protocol shared by the pytest-benchmark suite and ``compare``.
+"""What to time: the benchmark cases of a profile (`PROFILES`, `cases`), each made ready to
+time by `prepare` and validated against its oracle before anything is timed.
 
-The protocol (see DESIGN.md's pitfalls):
+`prepare` keeps a timing about the computation and nothing else:
 
-- data goes to the device once and is passed as arguments, never closed over;
-- every timed call waits for its result (`Backend.block_until_ready`);
-- the first call (trace, compile, run) is timed on its own and reported apart;
-- the result is validated against an oracle before anything is timed: a wrong
-  fast answer is not a result;
-- rounds and iterations are calibrated on a warm call; GC is off while timing.
+- data goes to the device once and is passed to the function as arguments, never closed over
+  (never baked into a compiled function);
+- every call waits for its result (`Backend.block_until_ready`), so an engine that dispatches
+  asynchronously is timed to the end of its work, not to the launch;
+- the first call (trace, compile, run) is timed on its own and reported apart: compilation is
+  never mixed into the steady-state times;
+- the result is validated against an oracle (float64 numpy for the function alone, the
+  closed-form gradient or complex step for a gradient, mpmath for an elementwise derivative):
+  a wrong fast answer is not a result.
 
-``tests/benchmarks`` times prepared cases with pytest-benchmark's
-``benchmark.pedantic``. `measure` is the same loop for ``python -m harness
-compare``'s quick run, which has no pytest session to lean on; both
-write pytest-benchmark's JSON format and statistics (`pytest_benchmark.stats`).
+How a prepared call is timed is `harness.benchmark.measure`.
 """
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from harness import machine, oracles, problems
+from harness import oracles, problems
 from harness.plugins import BackendEntry
 from harness.problems import GradientProblem, ScalarProblem
 from harness.pytree import flatten, tree_map
@@ -299,74 +299,3 @@ def known_failure(case: Case):
         ),
         None,
     )
-
-
-MIN_ROUNDS = 10
-"""Enough samples for the regression gate's Mann-Whitney test to reach p < 0.01 (5 cannot
-when a single pair is out of order)."""
-
-
-def calibrate(call: Callable[[], Any], budget: float, min_rounds: int = MIN_ROUNDS) -> tuple[int, int]:
-    """(rounds, iterations): iterations lift a round above ~100 us; rounds fill ``budget`` seconds
-    (at least ``min_rounds``)."""
-    started = time.perf_counter()
-    call()
-    once = max(time.perf_counter() - started, 1e-9)
-    iterations = max(1, int(1e-4 / once))
-    rounds = int(min(max(budget / (once * iterations), min_rounds), 1000))
-    return rounds, iterations
-
-
-def measure(call: Callable[[], Any], rounds: int, iterations: int) -> list[float]:
-    """Seconds per call for each round, after one warm-up round, with the GC off."""
-    call()
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        times = []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            for _ in range(iterations):
-                call()
-            times.append((time.perf_counter() - started) / iterations)
-    finally:
-        if enabled:
-            gc.enable()
-    return times
-
-
-def bench(
-    case: Case, budget: float, min_rounds: int = MIN_ROUNDS, log: Callable[[str], None] = print
-) -> dict | None:
-    """Prepare, validate and time one case: its pytest-benchmark entry, or ``None`` (logged) when
-    it is unsupported (raises `NotImplementedError`), raises, or disagrees with its oracle."""
-    try:
-        prepared = prepare(case)
-    except NotImplementedError as exc:  # the backend's (or its compiler's) refusal, as in validate
-        log(f"unsupported: {case.name}: {exc}")
-        return None
-    except Exception as exc:
-        log(f"error: {case.name}: {type(exc).__name__}: {exc}")
-        return None
-    if not prepared.validated:
-        known = known_failure(case)
-        why = f"a known failure ({known.source})" if known else "NOT an expected failure"
-        log(f"wrong: {case.name}: disagrees with {prepared.detail}, {why}; not timed")
-        return None
-    try:
-        rounds, iterations = calibrate(prepared.call, budget, min_rounds)
-        times = measure(prepared.call, rounds, iterations)
-    except Exception as exc:
-        log(f"error: {case.name}: {type(exc).__name__}: {exc} (while timing)")
-        return None
-    events = prepared.event_median(rounds)
-    extra = {**prepared.extra_info(), **({} if events is None else {"event_median_s": events})}
-    return runs.entry(case.group, case.name, extra, times, iterations)
-
-
-def run(
-    found: Iterable[Case], budget: float, log: Callable[[str], None] = print, min_rounds: int = MIN_ROUNDS
-) -> dict:
-    """`bench` each case in this process; the run. A case that fails is logged and left out."""
-    timed = [bench(case, budget, min_rounds, log) for case in found]
-    return runs.document([b for b in timed if b is not None], machine.info())

@@ -1,0 +1,211 @@
+"""``compare``: saved runs side by side, or a quick validated run on this machine; the
+regression gate against a baseline."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from harness import plugins
+from harness.benchmark import cases
+from harness.cli import options
+from harness.cli.output import EXIT_FAIL, EXIT_OK, check_destination, deliver, write_figures
+from harness.cli.running import pool, run_with_progress
+from harness.jobs import Interrupted, Job
+from harness.plugins import UsageError
+from harness.results import compare, files, runs
+
+
+def add_parser(sub) -> None:
+    cmp = sub.add_parser(
+        "compare",
+        help="benchmark side by side: saved runs, or a quick run on this machine",
+        description="With no RUN: validate and time the installed backends here (a minute or two). "
+        "RUN is a results file, or a run name (stem or unique prefix, or 'latest') "
+        "in --results.",
+        epilog=compare.HELP_COLUMNS,
+    )
+    cmp.add_argument("runs", nargs="*", metavar="RUN", type=options.run_name)
+    options.add_results_folder(cmp)
+    cmp.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
+    cmp.add_argument(
+        "--baseline", metavar="RUN", type=options.run_name, help="run to compare against for --fail-on"
+    )
+    cmp.add_argument(
+        "--fail-on",
+        default=None,
+        metavar="STAT:N%",
+        help="with --baseline: exit 1 when STAT (median or min) is slower by more "
+        "than N%% and beyond noise (default: median:10%%)",
+    )
+    options.add_plot(cmp)
+    cmp.add_argument("--save", action="store_true", help="save the quick run to --results")
+    cmp.add_argument(
+        "--profile",
+        choices=tuple(cases.PROFILES),
+        default="quick",
+        help="cases for the run without RUN (default quick, a minute or two; "
+        "scaling: cost against order 1-10 for every strategy, minutes to tens of minutes: "
+        "torch.compile of order 9 alone took 275 s on a 2-core Xeon)",
+    )
+    options.add_backends(cmp, "backends for the quick run (default: all installed)")
+    options.add_jobs(
+        cmp,
+        "time each backend in its own process, one after another, with a time limit",
+        1800.0,
+        "seconds each isolated backend may take",
+    )
+    cmp.add_argument("--run-to", metavar="FILE", help="also write the quick run to FILE")
+    cmp.set_defaults(handler=from_args)
+
+
+def from_args(args) -> int:
+    folder = Path(args.results)
+    if args.fail_on is not None and args.baseline is None:
+        raise UsageError("--fail-on sets the gate against --baseline: give --baseline RUN too")
+    if args.runs:  # options of the quick run mean nothing for saved runs: refuse, do not ignore
+        quick = {"--save": args.save, "--run-to": args.run_to, "--backend": args.backend}
+        given = [name for name, value in quick.items() if value]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for the quick run on this "
+                "machine, not for saved runs (RUN): leave out the RUNs or those options"
+            )
+    fail_on = args.fail_on or "median:10%"
+    try:
+        compare.parse_threshold(fail_on)  # a usage error before any work
+        paths = runs.resolve(args.runs, folder)
+        baseline = runs.resolve([args.baseline], folder)[0] if args.baseline else None
+    except (ValueError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    check_destination(args.plot, "--plot", folder=True)
+    if paths:
+        return compare_runs(paths, fmt=args.format, plot=args.plot, baseline=baseline, fail_on=fail_on)
+    check_destination(args.run_to, "--run-to")
+    if args.save:
+        check_destination(folder, "--results", folder=True)
+    jobs_pool = pool(args.executor, args.address, args.timeout, 1, args.isolate)
+    return compare_here(
+        backends=args.backend,
+        profile=args.profile,
+        jobs_pool=jobs_pool,
+        isolate=args.isolate,
+        quiet=args.quiet,
+        save_to=folder if args.save else None,
+        run_to=args.run_to,
+        fmt=args.format,
+        plot=args.plot,
+        baseline=baseline,
+        fail_on=fail_on,
+    )
+
+
+def compare_here(
+    *, backends, profile: str, jobs_pool, isolate: bool, quiet: bool, save_to: Path | None, run_to, **shown
+) -> int:
+    """Validate and time the installed backends here, deliver the run, then show it."""
+    registry = plugins.load()
+    run, failed, interrupted = _benchmark_here(backends, profile, registry, jobs_pool, isolate, quiet)
+    if run is None:
+        return interrupted.exit_code if interrupted else EXIT_FAIL
+    text = runs.text(run)
+    if interrupted:
+        kept, _ = files.deliver(files.fallback_path("compare"), text, "compare", overwrite=False)
+        print(f"interrupted: {len(run['benchmarks'])} benchmarks finished, kept in {kept}", file=sys.stderr)
+        return compare_runs([kept], interrupted=interrupted, **shown)
+    code = EXIT_OK
+    if run_to:
+        code = deliver(run_to, text, "compare", code)
+    if save_to is not None:
+        name = save_to / runs.file_name(profile)
+        where, why = files.deliver(name, text, "compare", overwrite=False)
+        if why:
+            print(f"error: could not write {name} ({why}); the run is kept in {where}", file=sys.stderr)
+            code = EXIT_FAIL
+        else:
+            print(f"saved this run to {where}", file=sys.stderr)
+        return compare_runs([where], failed=failed or code != EXIT_OK, **shown)
+    with tempfile.TemporaryDirectory() as scratch:  # read back as a saved run would be
+        rows = runs.load(files.write_text(Path(scratch) / f"{profile}.json", text))
+    return compare_runs([], rows=rows, failed=failed or code != EXIT_OK, **shown)
+
+
+def _benchmark_here(
+    backends, profile, registry, jobs_pool, isolate, quiet
+) -> tuple[dict | None, bool, Interrupted | None]:
+    """The quick run: (the run, or None if nothing was timed, whether a backend failed, the
+    interrupt). Backends are timed one after another, each isolated when it can be (side by side
+    they would slow each other)."""
+    entries = registry.select_backends(backends)
+    jobs = [Job("benchmark", e.name, profile=profile) for e in entries if not e.unavailable]
+    unavailable = [f"{e.name}: {e.unavailable}" for e in entries if e.unavailable]
+    outcomes, interrupted = run_with_progress(jobs, registry, jobs_pool, isolate=isolate, quiet=quiet)
+    failed = False
+    for outcome in outcomes:
+        if outcome.failure:
+            print(f"error: {outcome.job.backend}: {outcome.failure[1]}", file=sys.stderr)
+            failed = True
+    benchmarks = [b for o in outcomes for b in o.results]
+    if not benchmarks:
+        why = "; ".join(unavailable) or "every case failed or was interrupted (see above)"
+        print(f"error: no case was timed, so no run is saved: {why}", file=sys.stderr)
+        return None, True, interrupted
+    machine = next((o.machine for o in outcomes if o.machine), {})
+    return runs.document(benchmarks, machine), failed, interrupted
+
+
+def compare_runs(
+    paths: list[Path],
+    *,
+    fmt: str,
+    plot: str | None,
+    baseline: Path | None,
+    fail_on: str,
+    rows: list[runs.Row] | None = None,
+    failed: bool = False,
+    interrupted: Interrupted | None = None,
+) -> int:
+    """Show ``rows`` and the runs at ``paths`` side by side; plot them; gate them against ``baseline``."""
+    rows = list(rows or [])
+    for path in paths:
+        try:
+            rows += runs.load(path)
+        except runs.RunError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed = True
+    if rows:
+        print(compare.table(rows, fmt))
+        fits = compare.growth(rows, fmt) if fmt in ("table", "md") else ""
+        if fits:
+            print(f"\ncost growth per derivative order (fit over validated orders):\n\n{fits}")
+        clocks = compare.fidelity(rows, fmt) if fmt in ("table", "md") else ""
+        if clocks:
+            print(f"\nthe harness's timing over the device's own clock, same calls:\n\n{clocks}")
+        if fmt == "table":
+            print(f"\n{compare.legend()}")
+    if interrupted:
+        return interrupted.exit_code
+    invalid = [r for r in rows if not r.validated]
+    failed = failed or bool(invalid) or not rows
+    if plot and rows:
+        failed = not write_figures(rows, plot) or failed
+    if baseline is not None:
+        stat, threshold = compare.parse_threshold(fail_on)
+        try:
+            base_rows = runs.load(baseline)
+        except runs.RunError as exc:
+            raise UsageError(f"baseline {exc}") from None
+        slower = compare.regressions(rows, base_rows, stat, threshold)
+        for line in slower:
+            print(f"REGRESSION {line}", file=sys.stderr)
+        print(f"{len(slower)} regression(s) beyond {fail_on} against {baseline.stem}", file=sys.stderr)
+        rules = compare.gate_rules(rows, base_rows)
+        print(
+            f"rows judged: {rules['Mann-Whitney']} by a one-sided Mann-Whitney test (p < "
+            f"{compare.NOISE_P:g}), {rules['quartiles']} by quartiles, having fewer than "
+            f"{compare.TEST_ROUNDS} rounds on a side (slower only if they do not overlap)",
+            file=sys.stderr,
+        )
+        failed = failed or bool(slower)
+    return EXIT_FAIL if failed else EXIT_OK

@@ -1,0 +1,273 @@
+"""``validate``: check derivatives against oracles and across backends."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+from harness import __version__, expected, plugins
+from harness.cli import options
+from harness.cli.output import EXIT_FAIL, EXIT_OK, check_destination, deliver
+from harness.cli.running import pool, run_with_progress
+from harness.hookspecs import DTYPES, MODES, STRATEGIES
+from harness.jobs import Job, Outcome
+from harness.plugins import UsageError
+from harness.results import files
+from harness.validation import report
+from harness.validation.verdicts import STATUSES, Check
+from harness.validation.verdicts import agreement as agreement_checks
+
+
+def add_parser(sub) -> None:
+    val = sub.add_parser("validate", help="check derivatives against oracles and across backends")
+    options.add_backends(val)
+    val.add_argument(
+        "-p",
+        "--problem",
+        type=options.names,
+        action="extend",
+        help="problems to run, or 'all' (default: the notebook's and the synthetic "
+        "logistic loss; `list` marks them)",
+    )
+    val.add_argument(
+        "-o",
+        "--order",
+        type=options.parse_orders,
+        help="derivative orders, e.g. 1-10 (default: 1-6 float64, 1-4 float32)",
+    )
+    val.add_argument(
+        "--dtype",
+        type=options.choices(DTYPES),
+        action="extend",
+        metavar="DTYPE",
+        help=f"{', '.join(DTYPES)}, comma-separated (default: both)",
+    )
+    val.add_argument(
+        "--mode",
+        type=options.choices(MODES),
+        action="extend",
+        metavar="MODE",
+        help=f"{', '.join(MODES)} (compiled), comma-separated (default: every mode the backend offers)",
+    )
+    val.add_argument(
+        "--strategy",
+        type=options.choices(tuple(STRATEGIES)),
+        action="extend",
+        metavar="STRATEGY",
+        help=f"n-th derivative strategies: {', '.join(STRATEGIES)} (default: every "
+        "one the backend offers; reverse and forward-over-reverse also name the "
+        "Hessian-vector products)",
+    )
+    val.add_argument(
+        "--device",
+        type=options.devices,
+        action="extend",
+        help="devices such as cpu or cuda:0 (default: every device detected)",
+    )
+    val.add_argument(
+        "--format",
+        choices=("table", "json", "jsonl"),
+        default="table",
+        help="jsonl: one check per line, written as each finishes",
+    )
+    val.add_argument("--output", help="write the report to this file (atomically) not stdout")
+    options.add_jobs(
+        val,
+        "run each backend in its own process with a time limit, so a crash "
+        "or hang is reported and the others go on",
+        3600.0,
+        "seconds each isolated backend may take; then its process group is killed and reported as a timeout",
+    )
+    val.add_argument(
+        "--agreement",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="check backends against each other (default: on)",
+    )
+    val.set_defaults(handler=from_args)
+
+
+def from_args(args) -> int:
+    return validate(
+        backends=args.backend,
+        problems=args.problem,
+        orders=args.order,
+        dtypes=args.dtype,
+        modes=args.mode,
+        strategies=args.strategy,
+        devices=args.device,
+        fmt=args.format,
+        output=args.output,
+        isolate=args.isolate,
+        timeout=args.timeout,
+        executor=args.executor,
+        address=args.address,
+        quiet=args.quiet,
+        agreement=args.agreement,
+    )
+
+
+def validate(
+    *,
+    backends,
+    problems,
+    orders,
+    dtypes,
+    modes,
+    strategies,
+    devices,
+    fmt: str,
+    output: str | None,
+    isolate: bool,
+    timeout: float,
+    executor: str,
+    address: str | None,
+    quiet: bool,
+    agreement: bool,
+) -> int:
+    jobs_pool = pool(executor, address, timeout, os.cpu_count() or 1, isolate)
+    registry = plugins.load()
+    entries = registry.select_backends(backends)
+    chosen = registry.select_problems(problems)
+    check_destination(output, "--output")
+    # Under Ray each named device is a job of its own, placed where that device is.
+    per_job = [(d,) for d in devices] if executor == "ray" and devices else [options.as_tuple(devices)]
+    jobs = [
+        Job(
+            "validate",
+            e.name,
+            problems=tuple(p.name for p in chosen),
+            dtypes=tuple(dtypes or DTYPES),
+            modes=options.as_tuple(modes),
+            strategies=options.as_tuple(strategies),
+            devices=job_devices,
+            orders=orders,
+        )
+        for e in entries
+        if not e.unavailable
+        for job_devices in per_job
+    ]
+    stream = fmt == "jsonl" and not output
+
+    def emit(check: Check) -> None:
+        if stream:
+            print(json.dumps(check.to_json(), allow_nan=False), flush=True)
+
+    def on_stop(outcome: Outcome) -> None:
+        if outcome.failure:
+            emit(_failure_check(registry.backends[outcome.job.backend], outcome))
+
+    started = time.perf_counter()
+    outcomes, interrupted = run_with_progress(
+        jobs,
+        registry,
+        jobs_pool,
+        isolate=isolate,
+        quiet=quiet,
+        on_result=emit,
+        on_stop=on_stop,
+        stream=stream,
+    )
+    checks = [  # in plan order: each backend's checks, then what stopped it, if anything did
+        c
+        for o in outcomes
+        for c in o.results + ([_failure_check(registry.backends[o.job.backend], o)] if o.failure else [])
+    ]
+    agreed = list(agreement_checks(checks)) if agreement else []
+    for check in agreed:
+        emit(check)
+    checks += agreed
+    elapsed = time.perf_counter() - started
+    missing = [
+        d
+        for d in devices or ()
+        if not any(c.device == d and "does not offer device" not in c.message for c in checks)
+    ]
+    if missing and checks and not interrupted:
+        raise UsageError(
+            f"no selected backend has device {', '.join(missing)} on this machine "
+            "(python -m harness list shows the devices found)"
+        )
+    unavailable = {e.name: e.unavailable for e in entries if e.unavailable}
+    errors = [str(e) for e in registry.errors]
+    surprises = expected.reconcile(checks, {e.name: e.expected for e in entries})
+    if interrupted:  # a combination cut short may lack the very check its expectation names
+        surprises = []
+    # Backends chosen by name must run; a broken plugin fails only an unrestricted run.
+    explicit = backends is not None or bool(os.environ.get(plugins.BACKENDS_ENV))
+    broken = bool(unavailable) if explicit else bool(errors)
+    failed = (
+        broken or bool(surprises) or any(c.status in ("fail", "error") and not c.expected for c in checks)
+    )
+    document = {
+        "harness": __version__,
+        "seconds": round(elapsed, 3),
+        "interrupted": signal.Signals(interrupted.signum).name if interrupted else None,
+        "unavailable": unavailable,
+        "plugin_errors": errors,
+        "surprises": surprises,
+        "checks": [c.to_json() for c in checks],
+    }
+    if fmt == "jsonl":
+        text = "\n".join(json.dumps(c.to_json(), allow_nan=False) for c in checks)
+    elif fmt == "json":
+        text = json.dumps(document, indent=2, allow_nan=False)
+    else:
+        text = _validation_text(checks, surprises, unavailable, errors, elapsed, failed)
+    code = EXIT_FAIL if failed else EXIT_OK
+    if output:
+        code = deliver(output, text + "\n", "validate", code)
+        kept = output
+    elif not stream:
+        print(text)
+    if interrupted:
+        if not output:
+            kept, _ = files.deliver(
+                files.fallback_path("validate"),
+                json.dumps(document, indent=2, allow_nan=False) + "\n",
+                "validate",
+            )
+        print(f"interrupted: {len(checks)} checks finished, kept in {kept}", file=sys.stderr)
+        return interrupted.exit_code
+    return code
+
+
+def _failure_check(entry: plugins.BackendEntry, outcome: Outcome) -> Check:
+    """The one ``error`` check that says a job's process crashed, timed out or failed."""
+    classification, message = outcome.failure
+    return Check(
+        backend=entry.name,
+        version=entry.version,
+        device="-",
+        dtype="-",
+        mode="-",
+        strategy="-",
+        problem="-",
+        order=0,
+        oracle="-",
+        status="error",
+        classification=classification,
+        message=message,
+        seconds=round(outcome.seconds, 3),
+    )
+
+
+def _validation_text(checks, surprises, unavailable, errors, elapsed, failed) -> str:
+    parts = [report.summary(checks)] if checks else ["no checks ran"]
+    parts += [report.mismatch(c) for c in checks if c.status in ("fail", "error")]
+    parts += [f"surprise: {s}" for s in surprises]
+    parts += [f"unavailable: {name}: {why}" for name, why in unavailable.items()]
+    parts += [f"broken {e}" for e in errors]
+    counts = {s: sum(c.status == s for c in checks) for s in STATUSES}
+    known = sum(c.expected for c in checks)
+    parts.append(
+        ", ".join(f"{n} {s}" for s, n in counts.items())
+        + (f" ({known} of them expected)" if known else "")
+        + f" in {elapsed:.1f} s"
+        + (": FAILED" if failed else ": all as expected" if known else ": all passed")
+    )
+    return "\n\n".join(parts)
