@@ -8,7 +8,7 @@ A job reports through one function as *events*:
 - ``("log", line)``: a line for the user; ``("machine", info)``: where it ran;
 - ``("error", message)``: the job failed outside any check; ``("end",)``: it finished.
 
-An executor adds ``("start",)`` and ``("stop",)`` around each job for its listeners; `record`
+An executor adds ``("start",)`` and ``("stop",)`` around each job for its listeners; `fold_event`
 folds every event into the job's `Outcome`.
 """
 
@@ -90,7 +90,7 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
-def record(outcome: Outcome, event: tuple, listen: Listener) -> None:
+def fold_event(outcome: Outcome, event: tuple, listen: Listener) -> None:
     """Fold ``event`` into ``outcome``, then pass it to ``listen``."""
     kind = event[0]
     if kind == "result":

@@ -248,7 +248,7 @@ def test_a_fault_outside_a_check_is_an_error_check_in_process(common, cls, probl
         orders=(1, 2),
         strategies=("forward-over-reverse",),
     )
-    checks = list(validate.run(plan))
+    checks = list(validate.check_plan(plan))
     assert [c for c in checks if c.status == "error"]
 
 

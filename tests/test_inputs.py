@@ -8,9 +8,11 @@ the format; every error and failure carries an honest classification.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -331,3 +333,44 @@ def test_shape_check_error_is_classified_wrong_shape(capsys, fast, with_plugin):
     errors = [c for c in strict(capsys.readouterr().out)["checks"] if c["status"] == "error"]
     assert errors and {c["classification"] for c in errors} == {"wrong shape"}
     assert np.all(["expected (8,)" in c["message"] for c in errors])
+
+
+class Stopper(Wrapper):
+    """Ctrl-C lands while this backend computes its first derivative."""
+
+    def derivative(self, f, order, strategy):
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_reconciles_what_finished_with_the_expected_outcomes(
+    capsys, installed, with_plugin
+):
+    autograd = next((e for e in installed if e.name == "autograd"), None)
+    if autograd is None:
+        pytest.skip("autograd is not installed: its declared float32 failures are the subject")
+    with_plugin(("stopper", plugin_of(Stopper(autograd.backend, name="stopper"))))
+    argv = ["validate", "-b", "autograd,stopper", "--no-isolate", "-p", "tanh", "-o", "6"]
+    code = cli.main([*argv, "--dtype", "float32", "--format", "json", "--mode", "eager", "-q"])
+    captured = capsys.readouterr()
+    assert code == 130, captured.err
+    report = strict(captured.out)
+    assert report["interrupted"] == "SIGINT" and report["surprises"] == []
+    failed = [c for c in report["checks"] if c["status"] == "fail"]
+    assert failed and all(c["backend"] == "autograd" and c["expected"] for c in failed)
+    (line,) = [ln for ln in captured.err.splitlines() if ln.startswith("interrupted:")]
+    assert line.startswith(f"interrupted: {len(report['checks'])} checks finished")
+
+
+def test_a_reader_that_goes_away_ends_the_harness_by_sigpipe_quietly():
+    """``compare RUN --format json | head -c 10``: ended by SIGPIPE as ``cat`` would be, no traceback."""
+    (run,) = (Path(__file__).resolve().parent.parent / "results").glob("20261126T052338Z_scaling_*.json")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "compare", str(run), "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.read(10)
+    proc.stdout.close()  # the reader goes away with about 100 kB still to come
+    err = proc.stderr.read()
+    assert proc.wait() == -signal.SIGPIPE, err
+    assert b"Traceback" not in err and b"Exception ignored" not in err

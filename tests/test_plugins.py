@@ -150,7 +150,7 @@ def run(*entries, **plan) -> list[verdicts.Check]:
     plan.setdefault("orders", ORDERS)
     registry = plugins.load(entry_points=False)
     problems = registry.select_problems(plan.pop("problems", PROBLEMS))
-    return list(validate.run(validate.Plan(backends=list(entries), problems=problems, **plan)))
+    return list(validate.check_plan(validate.Plan(backends=list(entries), problems=problems, **plan)))
 
 
 def of(checks, backend, **fields):

@@ -32,7 +32,7 @@ def test_the_docstring_backend_validates_with_nothing_else(registry):
     entry = loaded.backends["mini-jax"]
     backend = entry.backend
     assert not any(hasattr(backend, m) for m in ("derivative", "compile"))  # optional, left out
-    checks = list(validate.run(validate.Plan(backends=[entry], problems=loaded.select_problems())))
+    checks = list(validate.check_plan(validate.Plan(backends=[entry], problems=loaded.select_problems())))
     assert checks
     bad = [
         (c.problem, c.strategy, c.dtype, c.order, c.oracle, c.status, c.message[:60])

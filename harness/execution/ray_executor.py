@@ -30,7 +30,7 @@ from typing import Any
 
 from harness import plugins
 from harness.execution import runner
-from harness.jobs import Interrupted, Job, Listener, Outcome, record
+from harness.jobs import Interrupted, Job, Listener, Outcome, fold_event
 
 INSTALL_HINT = "pip install 'gradient-harness[ray]'"
 POLL_S = 0.2
@@ -276,7 +276,7 @@ def _finish(ray, outcome, ref, listen) -> str | None:
         listen(outcome, ("stop",))
         return None
     for event in report["events"]:
-        record(outcome, event, listen)
+        fold_event(outcome, event, listen)
     outcome.failure = report["failure"]
     outcome.finished = report["finished"]
     outcome.seconds = report["seconds"]

@@ -40,7 +40,7 @@ from typing import Protocol
 
 from harness.execution.child import EVENTS_FILE, JOB_FILE, OUTPUT_FILE
 from harness.execution.kinds import execute, portable
-from harness.jobs import Interrupted, Job, Listener, Outcome, record
+from harness.jobs import Interrupted, Job, Listener, Outcome, fold_event
 from harness.plugins import Registry
 
 POLL_S = 0.05
@@ -94,7 +94,7 @@ def run_jobs(
 def _run_here(outcome: Outcome, registry: Registry, listen: Listener) -> None:
     started = time.monotonic()
     listen(outcome, ("start",))
-    execute(outcome.job, registry, lambda event: record(outcome, event, listen))
+    execute(outcome.job, registry, lambda event: fold_event(outcome, event, listen))
     outcome.seconds = time.monotonic() - started
     listen(outcome, ("stop",))
 
@@ -135,7 +135,7 @@ class _Child:
             except Exception:  # a damaged stream ends the reading, not the run
                 self.events.seek(0, os.SEEK_END)
                 return
-            record(self.outcome, event, listen)
+            fold_event(self.outcome, event, listen)
 
     def kill(self) -> None:
         """End the child's process group (the child, and any helper it started)."""

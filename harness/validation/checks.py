@@ -52,7 +52,7 @@ class Plan:
     orders: tuple[int, ...] | None = None
 
 
-def run(plan: Plan) -> Iterator[Check]:
+def check_plan(plan: Plan) -> Iterator[Check]:
     """Yield checks as they complete, then the backend-vs-backend agreement checks."""
     results: list[Check] = []
     for entry in plan.backends:
@@ -64,7 +64,7 @@ def run(plan: Plan) -> Iterator[Check]:
 
 Progress = Callable[[tuple], None]
 """Receives ``("total", n)`` once (the number of cases), ``("current", label)`` as work starts
-on a case or order, and ``("advance",)`` after each case (`harness.execution.runner` shows them)."""
+on a case or order, and ``("advance",)`` after each case (the CLI's progress shows them)."""
 
 
 def _ignore(event: tuple) -> None:
@@ -79,8 +79,20 @@ def backend_checks(entry: BackendEntry, plan: Plan, progress: Progress = _ignore
         yield from _backend_checks(entry, plan, progress)
 
 
+Head = Callable[..., Check]
+"""Makes a `Check` whose backend, device, dtype, mode, strategy and problem are set:
+``head(order, oracle, status, **other_fields)``."""
+
+
+def _head(**known) -> Head:
+    def check(order: int, oracle: str, status: str, **fields) -> Check:
+        return Check(**known, order=order, oracle=oracle, status=status, **fields)
+
+    return check
+
+
 @dataclass(frozen=True)
-class _Job:
+class _TargetChecks:
     """One backend on one device, dtype and mode, with what validation needs besides."""
 
     target: Target
@@ -93,9 +105,17 @@ class _Job:
         t = self.target
         self.progress(("current", f"{t.device} {t.dtype} {t.mode} {what}"))
 
-    def head(self, strategy: str, problem: str) -> partial:
+    def head(self, strategy: str, problem: str) -> Head:
         t = self.target
-        return partial(Check, t.entry.name, t.entry.version, t.device, t.dtype, t.mode, strategy, problem)
+        return _head(
+            backend=t.entry.name,
+            version=t.entry.version,
+            device=t.device,
+            dtype=t.dtype,
+            mode=t.mode,
+            strategy=strategy,
+            problem=problem,
+        )
 
     def unoffered(self, strategy: str | None) -> str | None:
         """Why the backend does not offer this target (and ``strategy``), or ``None``."""
@@ -117,14 +137,15 @@ def _backend_checks(entry: BackendEntry, plan: Plan, progress: Progress) -> Iter
         devices = tuple(backend.devices())
     except Exception as exc:
         progress(("total", 0))
-        yield _error(partial(Check, entry.name, entry.version, "-", "-", "-", "-", "-"), 0, exc)
+        unknown = dict(device="-", dtype="-", mode="-", strategy="-", problem="-")
+        yield _error(_head(backend=entry.name, version=entry.version, **unknown), 0, exc)
         return
     modes = plan.modes or backend.modes
     cases = []  # listed first, so that progress knows the total
     for device in plan.devices or devices:
         for dtype in plan.dtypes:
             for mode in modes:
-                job = _Job(
+                job = _TargetChecks(
                     Target(entry, device, dtype, mode),
                     devices,
                     self_consistency=dtype == "float64" and mode == modes[-1],
@@ -154,7 +175,7 @@ def _backend_checks(entry: BackendEntry, plan: Plan, progress: Progress) -> Iter
         progress(("advance",))
 
 
-def _attempt(head: partial, order: int, compute) -> tuple[Any, float]:
+def _attempt(head: Head, order: int, compute) -> tuple[Any, float]:
     """(``compute()``, seconds) -- or, if the backend raised, the ``unsupported`` (for
     `NotImplementedError`) or ``error`` check to report instead of a result."""
     started = time.perf_counter()
@@ -167,7 +188,7 @@ def _attempt(head: partial, order: int, compute) -> tuple[Any, float]:
     return result, time.perf_counter() - started
 
 
-def _guarded(checks: Iterator[Check], head: partial) -> Iterator[Check]:
+def _guarded(checks: Iterator[Check], head: Head) -> Iterator[Check]:
     """``checks``, with anything a backend raises between checks turned into an error check."""
     try:
         yield from checks
@@ -175,7 +196,7 @@ def _guarded(checks: Iterator[Check], head: partial) -> Iterator[Check]:
         yield _error(head, 0, exc)
 
 
-def _scalar_checks(job: _Job, strategy: str, problem: ScalarProblem, orders) -> Iterator[Check]:
+def _scalar_checks(job: _TargetChecks, strategy: str, problem: ScalarProblem, orders) -> Iterator[Check]:
     target = job.target
     head = job.head(strategy, problem.name)
     reason = job.unoffered(strategy)
@@ -260,7 +281,7 @@ def _self_consistency(check, target: Target, previous, x64, first, second, rtol,
     return check
 
 
-def _gradient_checks(job: _Job, problem: GradientProblem, orders) -> Iterator[Check]:
+def _gradient_checks(job: _TargetChecks, problem: GradientProblem, orders) -> Iterator[Check]:
     target = job.target
     head = job.head("reverse", problem.name)
     if orders is not None and 1 not in orders:
@@ -347,7 +368,7 @@ def _gradient_checks(job: _Job, problem: GradientProblem, orders) -> Iterator[Ch
     yield check
 
 
-def _hvp_checks(job: _Job, problem: GradientProblem, orders, strategies) -> Iterator[Check]:
+def _hvp_checks(job: _TargetChecks, problem: GradientProblem, orders, strategies) -> Iterator[Check]:
     """Hessian-vector products against the closed form and a complex step of the closed-form
     gradient; with few parameters, the full Hessian (one product per basis vector)."""
     if problem.hvp is None or (orders is not None and 2 not in orders):
@@ -415,6 +436,6 @@ def _hvp_checks(job: _Job, problem: GradientProblem, orders, strategies) -> Iter
         yield judge(head(2, "complex-step", "pass", points=where), first, second, stepped, rtol)
 
 
-def _error(head: partial, order: int, exc: Exception) -> Check:
+def _error(head: Head, order: int, exc: Exception) -> Check:
     kind = "wrong shape" if isinstance(exc, ShapeMismatch) else "exception"
     return head(order, "-", "error", classification=kind, message=f"{type(exc).__name__}: {exc}")
