@@ -36,43 +36,33 @@ def test_the_example_for_another_project_runs_as_written(tmp_path):
     text = section("### The benchmark suite in another project")
     (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
     (tmp_path / "test_example.py").write_text(code)
-    env = {**os.environ, "HARNESS_BACKENDS": "torch,autograd"}
-    base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rsx"]
-    base += ["--harness-results", str(tmp_path / "results")]
-    node = "test_example.py::test_mine[{}]".format
+
+    def run_example(profile: str, *cases: str) -> str:
+        """The example's tests for ``cases`` under ``profile``: pytest's output (it must pass)."""
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rsx"]
+            + ["--harness-results", str(tmp_path / "results"), "--harness-profile", profile]
+            + [f"test_example.py::test_mine[{case}]" for case in cases],
+            cwd=tmp_path,
+            env={**os.environ, "HARNESS_BACKENDS": "torch,autograd"},
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
     # A case the backend refuses (a torch.compile nest measured to crash) is skipped, another timed.
-    done = subprocess.run(
-        [
-            *base,
-            "--harness-profile",
-            "quick",
-            node("tanh d^4 over 10000 points | torch jit forward float32 cpu"),
-            node("tanh d^2 over 10000 points | autograd eager reverse float32 cpu"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+    out = run_example(
+        "quick",
+        "tanh d^4 over 10000 points | torch jit forward float32 cpu",
+        "tanh d^2 over 10000 points | autograd eager reverse float32 cpu",
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "1 passed, 1 skipped" in done.stdout and "unsupported: torch.compile" in done.stdout
+    assert "1 passed, 1 skipped" in out and "unsupported: torch.compile" in out
     (saved,) = (tmp_path / "results").glob("*.json")
     assert [r.backend for r in results.load(saved)] == ["autograd"]
     # A failure the backend declares (autograd's nested tanh in float32) is an expected failure.
-    done = subprocess.run(
-        [
-            *base,
-            "--harness-profile",
-            "cpu",
-            node("tanh d^6 over 10000 points | autograd eager reverse float32 cpu"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "1 xfailed" in done.stdout and "autograd.expected" in done.stdout
+    out = run_example("cpu", "tanh d^6 over 10000 points | autograd eager reverse float32 cpu")
+    assert "1 xfailed" in out and "autograd.expected" in out
 
 
 # --- Figures against the runs they name ---------------------------------------------------------------
