@@ -131,6 +131,7 @@ def test_stdout_that_cannot_be_written_is_a_clear_error(tmp_path):
 
 INTERRUPTED_IMPORT = """
 import builtins, os, runpy, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as on a terminal, even if started ignoring it
 real = builtins.__import__
 def importing(name, *args, **kwargs):
     if name == "harness.cli.main":  # Ctrl-C lands while the command line is being imported
