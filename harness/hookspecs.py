@@ -255,8 +255,10 @@ def harness_register_problems(register: Callable[[Any], None]) -> None:
     """Register problems by calling ``register(problem)``.
 
     :param register: adds a `harness.problems.ScalarProblem` (an elementwise
-        function whose n-th derivatives are checked) or a
+        function whose n-th derivatives are checked), a
         `harness.problems.GradientProblem` (a scalar loss whose gradient w.r.t.
-        chosen arguments is checked). Problems are written once against an
-        array namespace and run on every backend.
+        chosen arguments is checked) or a `harness.problems.JacobianProblem` (a
+        function returning a 1-D array, whose full Jacobian w.r.t. chosen
+        arguments is checked). Problems are written once against an array
+        namespace and run on every backend.
     """

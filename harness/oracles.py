@@ -157,17 +157,22 @@ def directions(size: int, seed: int = 0) -> np.ndarray:
 
 
 def complex_step(F: Callable, theta: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Directional derivatives ``rows @ grad F(theta)`` by complex step (F must be complex-safe)."""
+    """Directional derivatives ``rows @ grad F(theta)`` by complex step (F must be complex-safe).
+
+    For a vector-valued ``F`` (m entries) each row's derivative is a vector: the result is
+    ``rows @ J.T``, one column of the Jacobian ``J`` per unit row.
+    """
     return np.array([np.imag(F(theta + 1j * COMPLEX_STEP * v)) / COMPLEX_STEP for v in rows])
 
 
 def central_difference(F: Callable, theta: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Directional derivatives ``rows @ grad F(theta)`` by numdifftools, with error estimates."""
+    """Directional derivatives ``rows @ grad F(theta)`` by numdifftools, with error estimates
+    (``rows @ J.T`` and its estimates, shaped alike, for a vector-valued ``F``)."""
     import numdifftools
 
     values, errors = [], []
     for v in rows:
         result = numdifftools.Derivative(lambda t, v=v: F(theta + t * v), full_output=True)(0.0)
-        values.append(float(result.estimate))
-        errors.append(float(result.error_estimate))
+        values.append(np.asarray(result.estimate, np.float64))
+        errors.append(np.asarray(result.error_estimate, np.float64))
     return np.array(values), np.array(errors)

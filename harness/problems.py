@@ -89,7 +89,30 @@ class GradientProblem:
         return 2.0 * sum(np.size(leaf) for leaf in leaves(args)) * itemsize, None
 
 
-Problem = ScalarProblem | GradientProblem
+@dataclass(frozen=True)
+class JacobianProblem:
+    """A vector-valued function ``fn(xp, *args)`` (a 1-D array of m entries) whose full Jacobian
+    w.r.t. ``args[argnums]`` is checked, by forward and reverse mode (`harness.strategies.jacobian`).
+
+    ``make_args(size)`` returns the arguments as float64 numpy pytrees (seeded; ``size`` is
+    ``None`` for the default, and validation passes ``size``). The Jacobian is m x n, n the
+    entries of the selected arguments flattened in pytree order (`harness.pytree.flatten`);
+    ``jacobian(*args)``, when known, is that matrix in closed form, in float64.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    make_args: Callable[[tuple[int, ...] | None], tuple]
+    argnums: int | tuple[int, ...]
+    description: str = ""
+    jacobian: Callable[..., Any] | None = None
+    size: tuple[int, ...] | None = None
+    default: bool = True
+
+
+Problem = ScalarProblem | GradientProblem | JacobianProblem
+KINDS = (ScalarProblem, GradientProblem, JacobianProblem)
+"""The kinds of problem a plugin may register."""
 
 
 # --- The notebook's scalar problems -----------------------------------------------------------
