@@ -94,7 +94,7 @@ STRATEGIES: dict[str, str] = {
 }
 """Strategies for n-th derivatives. ``reverse`` and ``forward-over-reverse`` also name the
 Hessian-vector products (grad of <grad f, v>; jvp of grad f along v)."""
-NAMESPACE = ("tanh", "exp", "log", "log1p", "sin", "cos", "sum", "ones_like")
+NAMESPACE = ("tanh", "exp", "log", "log1p", "sin", "cos", "sum", "max", "ones_like")
 """What `Backend.namespace` must offer: the functions problems use and the host composes with."""
 REQUIRED_METHODS = ("devices", "namespace", "asarray", "to_numpy", "value_and_grad", "block_until_ready")
 OPTIONAL_METHODS = ("jvp", "derivative", "compile", "no_gpu_reason", "event_times")

@@ -7,12 +7,12 @@ import json
 
 import numpy as np
 import pytest
-from fakes import DoNothing, Wrapper, plugin_of
+from fakes import DoNothing, Scaled, Wrapper, plugin_of
 
 import harness
 from harness import plugins, problems, strategies
 from harness.cli import main as cli
-from harness.pytree import select, tree_map
+from harness.pytree import select
 from harness.target import Target
 from harness.validation import checks
 
@@ -124,31 +124,6 @@ def test_a_jacobian_problem_passes_every_oracle_on_every_installed_backend(insta
         assert {c.oracle.split("/")[0] for c in found if c.oracle.startswith("agreement:")} >= {
             f"agreement:{installed[0].name}"
         }
-
-
-class Scaled(Wrapper):
-    """Every derivative of one primitive (``jvp`` or ``value_and_grad``) off by a relative ``error``."""
-
-    def __init__(self, inner, primitive: str, error: float = 1e-8):
-        super().__init__(inner, name=f"scaled-{primitive}")
-        self.primitive, self.error = primitive, error
-
-    def jvp(self, f, primals, tangents):
-        value, tangent = self.inner.jvp(f, primals, tangents)
-        return value, tree_map(
-            lambda t: t * (1 + self.error), tangent
-        ) if self.primitive == "jvp" else tangent
-
-    def value_and_grad(self, f, argnums):
-        vg = self.inner.value_and_grad(f, argnums)
-        if self.primitive != "value_and_grad":
-            return vg
-
-        def scaled(*args):
-            value, grads = vg(*args)
-            return value, tree_map(lambda g: g * (1 + self.error), grads)
-
-        return scaled
 
 
 @pytest.mark.parametrize(("primitive", "strategy"), [("jvp", "forward"), ("value_and_grad", "reverse")])

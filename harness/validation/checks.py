@@ -297,12 +297,16 @@ def _gradient_checks(job: _TargetChecks, problem: GradientProblem, orders) -> It
         return
     (v1, g1), (v2, g2) = outcome
 
+    value_slack = (
+        tolerance(target.dtype, 0) * problem.value_magnitude(*rounded) if problem.value_magnitude else 0.0
+    )
     yield judge(
         head(0, "numpy-float64", "pass", points="loss value", seconds=seconds),
         v1,
         v2,
         np.asarray(problem.fn(np, *rounded), np.float64),
         tolerance(target.dtype, 0),
+        slack=value_slack,
     )
     rtol = tolerance(target.dtype, 1)
     g, g_again = flatten(g1), flatten(g2)
@@ -311,7 +315,7 @@ def _gradient_checks(job: _TargetChecks, problem: GradientProblem, orders) -> It
     if problem.gradient is not None:
         exact.append(
             judge(
-                head(1, "closed-form", "pass", points="full gradient"),
+                head(1, problem.gradient_oracle, "pass", points="full gradient"),
                 g,
                 g_again,
                 flatten(problem.gradient(*rounded)),
