@@ -192,7 +192,7 @@ def ode(xp, x, steps, shift, first):
 
 
 def ode_args(size=None):
-    n, s = size or (6, 1)
+    n, s = size or (8, 2)
     return draw(n), np.full(s, 2.0 / s), np.eye(n, k=-1), np.eye(n)[0]
 
 
@@ -201,7 +201,8 @@ def ode_coefficients(steps, n: int) -> np.ndarray:
     step of a linear system ``w' = M w`` is ``P(h M)``. Here ``w = (1, y)`` and ``M`` is the
     subdiagonal matrix of ``x``, nilpotent, with ``M**j e_0 = (x_0 ... x_{j-1}) e_j``; so
     ``y_i(t_f) = q_{i+1} x_0 ... x_i`` exactly (and ``t_f**(i+1) / (i+1)!`` for the ODE's own
-    solution, which RK4 reaches only while n <= 4, P's degree)."""
+    solution, which RK4 reaches only while n <= 4, P's degree). ``q`` has degree 4s: from
+    ``y_{4s}`` on, RK4's ``y`` and its Jacobian are exactly 0."""
     q = np.zeros(n + 1)
     q[0] = 1.0
     for h in steps:

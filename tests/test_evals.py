@@ -107,11 +107,14 @@ def test_ode_is_rk4_and_its_jacobian_the_closed_form():
 
 def test_rk4_solves_the_ode_exactly_only_up_to_four_entries():
     """GradBench's golden gradient is the ODE's own solution, t_f**(i+1) / (i+1)! x_0 ... x_i:
-    RK4's equals it while n <= 4 (P's degree) and differs beyond."""
-    for n, s, same in ((4, 1, True), (4, 5, True), (6, 1, False)):
+    RK4's equals it while n <= 4 (P's degree) and differs beyond; with s steps RK4's y_i is
+    exactly 0 from i = 4s on."""
+    for n, s, same in ((4, 1, True), (4, 5, True), (6, 2, False)):
         x, steps, shift, first = evals.ode_args((n, s))
         solution = [2.0 ** (i + 1) / math.factorial(i + 1) * np.prod(x[: i + 1]) for i in range(n)]
         assert np.allclose(evals.ode(np, x, steps, shift, first), solution, rtol=1e-14) is same
+    y = evals.ode(np, *evals.ode_args((9, 2)))
+    assert np.all(y[:8] > 0) and y[8] == 0.0
 
 
 # --- The backends -----------------------------------------------------------------------------------
@@ -189,3 +192,4 @@ def test_list_shows_the_evals(capsys):
         "ode": "JacobianProblem"
     }
     assert all("GradBench" in listed[name]["description"] for name in EVALS)
+    assert {name for name in EVALS if listed[name]["default"]} == {"lse", "llsq", "det"}
