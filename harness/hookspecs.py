@@ -94,7 +94,7 @@ STRATEGIES: dict[str, str] = {
 }
 """Strategies for n-th derivatives. ``reverse`` and ``forward-over-reverse`` also name the
 Hessian-vector products (grad of <grad f, v>; jvp of grad f along v)."""
-NAMESPACE = ("tanh", "exp", "log", "log1p", "sin", "cos", "sum", "ones_like")
+NAMESPACE = ("tanh", "exp", "log", "log1p", "sin", "cos", "sum", "max", "ones_like")
 """What `Backend.namespace` must offer: the functions problems use and the host composes with."""
 REQUIRED_METHODS = ("devices", "namespace", "asarray", "to_numpy", "value_and_grad", "block_until_ready")
 OPTIONAL_METHODS = ("jvp", "derivative", "compile", "no_gpu_reason", "event_times")
@@ -255,8 +255,10 @@ def harness_register_problems(register: Callable[[Any], None]) -> None:
     """Register problems by calling ``register(problem)``.
 
     :param register: adds a `harness.problems.ScalarProblem` (an elementwise
-        function whose n-th derivatives are checked) or a
+        function whose n-th derivatives are checked), a
         `harness.problems.GradientProblem` (a scalar loss whose gradient w.r.t.
-        chosen arguments is checked). Problems are written once against an
-        array namespace and run on every backend.
+        chosen arguments is checked) or a `harness.problems.JacobianProblem` (a
+        function returning a 1-D array, whose full Jacobian w.r.t. chosen
+        arguments is checked). Problems are written once against an array
+        namespace and run on every backend.
     """

@@ -1,6 +1,6 @@
 """Independent references for derivatives, always computed in float64 or higher.
 
-- exact: polynomial derivatives in rational arithmetic;
+- exact: polynomial derivatives, and a determinant's gradient (its cofactors), in rational arithmetic;
 - mpmath: n-th derivatives of a scalar problem's own definition at 40 digits;
 - complex step: ``Im f(x + ih v) / h``, first derivatives to ~1e-16 with no cancellation;
 - central differences (numdifftools, Richardson extrapolation, with an error estimate).
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from fractions import Fraction
+from math import isqrt
 from typing import Any
 
 import mpmath
@@ -53,6 +54,42 @@ def exact_polynomial(coefficients: Sequence[int], points: np.ndarray, order: int
         return float(total)
 
     return np.array([horner(float(x)) for x in np.ravel(points)]).reshape(np.shape(points))
+
+
+def exact_cofactors(entries: np.ndarray) -> np.ndarray:
+    """The gradient of the determinant of a square matrix given by its ``entries`` (row-major):
+    its cofactors ``(-1)**(i+j) det(minor_ij)``, row-major, each computed exactly in rational
+    arithmetic from the float64 entries (`fractions.Fraction`, Gaussian elimination) and rounded
+    once to float64."""
+    values = [Fraction(float(a)) for a in np.ravel(entries)]
+    ell = isqrt(len(values))
+    if ell * ell != len(values):
+        raise ValueError(f"{len(values)} entries make no square matrix")
+    matrix = [values[i * ell : (i + 1) * ell] for i in range(ell)]
+    cofactors = []
+    for i in range(ell):
+        for j in range(ell):
+            minor = [row[:j] + row[j + 1 :] for k, row in enumerate(matrix) if k != i]
+            cofactors.append(float((-1) ** (i + j) * _exact_determinant(minor)))
+    return np.array(cofactors)
+
+
+def _exact_determinant(matrix: list[list[Fraction]]) -> Fraction:
+    """Gaussian elimination over the rationals (a row swap for a zero pivot flips the sign)."""
+    rows = [list(row) for row in matrix]
+    result = Fraction(1)
+    for col in range(len(rows)):
+        pivot = next((r for r in range(col, len(rows)) if rows[r][col] != 0), None)
+        if pivot is None:
+            return Fraction(0)
+        if pivot != col:
+            rows[col], rows[pivot] = rows[pivot], rows[col]
+            result = -result
+        result *= rows[col][col]
+        for r in range(col + 1, len(rows)):
+            factor = rows[r][col] / rows[col][col]
+            rows[r] = [a - factor * b for a, b in zip(rows[r], rows[col], strict=True)]
+    return result
 
 
 def mpmath_derivative(fn: Callable, points: np.ndarray, order: int) -> np.ndarray:
@@ -157,17 +194,22 @@ def directions(size: int, seed: int = 0) -> np.ndarray:
 
 
 def complex_step(F: Callable, theta: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Directional derivatives ``rows @ grad F(theta)`` by complex step (F must be complex-safe)."""
+    """Directional derivatives ``rows @ grad F(theta)`` by complex step (F must be complex-safe).
+
+    For a vector-valued ``F`` (m entries) each row's derivative is a vector: the result is
+    ``rows @ J.T``, one column of the Jacobian ``J`` per unit row.
+    """
     return np.array([np.imag(F(theta + 1j * COMPLEX_STEP * v)) / COMPLEX_STEP for v in rows])
 
 
 def central_difference(F: Callable, theta: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Directional derivatives ``rows @ grad F(theta)`` by numdifftools, with error estimates."""
+    """Directional derivatives ``rows @ grad F(theta)`` by numdifftools, with error estimates
+    (``rows @ J.T`` and its estimates, shaped alike, for a vector-valued ``F``)."""
     import numdifftools
 
     values, errors = [], []
     for v in rows:
         result = numdifftools.Derivative(lambda t, v=v: F(theta + t * v), full_output=True)(0.0)
-        values.append(float(result.estimate))
-        errors.append(float(result.error_estimate))
+        values.append(np.asarray(result.estimate, np.float64))
+        errors.append(np.asarray(result.error_estimate, np.float64))
     return np.array(values), np.array(errors)

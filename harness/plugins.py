@@ -86,12 +86,9 @@ class Registry:
         self.backends[backend.name] = BackendEntry(backend, plugin, version, unavailable, known)
 
     def add_problem(self, problem: Any, plugin: str) -> None:
-        if not isinstance(problem, problems.ScalarProblem | problems.GradientProblem):
-            self.errors.append(
-                PluginError(
-                    plugin, f"registered {problem!r}, which is not a ScalarProblem or GradientProblem"
-                )
-            )
+        if not isinstance(problem, problems.KINDS):
+            kinds = ", ".join(kind.__name__ for kind in problems.KINDS)
+            self.errors.append(PluginError(plugin, f"registered {problem!r}, which is none of {kinds}"))
         elif problem.name in self.problems:
             self.errors.append(PluginError(plugin, f"problem name {problem.name!r} is already taken"))
         elif isinstance(problem, problems.ScalarProblem) and not len(problem.points):

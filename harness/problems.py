@@ -5,8 +5,9 @@ mpmath gives the oracles, so a new problem works on every backend and a new
 backend on every problem. The built-in problems are those of the notebook this project grew
 from, a tutorial of ``jax.grad`` (tanh and its derivatives at 2.0, a cubic's four derivatives,
 a sigmoid and a logistic loss on 4 x 3 data with a finite-difference check of its gradient;
-``tests/test_notebook.py`` holds every number it printed), plus a synthetic logistic loss of
-any size; plugins add more through ``harness_register_problems``.
+``tests/test_notebook.py`` holds every number it printed), a synthetic logistic loss of any
+size, and GradBench's first evals (`harness.evals`: lse, llsq, det, and ode, a vector-valued
+`JacobianProblem`); plugins add more through ``harness_register_problems``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 import harness
+from harness import evals
 from harness.pytree import leaves
 
 
@@ -74,6 +76,13 @@ class GradientProblem:
     hvp: Callable[..., Any] | None = None
     size: tuple[int, ...] | None = None
     default: bool = True
+    gradient_oracle: str = "closed-form"
+    """What reports call the ``gradient`` reference: ``"exact"`` where it is computed in rational
+    arithmetic and rounded once (det's cofactors)."""
+    value_magnitude: Callable[..., Any] | None = None
+    """``value_magnitude(*args)``: the summed |terms| the loss itself reduces, where they cancel
+    (a determinant far smaller than its ell! products): the loss value's tolerance grows with
+    it as the gradient's does with ``magnitude``."""
     cost: Callable[[tuple, int], tuple[float | None, float | None]] | None = None
     """``cost(args, itemsize)``: (bytes moved, flops) per value-and-gradient call on
     ``make_args``'s arguments; by default every argument read twice (forward and backward),
@@ -89,7 +98,30 @@ class GradientProblem:
         return 2.0 * sum(np.size(leaf) for leaf in leaves(args)) * itemsize, None
 
 
-Problem = ScalarProblem | GradientProblem
+@dataclass(frozen=True)
+class JacobianProblem:
+    """A vector-valued function ``fn(xp, *args)`` (a 1-D array of m entries) whose full Jacobian
+    w.r.t. ``args[argnums]`` is checked, by forward and reverse mode (`harness.strategies.jacobian`).
+
+    ``make_args(size)`` returns the arguments as float64 numpy pytrees (seeded; ``size`` is
+    ``None`` for the default, and validation passes ``size``). The Jacobian is m x n, n the
+    entries of the selected arguments flattened in pytree order (`harness.pytree.flatten`);
+    ``jacobian(*args)``, when known, is that matrix in closed form, in float64.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    make_args: Callable[[tuple[int, ...] | None], tuple]
+    argnums: int | tuple[int, ...]
+    description: str = ""
+    jacobian: Callable[..., Any] | None = None
+    size: tuple[int, ...] | None = None
+    default: bool = True
+
+
+Problem = ScalarProblem | GradientProblem | JacobianProblem
+KINDS = (ScalarProblem, GradientProblem, JacobianProblem)
+"""The kinds of problem a plugin may register."""
 
 
 # --- The notebook's scalar problems -----------------------------------------------------------
@@ -324,6 +356,59 @@ BUILTIN: tuple[Problem, ...] = (
         hvp=logistic_hvp,
         cost=logistic_cost,
         hand_written=logistic_by_hand,
+    ),
+    GradientProblem(
+        "lse",
+        evals.lse,
+        evals.lse_args,
+        argnums=0,
+        description="GradBench's lse: log(sum(exp(x - max x))) + max x of x: [n] uniform in [0, 1) "
+        "(seed 31337); gradient [n], the softmax (closed form), Hessian diag(p) - p p^T. "
+        "GradBench's sizes n = 2500 ... 1280000; here n = 32",
+        gradient=evals.softmax,
+        magnitude=evals.lse_magnitude,
+        hvp=evals.lse_hvp,
+    ),
+    GradientProblem(
+        "llsq",
+        evals.llsq,
+        evals.llsq_args,
+        argnums=0,
+        description="GradBench's llsq: 1/2 sum_i (s_i - sum_j x_j t_i^j)^2, t_i = -1 + 2i/(n-1), "
+        "s_i = sign(t_i), x: [m] uniform in [0, 1) (seed 31337); gradient [m], -V^T (s - V x) with "
+        "V_ij = t_i^j (closed form), Hessian V^T V. GradBench's sizes n = 16 ... 16392, m = 128; "
+        "here (n, m) = (16, 8)",
+        gradient=evals.llsq_gradient,
+        magnitude=evals.llsq_magnitude,
+        hvp=evals.llsq_hvp,
+    ),
+    GradientProblem(
+        "det",
+        evals.det,
+        evals.det_args,
+        argnums=0,
+        description="GradBench's det: the determinant of A: [ell^2] (row-major, uniform in [0, 1), "
+        "seed 31337) by expansion in minors along the first row (ell! products); gradient "
+        "[ell^2], the cofactors, computed exactly in rational arithmetic. GradBench's sizes "
+        "ell = 5 ... 11; here ell = 4",
+        gradient=evals.det_gradient,
+        magnitude=evals.det_magnitude,
+        gradient_oracle="exact",
+        value_magnitude=evals.det_value_magnitude,
+    ),
+    JacobianProblem(
+        "ode",
+        evals.ode,
+        evals.ode_args,
+        argnums=0,
+        description="GradBench's ode: y(2) for y' = f, f_0 = x_0, f_i = x_i y_{i-1}, y(0) = 0, by s "
+        "RK4 steps; x: [n] uniform in [0, 1) (seed 31337); output [n]. Its full n x n Jacobian "
+        "(GradBench asks for its last row) in closed form: d y_i/d x_k = q_{i+1} prod_{j<=i, "
+        "j!=k} x_j, q from RK4's step polynomial. GradBench's sizes n = 1000 ... 100000, "
+        "s = 1 ... 100; here (n, s) = (8, 2). Not in the default run: torch.compile of its "
+        "Jacobians takes minutes on a cold cache",
+        jacobian=evals.ode_jacobian,
+        default=False,
     ),
     GradientProblem(
         "logistic-large",

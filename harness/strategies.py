@@ -1,8 +1,9 @@
-"""Named strategies for n-th derivatives and Hessian-vector products, composed in one place.
+"""Named strategies for n-th derivatives, Hessian-vector products and Jacobians, composed in one place.
 
-Both are built from a backend's two primitives, ``value_and_grad`` and the
+All are built from a backend's two primitives, ``value_and_grad`` and the
 optional ``jvp``, so no backend writes its own nesting: `nest` composes the
-n-th derivative of an elementwise function, `hvp` the Hessian-vector product.
+n-th derivative of an elementwise function, `hvp` the Hessian-vector product,
+`jacobian` the full Jacobian of a vector-valued function.
 Taylor mode is framework-specific (``jet``) and stays in the JAX backend.
 """
 
@@ -11,10 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from harness.pytree import select, substitute, vdot
+import numpy as np
+
+from harness.pytree import flatten, select, substitute, unflatten, vdot
 
 HVP_STRATEGIES = ("reverse", "forward-over-reverse")
 """reverse: grad of <grad f, v> (reverse over reverse); forward-over-reverse: jvp of grad f along v."""
+JACOBIAN_STRATEGIES = ("forward", "reverse")
+"""forward: a jvp per input entry, one column each (jacfwd); reverse: the gradient of <e_i, f>
+per output entry, one row each (jacrev: a vector-Jacobian product per output)."""
 
 
 def nest(backend: Any, f: Callable, order: int, strategy: str) -> Callable:
@@ -91,3 +97,67 @@ def hvp(backend: Any, f: Callable, argnums: int | tuple[int, ...], strategy: str
     raise NotImplementedError(
         f"no Hessian-vector product strategy {strategy!r} (known: {', '.join(HVP_STRATEGIES)})"
     )
+
+
+def jacobian(backend: Any, f: Callable, argnums: int | tuple[int, ...], strategy: str) -> Callable:
+    """``jac(basis, *args)``: ``(value, parts)``, the Jacobian of ``f`` w.r.t. ``args[argnums]``.
+
+    ``f(*args)`` returns a 1-D array of m entries; n is the number of entries in the selected
+    arguments (`harness.pytree.select`, any pytree). ``basis`` holds the unit vectors as the
+    backend's arrays, passed in as data (`jacobian_basis` makes them in numpy):
+
+    - ``forward``: n unit tangents shaped like the selected arguments; ``parts`` are the n
+      columns ``J e_k``, each from one ``jvp``, and ``value`` is ``f(*args)`` from the first.
+    - ``reverse``: m unit cotangents shaped like ``f``'s output; ``parts`` are the m rows, each
+      the gradient of ``<e_i, f(*args)>`` by ``value_and_grad`` (shaped like the selected
+      arguments), and ``value`` the m values ``<e_i, f(*args)>`` = ``f_i`` that came with them.
+
+    `jacobian_matrix` assembles either as the m x n matrix in numpy. Only the backend's own
+    primitives are used; the result carries ``nesting`` (levels, of which ``jvp``), as `nest`'s.
+
+    :raises NotImplementedError: ``forward`` on a backend without ``jvp``, or an unknown strategy.
+    """
+    xp = backend.namespace()
+    if strategy == "forward":
+        jvp = getattr(backend, "jvp", None)
+        if jvp is None:
+            raise NotImplementedError("a forward-mode Jacobian needs the backend's optional jvp")
+
+        def columns(basis, *args):
+            along = [
+                jvp(lambda chosen: f(*substitute(args, argnums, chosen)), (select(args, argnums),), (e,))
+                for e in basis
+            ]
+            return along[0][0], tuple(column for _, column in along)
+
+        columns.nesting = (1, 1)
+        return columns
+    if strategy == "reverse":
+
+        def component(chosen, e, *args):
+            return vdot(xp, e, f(*substitute(args, argnums, chosen)))
+
+        def rows(basis, *args):
+            pairs = [backend.value_and_grad(component, 0)(select(args, argnums), e, *args) for e in basis]
+            return tuple(value for value, _ in pairs), tuple(row for _, row in pairs)
+
+        rows.nesting = (1, 0)
+        return rows
+    raise NotImplementedError(f"no Jacobian strategy {strategy!r} (known: {', '.join(JACOBIAN_STRATEGIES)})")
+
+
+def jacobian_basis(strategy: str, chosen: Any, outputs: int) -> tuple:
+    """The unit vectors `jacobian`'s ``jac`` takes, in float64 numpy: for ``forward`` one pytree
+    shaped like ``chosen`` (the selected arguments) per entry, for ``reverse`` one vector of
+    ``outputs`` entries per output."""
+    if strategy == "forward":
+        return tuple(unflatten(e, chosen) for e in np.eye(flatten(chosen).size))
+    return tuple(np.eye(outputs))
+
+
+def jacobian_matrix(strategy: str, value: Any, parts: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """``(value, J)`` in numpy from `jacobian`'s result (brought back as numpy pytrees): the
+    function's m values and its m x n Jacobian, whichever way it was composed."""
+    if strategy == "forward":
+        return flatten(value), np.stack([flatten(column) for column in parts], axis=1)
+    return flatten(value), np.stack([flatten(row) for row in parts])

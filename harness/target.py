@@ -79,3 +79,9 @@ class Target:
         """``hvp(v, *args)``: ``problem``'s Hessian times ``v`` by ``strategy`` (`strategies.hvp`)."""
         f = partial(problem.fn, self.backend.namespace())
         return self.compiled(strategies.hvp(self.backend, f, problem.argnums, strategy))
+
+    def jacobian(self, problem: Any, strategy: str) -> Callable:
+        """``jac(basis, *args)``: ``problem``'s Jacobian by ``strategy`` (`strategies.jacobian`),
+        in parts; `strategies.jacobian_basis` and `strategies.jacobian_matrix` go in and out."""
+        f = partial(problem.fn, self.backend.namespace())
+        return self.compiled(strategies.jacobian(self.backend, f, problem.argnums, strategy))

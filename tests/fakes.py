@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 import harness
+from harness.pytree import tree_map
 from harness.strategies import derivative
 
 
@@ -77,6 +78,31 @@ class Raising(Wrapper):
 
     def derivative(self, f, order, strategy):
         raise RuntimeError(self.message)
+
+
+class Scaled(Wrapper):
+    """Every derivative of one primitive (``jvp`` or ``value_and_grad``) off by a relative ``error``."""
+
+    def __init__(self, inner, primitive: str, error: float = 1e-8):
+        super().__init__(inner, name=f"scaled-{primitive}")
+        self.primitive, self.error = primitive, error
+
+    def jvp(self, f, primals, tangents):
+        value, tangent = self.inner.jvp(f, primals, tangents)
+        if self.primitive == "jvp":
+            tangent = tree_map(lambda t: t * (1 + self.error), tangent)
+        return value, tangent
+
+    def value_and_grad(self, f, argnums):
+        vg = self.inner.value_and_grad(f, argnums)
+        if self.primitive != "value_and_grad":
+            return vg
+
+        def scaled(*args):
+            value, grads = vg(*args)
+            return value, tree_map(lambda g: g * (1 + self.error), grads)
+
+        return scaled
 
 
 class DoNothing:

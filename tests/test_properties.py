@@ -164,6 +164,8 @@ OPTIONS = {
         "logistic-notebook",
         "logistic-notebook-dict",
         "cubic,tanh",
+        "ode",
+        "det,lse",
         "logistic-huge",
     ],
 }

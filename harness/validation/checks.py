@@ -8,16 +8,15 @@ derivatives at 0, need no special case). ``rtol`` comes from `TOLERANCES`; it
 grows with the order and with looser dtypes and is never scaled by array size.
 Finite-difference oracles add their own error estimate to the allowed gap.
 
-Each result is judged and classified by `harness.validation.verdicts`.
+Each result is judged and classified by `harness.validation.verdicts`. Full Jacobians of
+vector-valued problems are checked in `harness.validation.jacobians`, by the same rule.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
 
 import numpy as np
 
@@ -25,14 +24,23 @@ from harness import oracles
 from harness import strategies as strategies_mod
 from harness.hookspecs import DTYPES
 from harness.plugins import BackendEntry
-from harness.problems import GradientProblem, Problem, ScalarProblem
+from harness.problems import GradientProblem, JacobianProblem, Problem, ScalarProblem
 from harness.pytree import flatten, select, structure, substitute, tree_map, unflatten
 from harness.target import Target
-from harness.validation.tolerances import tolerance
-from harness.validation.verdicts import Check, agreement, judge, remainder, sweep
+from harness.validation.jacobians import jacobian_checks
+from harness.validation.tolerances import FD_RTOL, tolerance
+from harness.validation.verdicts import (
+    Check,
+    Head,
+    ShapeMismatch,
+    agreement,
+    attempt,
+    error_check,
+    judge,
+    remainder,
+    sweep,
+)
 
-FD_RTOL = 1e-8
-"""Floor of the relative tolerance against float64 finite differences (self-consistency, gradients)."""
 SELF_CONSISTENCY_ORDERS = 6
 """Highest order checked against a central difference of the order below: the difference
 costs 13 calls of a graph that grows exponentially with the order, and mpmath is exact anyway."""
@@ -77,11 +85,6 @@ def backend_checks(entry: BackendEntry, plan: Plan, progress: Progress = _ignore
         return
     with np.errstate(all="ignore"):  # overflow is classified, not warned about
         yield from _backend_checks(entry, plan, progress)
-
-
-Head = Callable[..., Check]
-"""Makes a `Check` whose backend, device, dtype, mode, strategy and problem are set:
-``head(order, oracle, status, **other_fields)``."""
 
 
 def _head(**known) -> Head:
@@ -138,7 +141,7 @@ def _backend_checks(entry: BackendEntry, plan: Plan, progress: Progress) -> Iter
     except Exception as exc:
         progress(("total", 0))
         unknown = dict(device="-", dtype="-", mode="-", strategy="-", problem="-")
-        yield _error(_head(backend=entry.name, version=entry.version, **unknown), 0, exc)
+        yield error_check(_head(backend=entry.name, version=entry.version, **unknown), 0, exc)
         return
     modes = plan.modes or backend.modes
     cases = []  # listed first, so that progress knows the total
@@ -152,14 +155,18 @@ def _backend_checks(entry: BackendEntry, plan: Plan, progress: Progress) -> Iter
                     progress=progress,
                 )
                 for problem in plan.problems:
-                    if isinstance(problem, GradientProblem):
+                    if isinstance(problem, GradientProblem | JacobianProblem):
                         cases.append((job, problem, None))
                     else:
                         cases += [(job, problem, s) for s in plan.strategies or backend.strategies]
     progress(("total", len(cases)))
     for job, problem, strategy in cases:
         dtype = job.target.dtype
-        if strategy is None:
+        if isinstance(problem, JacobianProblem):
+            yield from _guarded(
+                jacobian_checks(job, problem, plan.orders, plan.strategies), job.head("-", problem.name)
+            )
+        elif strategy is None:
             job.current(f"{problem.name} value+grad")
             yield from _guarded(
                 _gradient_checks(job, problem, plan.orders), job.head("reverse", problem.name)
@@ -175,25 +182,12 @@ def _backend_checks(entry: BackendEntry, plan: Plan, progress: Progress) -> Iter
         progress(("advance",))
 
 
-def _attempt(head: Head, order: int, compute) -> tuple[Any, float]:
-    """(``compute()``, seconds) -- or, if the backend raised, the ``unsupported`` (for
-    `NotImplementedError`) or ``error`` check to report instead of a result."""
-    started = time.perf_counter()
-    try:
-        result = compute()
-    except NotImplementedError as exc:
-        result = head(order, "-", "unsupported", message=str(exc))
-    except Exception as exc:
-        result = _error(head, order, exc)
-    return result, time.perf_counter() - started
-
-
 def _guarded(checks: Iterator[Check], head: Head) -> Iterator[Check]:
     """``checks``, with anything a backend raises between checks turned into an error check."""
     try:
         yield from checks
     except Exception as exc:
-        yield _error(head, 0, exc)
+        yield error_check(head, 0, exc)
 
 
 def _scalar_checks(job: _TargetChecks, strategy: str, problem: ScalarProblem, orders) -> Iterator[Check]:
@@ -210,7 +204,7 @@ def _scalar_checks(job: _TargetChecks, strategy: str, problem: ScalarProblem, or
         x = target.array(points)
         lower = {0: target.compiled(partial(problem.fn, target.backend.namespace()))}
     except Exception as exc:
-        yield _error(head, 0, exc)
+        yield error_check(head, 0, exc)
         return
     for order in orders:
         job.current(f"{problem.name} {strategy} order {order}")
@@ -219,7 +213,7 @@ def _scalar_checks(job: _TargetChecks, strategy: str, problem: ScalarProblem, or
             d = target.derivative(problem, order, strategy)
             return d, *(_shaped(target.numpy(d(x)), points.shape) for _ in range(2))
 
-        outcome, seconds = _attempt(head, order, twice)
+        outcome, seconds = attempt(head, order, twice)
         if isinstance(outcome, Check):
             yield outcome
             continue
@@ -244,13 +238,9 @@ def _scalar_checks(job: _TargetChecks, strategy: str, problem: ScalarProblem, or
             try:
                 previous = lower.get(order - 1) or target.derivative(problem, order - 1, strategy)
             except Exception as exc:
-                yield _error(head, order, exc)
+                yield error_check(head, order, exc)
                 continue
             yield _self_consistency(check, target, previous, x64, first, second, rtol, exact)
-
-
-class ShapeMismatch(ValueError):
-    """A backend's result has the wrong shape or pytree structure (classification ``wrong shape``)."""
 
 
 def _shaped(value: np.ndarray, shape: tuple) -> np.ndarray:
@@ -301,18 +291,22 @@ def _gradient_checks(job: _TargetChecks, problem: GradientProblem, orders) -> It
             raise ShapeMismatch(f"gradient has structure {structure(results[0][1])}, expected {expected}")
         return results
 
-    outcome, seconds = _attempt(head, 1, twice)
+    outcome, seconds = attempt(head, 1, twice)
     if isinstance(outcome, Check):
         yield outcome
         return
     (v1, g1), (v2, g2) = outcome
 
+    value_slack = (
+        tolerance(target.dtype, 0) * problem.value_magnitude(*rounded) if problem.value_magnitude else 0.0
+    )
     yield judge(
         head(0, "numpy-float64", "pass", points="loss value", seconds=seconds),
         v1,
         v2,
         np.asarray(problem.fn(np, *rounded), np.float64),
         tolerance(target.dtype, 0),
+        slack=value_slack,
     )
     rtol = tolerance(target.dtype, 1)
     g, g_again = flatten(g1), flatten(g2)
@@ -321,7 +315,7 @@ def _gradient_checks(job: _TargetChecks, problem: GradientProblem, orders) -> It
     if problem.gradient is not None:
         exact.append(
             judge(
-                head(1, "closed-form", "pass", points="full gradient"),
+                head(1, problem.gradient_oracle, "pass", points="full gradient"),
                 g,
                 g_again,
                 flatten(problem.gradient(*rounded)),
@@ -425,7 +419,7 @@ def _hvp_checks(job: _TargetChecks, problem: GradientProblem, orders, strategies
                 )
             return results
 
-        outcome, seconds = _attempt(head, 2, twice)
+        outcome, seconds = attempt(head, 2, twice)
         if isinstance(outcome, Check):
             yield outcome
             continue
@@ -434,8 +428,3 @@ def _hvp_checks(job: _TargetChecks, problem: GradientProblem, orders, strategies
             head(2, "closed-form", "pass", points=where, seconds=seconds), first, second, reference, rtol
         )
         yield judge(head(2, "complex-step", "pass", points=where), first, second, stepped, rtol)
-
-
-def _error(head: Head, order: int, exc: Exception) -> Check:
-    kind = "wrong shape" if isinstance(exc, ShapeMismatch) else "exception"
-    return head(order, "-", "error", classification=kind, message=f"{type(exc).__name__}: {exc}")

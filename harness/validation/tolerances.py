@@ -20,6 +20,9 @@ TOLERANCES: dict[str, tuple[float, float]] = {
     "float64": (1e-13, 4.0),
     "float32": (4e-6, 4.0),
 }
+FD_RTOL = 1e-8
+"""Floor of the relative tolerance against float64 finite differences (self-consistency, gradients,
+Jacobians): their own error estimate is added to the allowed gap besides."""
 GROWTH_ORDERS = 10
 """The tolerance stops growing here: only Taylor mode goes higher, and its error does not
 compound per order (about 1e-14 relative at order 20)."""

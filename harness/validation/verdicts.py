@@ -13,7 +13,8 @@ or ``timeout``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -202,3 +203,31 @@ def agreement(results: list[Check]) -> Iterator[Check]:
             ref._raw,
             AGREEMENT_FACTOR * check.tolerance,
         )
+
+
+Head = Callable[..., Check]
+"""Makes a `Check` whose backend, device, dtype, mode, strategy and problem are set:
+``head(order, oracle, status, **other_fields)``."""
+
+
+class ShapeMismatch(ValueError):
+    """A backend's result has the wrong shape or pytree structure (classification ``wrong shape``)."""
+
+
+def error_check(head: Head, order: int, exc: Exception) -> Check:
+    """The ``error`` check for what a backend raised: ``wrong shape`` or ``exception``."""
+    kind = "wrong shape" if isinstance(exc, ShapeMismatch) else "exception"
+    return head(order, "-", "error", classification=kind, message=f"{type(exc).__name__}: {exc}")
+
+
+def attempt(head: Head, order: int, compute) -> tuple[Any, float]:
+    """(``compute()``, seconds) -- or, if the backend raised, the ``unsupported`` (for
+    `NotImplementedError`) or ``error`` check to report instead of a result."""
+    started = time.perf_counter()
+    try:
+        result = compute()
+    except NotImplementedError as exc:
+        result = head(order, "-", "unsupported", message=str(exc))
+    except Exception as exc:
+        result = error_check(head, order, exc)
+    return result, time.perf_counter() - started
