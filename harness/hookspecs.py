@@ -126,8 +126,9 @@ class Backend(Protocol):
     `value_and_grad`, `block_until_ready`. Optional:
 
     - `jvp`: forward mode. With it the host builds the ``forward`` and
-      ``forward-over-reverse`` strategies and forward-over-reverse Hessian-vector
-      products; without it they are reported ``unsupported``.
+      ``forward-over-reverse`` strategies, forward-over-reverse Hessian-vector
+      products and forward-mode Jacobians (`harness.strategies.jacobian`);
+      without it they are reported ``unsupported``.
     - `derivative`: only for strategies the host cannot compose (Taylor mode);
       without it the host nests `value_and_grad` and `jvp`
       (`harness.strategies.nest`).

@@ -18,7 +18,7 @@ import numpy as np
 from harness import strategies
 from harness.hookspecs import Backend
 from harness.plugins import BackendEntry
-from harness.problems import GradientProblem, ScalarProblem
+from harness.problems import GradientProblem, JacobianProblem, ScalarProblem
 from harness.pytree import tree_map
 
 
@@ -80,7 +80,7 @@ class Target:
         f = partial(problem.fn, self.backend.namespace())
         return self.compiled(strategies.hvp(self.backend, f, problem.argnums, strategy))
 
-    def jacobian(self, problem: Any, strategy: str) -> Callable:
+    def jacobian(self, problem: JacobianProblem, strategy: str) -> Callable:
         """``jac(basis, *args)``: ``problem``'s Jacobian by ``strategy`` (`strategies.jacobian`),
         in parts; `strategies.jacobian_basis` and `strategies.jacobian_matrix` go in and out."""
         f = partial(problem.fn, self.backend.namespace())

@@ -119,7 +119,7 @@ def test_a_jacobian_problem_passes_every_oracle_on_every_installed_backend(insta
                     if (c.backend, c.dtype, c.strategy) == (entry.name, dtype, strategy)
                 }
                 assert own >= ORACLES, (entry.name, dtype, strategy, own)
-    assert {c.points for c in found if c.oracle == "closed-form"} == {"full Jacobian 4 x 9"}
+    assert {c.points for c in found if c.oracle == "closed-form"} == {"full Jacobian 4 x 9, by rows"}
     if len(installed) > 1:  # the checks carry their raw values: backends are compared for free
         assert {c.oracle.split("/")[0] for c in found if c.oracle.startswith("agreement:")} >= {
             f"agreement:{installed[0].name}"
@@ -206,7 +206,7 @@ def test_many_inputs_are_checked_along_seeded_directions(fast):
     found = validated([fast], wide, dtypes=("float64",), modes=("eager",))
     assert {c.status for c in found} == {"pass"}
     assert {c.points for c in found if c.oracle == "complex-step"} == {
-        "20 x 41 Jacobian along 6 seeded random directions"
+        "20 x 41 Jacobian along 6 seeded random directions, by rows"
     }
     assert {len(c.value) for c in found if c.oracle == "complex-step"} == {20 * 6}
     assert {len(c.value) for c in found if c.oracle == "closed-form"} == {20 * 41}

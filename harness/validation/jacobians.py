@@ -46,8 +46,12 @@ def jacobian_checks(job: Any, problem: JacobianProblem, orders, strategies) -> I
     shape = (value64.size, theta.size)
     rows = oracles.directions(theta.size)
     full = theta.size <= oracles.FULL_GRADIENT_LIMIT
-    where = f"full Jacobian {shape[0]} x {shape[1]}"
-    along = where if full else f"{shape[0]} x {shape[1]} Jacobian along {len(rows)} seeded random directions"
+    where = f"full Jacobian {shape[0]} x {shape[1]}, by rows"
+    along = (
+        where
+        if full
+        else f"{shape[0]} x {shape[1]} Jacobian along {len(rows)} seeded random directions, by rows"
+    )
     references: dict[str, Any] = {}  # computed once, for the first strategy that gets a result
 
     def reference(name: str) -> Any:
