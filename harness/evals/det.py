@@ -8,6 +8,7 @@ from math import isqrt
 import numpy as np
 
 from harness import oracles
+from harness.evals import adapter
 from harness.evals.inputs import draw
 from harness.problems import GradientProblem
 
@@ -92,3 +93,22 @@ PROBLEMS = (
         value_magnitude=value_magnitude,
     ),
 )
+
+
+# --- GradBench's protocol (harness.evals.adapter) ----------------------------------------------
+
+
+def gradbench_input(size=None) -> dict:
+    """``{"A": [ell**2], "ell": ell}``, row-major."""
+    (A,) = args(size)
+    return {"A": A.tolist(), "ell": isqrt(A.size)}
+
+
+def from_gradbench(input: dict) -> tuple:
+    A, ell = np.asarray(input["A"], np.float64), int(input["ell"])
+    if A.size != ell * ell:
+        raise ValueError(f"det's A has {A.size} entries, not ell**2 = {ell * ell}")
+    return (A,)
+
+
+GRADBENCH = {"primal": adapter.value(), "gradient": adapter.gradient()}

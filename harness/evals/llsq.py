@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.evals import adapter
 from harness.evals.inputs import draw
 from harness.problems import GradientProblem
 
@@ -61,3 +62,21 @@ PROBLEMS = (
         hvp=hvp,
     ),
 )
+
+
+# --- GradBench's protocol (harness.evals.adapter) ----------------------------------------------
+
+
+def gradbench_input(size=None) -> dict:
+    """``{"x": [m], "n": n}``."""
+    x, t, _ = args(size)
+    return {"x": x.tolist(), "n": int(t.size)}
+
+
+def from_gradbench(input: dict) -> tuple:
+    n, x = int(input["n"]), np.asarray(input["x"], np.float64)
+    t = -1 + np.arange(n) * 2 / (n - 1)
+    return x, t, np.sign(t)
+
+
+GRADBENCH = {"primal": adapter.value(), "gradient": adapter.gradient()}

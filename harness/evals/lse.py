@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.evals import adapter
 from harness.evals.inputs import draw
 from harness.problems import GradientProblem
 
@@ -51,3 +52,19 @@ PROBLEMS = (
         hvp=hvp,
     ),
 )
+
+
+# --- GradBench's protocol (harness.evals.adapter) ----------------------------------------------
+
+
+def gradbench_input(size=None) -> dict:
+    """``{"x": [n]}``."""
+    (x,) = args(size)
+    return {"x": x.tolist()}
+
+
+def from_gradbench(input: dict) -> tuple:
+    return (np.asarray(input["x"], np.float64),)
+
+
+GRADBENCH = {"primal": adapter.value(), "gradient": adapter.gradient()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.evals import adapter
 from harness.evals.inputs import draw
 from harness.problems import JacobianProblem
 
@@ -78,3 +79,30 @@ PROBLEMS = (
         default=False,
     ),
 )
+
+
+# --- GradBench's protocol (harness.evals.adapter) ----------------------------------------------
+
+
+def gradbench_input(size=None) -> dict:
+    """``{"x": [n], "s": s}``."""
+    x, steps, _, _ = args(size)
+    return {"x": x.tolist(), "s": int(steps.size)}
+
+
+def from_gradbench(input: dict) -> tuple:
+    x, s = np.asarray(input["x"], np.float64), int(input["s"])
+    n = x.size
+    return x, np.full(s, 2.0 / s), np.eye(n, k=-1), np.eye(n)[0]
+
+
+def last_row(x, steps, shift, first):
+    """The gradient of ``y_{n-1}`` (GradBench's ode gradient): ``q_n prod_{j != k} x_j``, the last
+    row of `jacobian`, by prefix and suffix products (n entries, not n**2)."""
+    n = x.shape[0]
+    before = np.concatenate(([1.0], np.cumprod(x[:-1])))
+    after = np.concatenate((np.cumprod(x[::-1][:-1])[::-1], [1.0]))
+    return coefficients(steps, n)[n] * before * after
+
+
+GRADBENCH = {"primal": adapter.value(), "gradient": adapter.jacobian_row(-1, last_row)}
