@@ -29,6 +29,7 @@ class Session:
     """What a check of one tool found: its name, its checks and every timing it reported."""
 
     tool: str
+    version: str | None = None
     checks: list[Check] = field(default_factory=list)
     timings: list[dict] = field(default_factory=list)
 
@@ -55,7 +56,7 @@ def _head(session: Session, name: str, function: str, description: str) -> Calla
     def head(order: int, oracle: str, status: str, **fields) -> Check:
         return Check(
             backend=session.tool,
-            version=None,
+            version=session.version,
             device="-",
             dtype="float64",
             mode="gradbench",
@@ -89,6 +90,9 @@ def _eval_checks(session, command, name, module, size, timeout, runs) -> Iterato
             started = tool.ask({"id": next(ids), "kind": "start", "eval": name})
             if isinstance(started.data.get("tool"), str) and session.tool == command:
                 session.tool = started.data["tool"]
+            config = started.data.get("config")
+            if isinstance(config, dict) and isinstance(config.get("version"), str):
+                session.version = config["version"]
             where = "define"
             defined = tool.ask({"id": next(ids), "kind": "define", "module": name})
             if not defined.success:
