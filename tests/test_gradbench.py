@@ -6,6 +6,7 @@ throughout (the fastest backend to start)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -261,3 +262,44 @@ def test_run_pipes_an_eval_to_serve_as_gradbench_run_does(tmp_path, verdict, cod
     )
     sides = [next(iter(set(json.loads(line)) - {"elapsed"})) for line in log.read_text().splitlines()]
     assert sides == ["message", "response"] * 4
+
+
+NOISY = textwrap.dedent(
+    """
+    import os, sys, warnings
+    from backends.autograd import AutogradBackend
+    from harness import hookimpl, plugins
+    from harness.gradbench.serve import serve
+
+    class Noisy(AutogradBackend):
+        name = "noisy"
+
+        def value_and_grad(self, f, argnums):
+            print("a framework's print")
+            os.write(1, b"a C library's write to fd 1\\n")
+            warnings.warn("a framework's warning")
+            return super().value_and_grad(f, argnums)
+
+    class Plugin:
+        @hookimpl
+        def harness_register_backends(register):
+            register(Noisy())
+
+    (entry,) = plugins.load(extra=[("noisy", Plugin)]).select_backends(["noisy"])
+    sys.exit(serve(entry, "eager", "cpu"))
+    """
+)
+
+
+def test_serve_keeps_stdout_to_protocol_lines_when_the_framework_prints(tmp_path):
+    script = tmp_path / "noisy.py"
+    script.write_text(NOISY)
+    session = Eval(
+        f"{sys.executable} {script}", stderr=subprocess.PIPE, env=os.environ | {"PYTHONPATH": str(ROOT)}
+    )
+    assert session.send("define", module="lse")["success"] is True
+    answer = session.send("evaluate", module="lse", function="gradient", input={"x": [0.5, 1.5]})
+    assert answer["success"] is True and np.allclose(answer["output"], lse.softmax(np.array([0.5, 1.5])))
+    assert session.close() == ""
+    noise = session.process.stderr.read()
+    assert "a framework's print" in noise and "fd 1" in noise and "a framework's warning" in noise
