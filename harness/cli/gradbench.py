@@ -55,7 +55,12 @@ def add_parser(sub) -> None:
     options.add_timeout(
         check, 600.0, "seconds the tool may take to answer one message; then its process group is killed"
     )
-    check.add_argument("--format", choices=("table", "json", "jsonl"), default="table")
+    check.add_argument(
+        "--format",
+        choices=("table", "json", "jsonl"),
+        default="table",
+        help="json: validate's document plus the tool's timings; jsonl: one check per line, as each finishes",
+    )
     check.add_argument("--output", help="write the report to this file (atomically) not stdout")
     check.set_defaults(handler=_check)
 

@@ -1,5 +1,5 @@
 """``python -m harness``: list backends and problems, validate derivatives, compare benchmarks,
-time distributed gradients.
+time distributed gradients, speak GradBench's protocol.
 
 Each command is a module of this package with the same shape: ``add_parser`` adds its
 subcommand and options, and sets a handler that turns ``args`` into keyword arguments at the
