@@ -53,7 +53,8 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
-        return bool(self.checks) and not self.failures
+        """No check failed or errored, and at least one passed (not all ``unsupported``)."""
+        return any(c.status == "pass" for c in self.checks) and not self.failures
 
     @property
     def classification(self) -> str | None:
@@ -191,11 +192,18 @@ def _native(fn: Callable, backend: Any, device: str) -> Callable:
     return run
 
 
-def _as_numpy(args: tuple, entries: list) -> tuple:
+def _as_numpy(args: tuple) -> tuple:
+    """The arguments as float64 numpy pytrees; a framework's arrays through its backend's
+    ``to_numpy``."""
+    registry = None
+
     def leaf(a: Any) -> np.ndarray:
-        if isinstance(a, np.ndarray | float | int | np.generic):
+        nonlocal registry
+        framework = FRAMEWORK_MODULES.get(type(a).__module__.split(".")[0])
+        if framework is None:
             return np.asarray(a, np.float64)
-        return np.asarray(entries[0].backend.to_numpy(a), np.float64)
+        registry = registry or plugins.load()
+        return np.asarray(registry.backends[framework].backend.to_numpy(a), np.float64)
 
     return tree_map(leaf, args)
 
@@ -220,7 +228,7 @@ def _complex_safe(F: Callable, theta: np.ndarray) -> bool:
 def _run(fn, args, argnums, entries, order, dtype, devices, strategies, title) -> CheckReport:
     if order not in (1, 2):
         raise UsageError(f"order {order}: check takes order 1 or 2 (elementwise check_xp goes higher)")
-    args64 = _as_numpy(args, entries)
+    args64 = _as_numpy(args)
     chosen = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     bad = [a for a in chosen if not 0 <= a < len(args64)]
     if bad:
@@ -229,6 +237,10 @@ def _run(fn, args, argnums, entries, order, dtype, devices, strategies, title) -
     if value.ndim > 1:
         raise UsageError(
             f"{title} returns shape {value.shape}: check takes a scalar (a loss) or a 1-D array; ravel it"
+        )
+    if order == 2 and value.ndim == 1:
+        raise UsageError(
+            f"order 2 takes a scalar result; {title} returns a 1-D array (its Jacobian is order 1)"
         )
     found, arguments = [], {}
     for a in chosen:

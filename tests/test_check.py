@@ -203,6 +203,7 @@ def test_assert_gradients_raises_with_the_mismatch_report():
         (lambda: harness.check(lambda x: x.sum(), X, backend="autograd", argnums=3), "argnums 3"),
         (lambda: harness.check(lambda x: x.sum(), X, backend="autograd", order=3), "order 3"),
         (lambda: harness.check(lambda x: np.outer(x, x), X, backend="autograd"), "returns shape (5, 5)"),
+        (lambda: harness.check(lambda x: x * 2, X, backend="autograd", order=2), "order 2 takes a scalar"),
     ],
 )
 def test_bad_calls_say_what_is_wrong(call, says):
