@@ -16,10 +16,25 @@ import harness
 from harness import plugins
 from harness.plugins import UsageError
 
-torch = pytest.importorskip("torch")
-jax = pytest.importorskip("jax")
-jnp = jax.numpy
-jax.config.update("jax_enable_x64", True)
+try:
+    import torch
+except ImportError:  # each backend's tox env has only its own framework
+    torch = None
+try:
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+except ImportError:
+    jax = None
+try:
+    import autograd
+except ImportError:
+    autograd = None
+
+needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
+needs_jax = pytest.mark.skipif(jax is None, reason="jax is not installed")
+needs_autograd = pytest.mark.skipif(autograd is None, reason="autograd is not installed")
 
 OFF = 1 + 1e-8
 X = np.linspace(-1.0, 2.0, 5)
@@ -69,15 +84,15 @@ def jax_jvp_sin(scale: float):
 
 
 @pytest.mark.parametrize(
-    "make, wrap, backend",
+    "make, backend",
     [
-        (torch_sin, torch.asarray, "torch"),
-        (jax_vjp_sin, jnp.asarray, "jax"),
-        (jax_jvp_sin, jnp.asarray, "jax"),
+        pytest.param(torch_sin, "torch", marks=needs_torch, id="torch-autograd-Function"),
+        pytest.param(jax_vjp_sin, "jax", marks=needs_jax, id="jax-custom_vjp"),
+        pytest.param(jax_jvp_sin, "jax", marks=needs_jax, id="jax-custom_jvp"),
     ],
-    ids=["torch-autograd-Function", "jax-custom_vjp", "jax-custom_jvp"],
 )
-def test_a_rule_off_by_1e_8_is_caught_in_float64_and_its_correct_version_passes(make, wrap, backend):
+def test_a_rule_off_by_1e_8_is_caught_in_float64_and_its_correct_version_passes(make, backend):
+    wrap = torch.asarray if backend == "torch" else jnp.asarray
     right = harness.check(make(1.0), wrap(X))  # the backend is read off the argument's type
     assert right.passed and right.classification is None
     assert {c.backend for c in right.checks} == {backend}
@@ -91,6 +106,7 @@ def test_a_rule_off_by_1e_8_is_caught_in_float64_and_its_correct_version_passes(
     assert "FAIL [wrong derivative] <lambda> order 1 vs complex-step" in wrong.text()
 
 
+@needs_torch
 def test_an_old_style_autograd_function_is_an_error_that_says_why():
     class Old(torch.autograd.Function):
         @staticmethod
@@ -107,6 +123,7 @@ def test_an_old_style_autograd_function_is_an_error_that_says_why():
     assert "setup_context" in found.text()
 
 
+@needs_torch
 def test_complex_step_only_where_it_gives_the_derivative():
     """abs() is not analytic: its complex step would be wrong, so only differences judge it."""
     found = harness.check(lambda x: torch.sum(torch.abs(x) ** 3), torch.asarray(X))
@@ -115,6 +132,7 @@ def test_complex_step_only_where_it_gives_the_derivative():
     assert "central-difference" in {c.oracle for c in found.checks}
 
 
+@needs_jax
 def test_per_argument_worst_and_a_jacobian_by_forward_and_reverse():
     w = np.array([0.5, -1.0, 2.0])
     found = harness.check(lambda x, w: jnp.tanh(x[:3] * w), jnp.asarray(X), w, argnums=(0, 1))
@@ -158,6 +176,7 @@ def torch_sin_second_off(scale: float):
     return lambda x: torch.sum(Sin.apply(x))
 
 
+@needs_torch
 def test_order_two_catches_a_wrong_second_derivative_the_first_order_misses():
     wrong = torch_sin_second_off(1 + 1e-4)
     assert harness.check(wrong, torch.asarray(X)).passed
@@ -178,9 +197,11 @@ def test_an_xp_function_is_checked_on_every_installed_backend_in_one_call():
     assert {c.backend for c in found.checks} == installed
     assert {"complex-step", "central-difference"} <= {c.oracle for c in found.checks}
     across = {c.oracle.split(":")[1].split("/")[0] for c in found.checks if c.oracle.startswith("agreement:")}
-    assert across and across < installed  # each backend against the first one's result
+    if len(installed) > 1:  # each backend against the first one's result
+        assert across and across < installed
 
 
+@needs_autograd
 def test_an_elementwise_xp_function_gets_mpmath_and_every_strategy():
     found = harness.check_xp(lambda xp, x: xp.tanh(x) * xp.exp(x), X, elementwise=True, backends=["autograd"])
     assert found.passed
@@ -189,6 +210,7 @@ def test_an_elementwise_xp_function_gets_mpmath_and_every_strategy():
     assert any(c.oracle.startswith("mpmath") for c in found.checks)
 
 
+@needs_torch
 def test_assert_gradients_raises_with_the_mismatch_report():
     harness.assert_gradients(torch_sin(1.0), torch.asarray(X))
     with pytest.raises(AssertionError, match=r"FAIL \[wrong derivative\].*vs complex-step"):
@@ -200,10 +222,10 @@ def test_assert_gradients_raises_with_the_mismatch_report():
     [
         (lambda: harness.check(lambda x: x.sum(), X), "backend='autograd'"),
         (lambda: harness.check(lambda x: x.sum(), X, backend="nope"), "unknown backend 'nope'"),
-        (lambda: harness.check(lambda x: x.sum(), X, backend="autograd", argnums=3), "argnums 3"),
-        (lambda: harness.check(lambda x: x.sum(), X, backend="autograd", order=3), "order 3"),
-        (lambda: harness.check(lambda x: np.outer(x, x), X, backend="autograd"), "returns shape (5, 5)"),
-        (lambda: harness.check(lambda x: x * 2, X, backend="autograd", order=2), "order 2 takes a scalar"),
+        (lambda: harness.check_xp(lambda xp, x: xp.sum(x), X, argnums=3), "argnums 3"),
+        (lambda: harness.check_xp(lambda xp, x: xp.sum(x), X, order=3), "order 3"),
+        (lambda: harness.check_xp(lambda xp, x: x[:, None] * x, X), "returns shape (5, 5)"),
+        (lambda: harness.check_xp(lambda xp, x: x * 2, X, order=2), "order 2 takes a scalar"),
     ],
 )
 def test_bad_calls_say_what_is_wrong(call, says):
@@ -211,6 +233,7 @@ def test_bad_calls_say_what_is_wrong(call, says):
         call()
 
 
+@needs_torch
 def test_the_fixture_fails_a_test_with_the_mismatch_report(tmp_path):
     (tmp_path / "test_mine.py").write_text(
         "import torch\n"
