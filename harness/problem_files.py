@@ -140,7 +140,7 @@ def load(specs: tuple[str, ...] | list[str] = ()) -> Registry:
         is no problem, or a name already taken.
     """
     extra = [(spec, plugin(spec)) for spec in specs]
-    registry = plugins.load(extra)
+    registry = plugins.load(extra) if extra else plugins.load()  # no files: the plain call
     for spec in specs:
         broken = [e for e in registry.errors if e.plugin == spec]
         if broken:
