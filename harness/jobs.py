@@ -41,6 +41,8 @@ class Job:
     world: int = 1
     size: tuple[int, ...] = ()
     scaling: str = "strong"
+    problem_files: tuple[str, ...] = ()
+    """Problem files or ``module:attribute`` specs the job's registry loads (`harness.problem_files`)."""
 
     @property
     def noun(self) -> str:

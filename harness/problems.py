@@ -89,6 +89,10 @@ class GradientProblem:
     hand_written: Callable[..., Any] | None = None
     """``hand_written(xp, *args)``: (value, gradient) written out by hand, shaped like
     ``value_and_grad``'s: the benchmarks' reference, timed on each backend's arrays."""
+    complex_step: bool = True
+    """Whether ``fn`` evaluated in complex128 numpy is complex-analytic (no ``abs``, no branches
+    on values), so that the complex step is an oracle; `harness.api` probes it for the
+    functions it checks."""
 
     def bytes_and_flops(self, args: tuple, itemsize: int) -> tuple[float | None, float | None]:
         """The cost model benchmarks divide by (`cost`, or its default)."""
@@ -116,6 +120,8 @@ class JacobianProblem:
     jacobian: Callable[..., Any] | None = None
     size: tuple[int, ...] | None = None
     default: bool = True
+    complex_step: bool = True
+    """As `GradientProblem.complex_step`."""
 
 
 Problem = ScalarProblem | GradientProblem | JacobianProblem

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import plugins
+from harness import problem_files
 from harness.benchmark import cases
 from harness.cli import options
 from harness.cli.output import EXIT_FAIL, EXIT_OK, check_destination, deliver, write_figures
@@ -50,6 +50,7 @@ def add_parser(sub) -> None:
         "torch.compile of order 9 alone took 275 s on a 2-core Xeon)",
     )
     options.add_backends(cmp, "backends for the quick run (default: all installed)")
+    options.add_problem_files(cmp)
     options.add_jobs(
         cmp,
         "time each backend in its own process, one after another, with a time limit",
@@ -65,7 +66,12 @@ def from_args(args) -> int:
     if args.fail_on is not None and args.baseline is None:
         raise UsageError("--fail-on sets the gate against --baseline: give --baseline RUN too")
     if args.runs:  # options of the quick run mean nothing for saved runs: refuse, do not ignore
-        quick = {"--save": args.save, "--run-to": args.run_to, "--backend": args.backend}
+        quick = {
+            "--save": args.save,
+            "--run-to": args.run_to,
+            "--backend": args.backend,
+            "--problems": args.problems,
+        }
         given = [name for name, value in quick.items() if value]
         if given:
             raise UsageError(
@@ -88,6 +94,7 @@ def from_args(args) -> int:
     jobs_pool = pool(args.executor, args.address, args.timeout, 1, args.isolate)
     return compare_here(
         backends=args.backend,
+        problem_specs=tuple(args.problems or ()),
         profile=args.profile,
         jobs_pool=jobs_pool,
         isolate=args.isolate,
@@ -102,11 +109,22 @@ def from_args(args) -> int:
 
 
 def compare_here(
-    *, backends, profile: str, jobs_pool, isolate: bool, quiet: bool, save_to: Path | None, run_to, **shown
+    *,
+    backends,
+    profile: str,
+    jobs_pool,
+    isolate: bool,
+    quiet: bool,
+    save_to: Path | None,
+    run_to,
+    problem_specs: tuple[str, ...] = (),
+    **shown,
 ) -> int:
     """Validate and time the installed backends here, deliver the run, then show it."""
-    registry = plugins.load()
-    run, failed, interrupted = _benchmark_here(backends, profile, registry, jobs_pool, isolate, quiet)
+    registry = problem_files.load(problem_specs)
+    run, failed, interrupted = _benchmark_here(
+        backends, profile, registry, jobs_pool, isolate, quiet, problem_specs
+    )
     if run is None:
         return interrupted.exit_code if interrupted else EXIT_FAIL
     text = runs.text(run)
@@ -132,13 +150,17 @@ def compare_here(
 
 
 def _benchmark_here(
-    backends, profile, registry, jobs_pool, isolate, quiet
+    backends, profile, registry, jobs_pool, isolate, quiet, problem_specs=()
 ) -> tuple[dict | None, bool, Interrupted | None]:
     """The quick run: (the run, or None if nothing was timed, whether a backend failed, the
     interrupt). Backends are timed one after another, each isolated when it can be (side by side
     they would slow each other)."""
     entries = registry.select_backends(backends)
-    jobs = [Job("benchmark", e.name, profile=profile) for e in entries if not e.unavailable]
+    jobs = [
+        Job("benchmark", e.name, profile=profile, problem_files=problem_specs)
+        for e in entries
+        if not e.unavailable
+    ]
     unavailable = [f"{e.name}: {e.unavailable}" for e in entries if e.unavailable]
     outcomes, interrupted = run_with_progress(jobs, registry, jobs_pool, isolate=isolate, quiet=quiet)
     failed = False
