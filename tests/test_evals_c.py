@@ -99,7 +99,7 @@ def test_each_backends_four_pairs_pass_saddles_derivative_checks(entry):
 def test_particles_derivative_checks_pass_on_the_quickest_backend(quick):
     """rr and ff (fr and rf: 4 s more each on autograd, a minute each on JAX; the README's runs)."""
     plan = checks.Plan(
-        [fast],
+        [quick],
         [particle.PROBLEMS[0]],
         dtypes=("float64",),
         modes=("eager",),
