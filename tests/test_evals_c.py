@@ -86,6 +86,11 @@ def _run(entry, problem, orders, dtypes=("float64",)):
 
 
 def test_each_backends_four_pairs_pass_saddles_derivative_checks(entry):
+    """31 s on JAX, 15 s on PyTorch, 1.5 s on autograd (2-core Xeon at a load of 12).
+    TensorFlow's eager nested tapes were not measured (it is not installed where this was
+    written): it runs the quick end-to-end test below instead."""
+    if entry.name == "tensorflow":
+        pytest.skip("TensorFlow's nested eager cost is unmeasured; see the quick test below")
     found = _run(entry, saddle.PROBLEMS[0], (1, 2))
     assert {c.strategy for c in found} == set(strategies.NESTED_PAIRS)
     assert [c for c in found if c.status != "pass"] == []
