@@ -183,3 +183,14 @@ def test_validate_shows_the_pairs(capsys, quick):
     out = capsys.readouterr().out
     assert code == 0, out
     assert all(f" {pair} " in out for pair in strategies.NESTED_PAIRS)
+
+
+def test_an_answer_of_the_wrong_length_is_a_wrong_shape_error(quick):
+    short = replace(
+        saddle.PROBLEMS[0],
+        fn=lambda xp, outer, inner, s1, s2: (s1, s2, s1),
+        make_args=lambda size: (np.array(0.3), np.array(0.3)),
+    )
+    found = _run(quick, short, (0,))
+    assert {(c.status, c.classification) for c in found} == {("error", "wrong shape")}
+    assert "expected 4 scalars" in found[0].message

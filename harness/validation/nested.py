@@ -28,6 +28,8 @@ from harness.validation.tolerances import tolerance
 from harness.validation.verdicts import Check, ShapeMismatch, attempt, judge
 
 ANSWER_ORDER, INNER_ORDER, OUTER_ORDER = 0, 1, 2
+PARTS = ("answer", "inner", "outer")
+"""What each order checks (`harness.target.Target.nested`'s parts)."""
 
 
 def nested_checks(job: Any, problem: NestedProblem, orders, strategies) -> Iterator[Check]:
@@ -41,6 +43,16 @@ def nested_checks(job: Any, problem: NestedProblem, orders, strategies) -> Itera
         OUTER_ORDER: lambda: np.asarray(problem.outer_reference(*args64), np.float64),
     }
     solved: list = []  # the numpy descent, run once, when the first answer needs it
+
+    def expected(order: int) -> tuple[np.ndarray, float]:
+        """The reference of ``order`` and its relative tolerance."""
+        if order != ANSWER_ORDER:
+            return references[order](), tolerance(target.dtype, order)
+        if not solved:
+            solved.append(problem.reference(*args64))
+        answer, gap = solved[0]
+        return answer, gap / max(float(np.max(np.abs(answer))), np.finfo(float).tiny)
+
     for pair in NESTED_PAIRS:
         if strategies is not None and pair not in strategies:
             continue
@@ -49,50 +61,36 @@ def nested_checks(job: Any, problem: NestedProblem, orders, strategies) -> Itera
         for order in (INNER_ORDER, OUTER_ORDER, ANSWER_ORDER):
             if order not in wanted:
                 continue
-            job.current(f"{problem.name} {pair} {('answer', 'inner', 'outer')[order]}")
+            job.current(f"{problem.name} {pair} {PARTS[order]}")
             if reason:
                 yield head(order, "-", "unsupported", message=reason)
                 continue
+            reference, rtol = expected(order)
             outcome, seconds = attempt(
-                head, order, lambda order=order, pair=pair: _run(target, problem, pair, order)
+                head,
+                order,
+                lambda order=order, pair=pair, n=reference.size: _run(target, problem, pair, order, n),
             )
             if isinstance(outcome, Check):
                 yield outcome
                 continue
             if order != ANSWER_ORDER:
-                reference = references[order]()
-                if outcome.shape != reference.shape:
-                    yield head(
-                        order, "-", "error", classification="wrong shape", message=_shapes(outcome, reference)
-                    )
-                    continue
                 oracle = "closed-form" if order == INNER_ORDER else problem.outer_oracle
-                where = (
-                    "inner gradient at the start" if order == INNER_ORDER else "outer gradient at the start"
-                )
+                where = f"{PARTS[order]} gradient at the start"
                 yield judge(
                     head(order, oracle, "pass", points=where, seconds=seconds),
                     outcome,
                     outcome,
                     reference,
-                    tolerance(target.dtype, order),
+                    rtol,
                 )
                 continue
-            if not solved:
-                solved.append(problem.reference(*args64))
-            answer, gap = solved[0]
-            if outcome.shape != answer.shape:
-                yield head(
-                    order, "-", "error", classification="wrong shape", message=_shapes(outcome, answer)
-                )
-                continue
-            rtol = gap / max(float(np.max(np.abs(answer))), np.finfo(float).tiny)
-            where = f"the answer; stopping rule allows {gap:.3g}"
+            where = f"the answer; the stopping rule allows {rtol * np.max(np.abs(reference)):.3g}"
             yield judge(
                 head(order, "reference-descent", "pass", points=where, seconds=seconds),
                 outcome,
                 outcome,
-                answer,
+                reference,
                 rtol,
             )
             if problem.expected is not None:
@@ -101,18 +99,19 @@ def nested_checks(job: Any, problem: NestedProblem, orders, strategies) -> Itera
                 )
 
 
-def _run(target: Any, problem: NestedProblem, pair: str, order: int) -> np.ndarray:
-    """One pair's probe (order 1 or 2) or answer (order 0) on the target, as float64 numpy."""
-    result = target.nested(problem, pair, ("answer", "inner", "outer")[order])(
-        *target.array(problem.make_args(problem.size))
-    )
+def _run(target: Any, problem: NestedProblem, pair: str, order: int, size: int) -> np.ndarray:
+    """One pair's probe (order 1 or 2) or answer (order 0) on the target, as float64 numpy:
+    ``size`` numbers, else `ShapeMismatch`."""
+    result = target.nested(problem, pair, PARTS[order])(*target.array(problem.make_args(problem.size)))
     if not isinstance(result, tuple | list):
         raise ShapeMismatch(f"a nested problem returns a tuple of scalars, got {type(result).__name__}")
-    return np.array([float(np.asarray(v)) for v in target.numpy(tuple(result))], np.float64)
-
-
-def _shapes(value: np.ndarray, reference: np.ndarray) -> str:
-    return f"ShapeMismatch: {value.size} numbers, expected {reference.size}"
+    numbers = [np.asarray(v) for v in target.numpy(tuple(result))]
+    if len(numbers) != size or any(v.size != 1 for v in numbers):
+        shapes = [v.shape for v in numbers]
+        raise ShapeMismatch(
+            f"{PARTS[order]}: {len(numbers)} values of shapes {shapes}, expected {size} scalars"
+        )
+    return np.array([float(v) for v in numbers], np.float64)
 
 
 def _eager_only(mode: str) -> str | None:
