@@ -124,8 +124,42 @@ class JacobianProblem:
     """As `GradientProblem.complex_step`."""
 
 
-Problem = ScalarProblem | GradientProblem | JacobianProblem
-KINDS = (ScalarProblem, GradientProblem, JacobianProblem)
+@dataclass(frozen=True)
+class NestedProblem:
+    """A nested optimization with a derivative inside (GradBench's particle and saddle), answered
+    in the four mode pairs ``rr ff fr rf`` (`harness.strategies.NESTED_PAIRS`: outer, inner).
+
+    ``fn(xp, outer, inner, *args)`` returns the answer, a tuple of scalars; ``outer`` and
+    ``inner`` are derivative operators, ``grad(f)(x)`` the gradient of scalar ``f`` at ``x`` (a
+    tuple of scalars, the gradient a tuple like it), each the backend's own forward or reverse
+    mode as the pair says (`harness.strategies.gradient_operator`). ``make_args(size)`` returns
+    the arguments as float64 numpy scalars. ``inner_probe(xp, inner, *args)`` and
+    ``outer_probe(xp, outer, inner, *args)`` are the two derivatives the answer is built from,
+    at the start: checked against ``inner_reference(*args)`` and ``outer_reference(*args)``
+    (float64, closed form or complex step) at the tolerance of orders 1 and 2.
+    ``reference(*args)`` returns ``(answer, gap)``: the same computation in float64 numpy with
+    closed-form derivatives, and how far an answer may lie from it under the descent's stopping
+    rule; ``expected`` is the answer GradBench's own eval expects, checked within the same gap.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    make_args: Callable[[tuple[int, ...] | None], tuple]
+    inner_probe: Callable[..., Any]
+    outer_probe: Callable[..., Any]
+    inner_reference: Callable[..., Any]
+    outer_reference: Callable[..., Any]
+    reference: Callable[..., tuple[Any, float]]
+    description: str = ""
+    expected: tuple[float, ...] | None = None
+    outer_oracle: str = "closed-form"
+    """What reports call ``outer_reference``: ``"complex-step"`` where it is one."""
+    size: tuple[int, ...] | None = None
+    default: bool = True
+
+
+Problem = ScalarProblem | GradientProblem | JacobianProblem | NestedProblem
+KINDS = (ScalarProblem, GradientProblem, JacobianProblem, NestedProblem)
 """The kinds of problem a plugin may register."""
 
 

@@ -161,3 +161,47 @@ def jacobian_matrix(strategy: str, value: Any, parts: tuple) -> tuple[np.ndarray
     if strategy == "forward":
         return flatten(value), np.stack([flatten(column) for column in parts], axis=1)
     return flatten(value), np.stack([flatten(row) for row in parts])
+
+
+NESTED_PAIRS = ("rr", "ff", "fr", "rf")
+"""GradBench's four functions of a nested optimization (particle, saddle): the outer derivative's
+mode, then the inner's, ``r`` reverse and ``f`` forward."""
+
+
+def gradient_operator(backend: Any, mode: str) -> Callable:
+    """``grad(f)``: the gradient of scalar ``f`` at a point (a tuple of scalars), as a tuple like
+    it, by the backend's own primitives: ``"r"`` one ``value_and_grad``, ``"f"`` one ``jvp`` per
+    coordinate with a unit tangent (``ones_like`` there, ``0 * ones_like`` elsewhere). Either may
+    be nested inside the other, in any order (`nested_pair`).
+
+    :raises NotImplementedError: ``"f"`` on a backend without ``jvp``.
+    """
+    if mode == "r":
+        return lambda f: lambda x: tuple(backend.value_and_grad(f, 0)(tuple(x))[1])
+    jvp = getattr(backend, "jvp", None)
+    if mode != "f" or jvp is None:
+        raise NotImplementedError(
+            "forward mode needs the backend's optional jvp" if mode == "f" else f"no derivative mode {mode!r}"
+        )
+    xp = backend.namespace()
+
+    def grad(f):
+        def gradient(x):
+            x = tuple(x)
+            ones = [xp.ones_like(a) for a in x]
+            units = [tuple(o if j == k else 0 * o for j, o in enumerate(ones)) for k in range(len(x))]
+            return tuple(jvp(f, (x,), (unit,))[1] for unit in units)
+
+        return gradient
+
+    return grad
+
+
+def nested_pair(backend: Any, pair: str) -> tuple[Callable, Callable]:
+    """``(outer, inner)``: the two derivative operators of ``pair`` (one of `NESTED_PAIRS`).
+
+    :raises NotImplementedError: an unknown pair, or forward mode without ``jvp``.
+    """
+    if pair not in NESTED_PAIRS:
+        raise NotImplementedError(f"no nested mode pair {pair!r} (known: {', '.join(NESTED_PAIRS)})")
+    return gradient_operator(backend, pair[0]), gradient_operator(backend, pair[1])

@@ -18,7 +18,7 @@ import numpy as np
 from harness import strategies
 from harness.hookspecs import Backend
 from harness.plugins import BackendEntry
-from harness.problems import GradientProblem, JacobianProblem, ScalarProblem
+from harness.problems import GradientProblem, JacobianProblem, NestedProblem, ScalarProblem
 from harness.pytree import tree_map
 
 
@@ -85,3 +85,15 @@ class Target:
         in parts; `strategies.jacobian_basis` and `strategies.jacobian_matrix` go in and out."""
         f = partial(problem.fn, self.backend.namespace())
         return self.compiled(strategies.jacobian(self.backend, f, problem.argnums, strategy))
+
+    def nested(self, problem: NestedProblem, pair: str, part: str) -> Callable:
+        """``problem`` with the derivative operators of ``pair`` (`strategies.nested_pair`): its
+        ``"answer"`` (``fn``), or its ``"inner"`` or ``"outer"`` probe, a function of the
+        problem's arguments (eager only: `harness.validation.nested`)."""
+        xp = self.backend.namespace()
+        outer, inner = strategies.nested_pair(self.backend, pair)
+        if part == "inner":
+            return lambda *args: problem.inner_probe(xp, inner, *args)
+        if part == "outer":
+            return lambda *args: problem.outer_probe(xp, outer, inner, *args)
+        return lambda *args: problem.fn(xp, outer, inner, *args)

@@ -18,6 +18,7 @@ from harness.hookspecs import DTYPES, MODES, STRATEGIES
 from harness.jobs import Job, Outcome
 from harness.plugins import UsageError
 from harness.results import files
+from harness.strategies import NESTED_PAIRS
 from harness.validation import report
 from harness.validation.verdicts import STATUSES, Check
 from harness.validation.verdicts import agreement as agreement_checks
@@ -57,12 +58,13 @@ def add_parser(sub) -> None:
     )
     val.add_argument(
         "--strategy",
-        type=options.choices(tuple(STRATEGIES)),
+        type=options.choices(tuple(STRATEGIES) + NESTED_PAIRS),
         action="extend",
         metavar="STRATEGY",
         help=f"n-th derivative strategies: {', '.join(STRATEGIES)} (default: every "
         "one the backend offers; reverse and forward-over-reverse also name the "
-        "Hessian-vector products)",
+        f"Hessian-vector products); {', '.join(NESTED_PAIRS)}: the mode pairs (outer, inner) "
+        "of nested problems (particle, saddle)",
     )
     val.add_argument(
         "--device",

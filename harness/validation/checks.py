@@ -9,7 +9,8 @@ grows with the order and with looser dtypes and is never scaled by array size.
 Finite-difference oracles add their own error estimate to the allowed gap.
 
 Each result is judged and classified by `harness.validation.verdicts`. Full Jacobians of
-vector-valued problems are checked in `harness.validation.jacobians`, by the same rule.
+vector-valued problems are checked in `harness.validation.jacobians`, by the same rule; nested
+optimizations (particle, saddle) in `harness.validation.nested`.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from harness import oracles
 from harness import strategies as strategies_mod
 from harness.hookspecs import DTYPES
 from harness.plugins import BackendEntry
-from harness.problems import GradientProblem, JacobianProblem, Problem, ScalarProblem
+from harness.problems import GradientProblem, JacobianProblem, NestedProblem, Problem, ScalarProblem
 from harness.pytree import flatten, select, structure, substitute, tree_map, unflatten
 from harness.target import Target
 from harness.validation.jacobians import jacobian_checks
+from harness.validation.nested import nested_checks
 from harness.validation.tolerances import FD_RTOL, tolerance
 from harness.validation.verdicts import (
     Check,
@@ -155,7 +157,7 @@ def _backend_checks(entry: BackendEntry, plan: Plan, progress: Progress) -> Iter
                     progress=progress,
                 )
                 for problem in plan.problems:
-                    if isinstance(problem, GradientProblem | JacobianProblem):
+                    if isinstance(problem, GradientProblem | JacobianProblem | NestedProblem):
                         cases.append((job, problem, None))
                     else:
                         cases += [(job, problem, s) for s in plan.strategies or backend.strategies]
@@ -165,6 +167,10 @@ def _backend_checks(entry: BackendEntry, plan: Plan, progress: Progress) -> Iter
         if isinstance(problem, JacobianProblem):
             yield from _guarded(
                 jacobian_checks(job, problem, plan.orders, plan.strategies), job.head("-", problem.name)
+            )
+        elif isinstance(problem, NestedProblem):
+            yield from _guarded(
+                nested_checks(job, problem, plan.orders, plan.strategies), job.head("-", problem.name)
             )
         elif strategy is None:
             job.current(f"{problem.name} value+grad")
