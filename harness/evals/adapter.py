@@ -8,8 +8,9 @@ An eval module speaks GradBench's protocol (`harness.gradbench`) through three n
 - ``from_gradbench(input) -> tuple``: the problem's arguments (float64 numpy) from such an
   input, GradBench's or the harness's own.
 - ``GRADBENCH``: ``{function name: Function}``, one `Function` per GradBench function of the eval
-  (``primal``/``gradient``; ode's ``gradient`` is the gradient of ``y_{n-1}``), each built here
-  (`value`, `gradient`, `jacobian_row`) or by the module for a shape of its own.
+  (``primal``/``gradient``; ode's ``gradient`` is the gradient of ``y_{n-1}``; particle's and
+  saddle's ``rr ff fr rf`` their answers in those mode pairs), each built here (`value`,
+  `gradient`, `jacobian_row`, `nested`) or by the module for a shape of its own.
 
 A `Function` says how a backend computes it (``prepare``: through `harness.target.Target` and
 `harness.strategies`, so a third-party backend serves it unchanged), how the result becomes
@@ -29,6 +30,7 @@ import numpy as np
 from harness import oracles as oracles_mod
 from harness import strategies
 from harness.pytree import flatten
+from harness.validation import nested as nested_checks
 from harness.validation.tolerances import FD_RTOL, tolerance
 from harness.validation.verdicts import ShapeMismatch
 
@@ -95,6 +97,8 @@ class Function:
     oracles: Callable[[Any, tuple], list[Oracle]]
     output: Callable[[Any], Any] = to_json
     parse: Callable[[Any, tuple], np.ndarray] = field(default=numbers)
+    unoffered: Callable[[str], str | None] = field(default=lambda mode: None)
+    """Why it cannot run in an execution mode (``None``: it can)."""
 
 
 # --- primal: the function's value ------------------------------------------------------------------
@@ -172,6 +176,39 @@ def jacobian_row(row: int, closed_form: Callable | None = None) -> Function:
         return _derivative_oracles(lambda t: F(t)[row], theta, exact, np.zeros_like(theta))
 
     return Function(1, "reverse", prepare, oracles, output=lambda g: to_json(flatten(g)))
+
+
+# --- a nested optimization's answer, in one mode pair ------------------------------------------------
+
+
+def nested(pair: str, shape: tuple[int, ...]) -> Function:
+    """A `harness.problems.NestedProblem`'s answer in mode ``pair`` (``rr ff fr rf``: outer, inner;
+    `harness.target.Target.nested`), GradBench's JSON of ``shape`` (``()``: one number), judged as
+    `harness.validation.nested` judges it: against the descent in float64 numpy and, at the
+    problem's own arguments, GradBench's expected answer, both within the gap the descent's
+    stopping rule allows. Eager only (`nested.eager_only`)."""
+
+    def prepare(target, problem, args: tuple) -> Callable:
+        answer = target.nested(problem, pair, "answer")
+        return lambda *backend_args: tuple(answer(*backend_args))
+
+    def oracles(problem, args: tuple) -> list[Oracle]:
+        reference, rtol = nested_checks.answer_reference(problem, args)
+        where = f"the answer; the stopping rule allows {rtol * np.max(np.abs(reference)):.3g}"
+        found = [Oracle("reference-descent", reference.reshape(shape), rtol, points=where)]
+        own = problem.make_args(problem.size)
+        if problem.expected is not None and all(map(np.array_equal, args, own)):
+            found.append(Oracle("gradbench", np.reshape(problem.expected, shape), rtol, points=where))
+        return found
+
+    return Function(
+        0,
+        pair,
+        prepare,
+        oracles,
+        output=lambda result: to_json(np.reshape(np.asarray(result, np.float64), shape)),
+        unoffered=nested_checks.eager_only,
+    )
 
 
 def finite(result: Any) -> str | None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.evals import gd
+from harness.evals import adapter, gd
 from harness.problems import NestedProblem
+from harness.strategies import NESTED_PAIRS
 
 START = (0.0, 8.0)
 """``x(0)``; ``xdot(0) = (0.75, 0)``; Euler's step 0.1 (GradBench's tools/*/particle.cpp)."""
@@ -147,3 +148,6 @@ PROBLEMS = (
         default=False,
     ),
 )
+
+GRADBENCH = {pair: adapter.nested(pair, ()) for pair in NESTED_PAIRS}
+"""GradBench's ``rr ff fr rf``: the answer w* (a number) in that mode pair (outer, inner)."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.evals import gd
+from harness.evals import adapter, gd
 from harness.problems import NestedProblem
+from harness.strategies import NESTED_PAIRS
 
 EXPECTED = (8.246324826140356e-06,) * 4
 """GradBench's expected output (``evals/saddle/run.py``) for start (1, 1)."""
@@ -100,3 +101,6 @@ PROBLEMS = (
         default=False,
     ),
 )
+
+GRADBENCH = {pair: adapter.nested(pair, (4,)) for pair in NESTED_PAIRS}
+"""GradBench's ``rr ff fr rf``: the answer ``[x1, x2, y1, y2]`` in that mode pair (outer, inner)."""

@@ -85,6 +85,9 @@ class Server:
         if self.device not in devices:
             return f"{entry.name} has no device {self.device!r} here (has {', '.join(devices)})"
         for function_name, function in self.modules[name].GRADBENCH.items():
+            why = function.unoffered(self.mode)
+            if why:
+                return f"{name} {function_name} cannot run in mode {self.mode!r}: {why}"
             for exp in entry.expected:
                 if exp.matches(name, function.strategy, self.mode, DTYPE, max(function.order, 1)):
                     return (

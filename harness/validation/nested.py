@@ -49,15 +49,14 @@ def nested_checks(job: Any, problem: NestedProblem, orders, strategies) -> Itera
         if order != ANSWER_ORDER:
             return references[order](), tolerance(target.dtype, order)
         if not solved:
-            solved.append(problem.reference(*args64))
-        answer, gap = solved[0]
-        return answer, gap / max(float(np.max(np.abs(answer))), np.finfo(float).tiny)
+            solved.append(answer_reference(problem, args64))
+        return solved[0]
 
     for pair in NESTED_PAIRS:
         if strategies is not None and pair not in strategies:
             continue
         head = job.head(pair, problem.name)
-        reason = job.unoffered(None) or _eager_only(target.mode)
+        reason = job.unoffered(None) or eager_only(target.mode)
         for order in (INNER_ORDER, OUTER_ORDER, ANSWER_ORDER):
             if order not in wanted:
                 continue
@@ -99,6 +98,14 @@ def nested_checks(job: Any, problem: NestedProblem, orders, strategies) -> Itera
                 )
 
 
+def answer_reference(problem: NestedProblem, args64: tuple) -> tuple[np.ndarray, float]:
+    """``(answer, rtol)``: the numpy descent's answer at float64 ``args64`` and the gap its stopping
+    rule allows, as a relative tolerance ``gap / S`` (``S`` the largest |answer|)."""
+    answer, gap = problem.reference(*args64)
+    answer = np.asarray(answer, np.float64)
+    return answer, gap / max(float(np.max(np.abs(answer))), np.finfo(float).tiny)
+
+
 def _run(target: Any, problem: NestedProblem, pair: str, order: int, size: int) -> np.ndarray:
     """One pair's probe (order 1 or 2) or answer (order 0) on the target, as float64 numpy:
     ``size`` numbers, else `ShapeMismatch`."""
@@ -114,7 +121,7 @@ def _run(target: Any, problem: NestedProblem, pair: str, order: int, size: int) 
     return np.array([float(v) for v in numbers], np.float64)
 
 
-def _eager_only(mode: str) -> str | None:
+def eager_only(mode: str) -> str | None:
     if mode == "eager":
         return None
     return (
