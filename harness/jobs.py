@@ -26,7 +26,8 @@ class Job:
     """One backend's plan. ``kind`` ``validate``: the `harness.validation.checks.Plan` fields by
     name (``None``: everything the backend offers); ``benchmark``: a profile name
     (`harness.benchmark.cases.PROFILES`); ``scale``: one world of `harness.distributed` (``engine``,
-    ``world``, global ``size``, ``scaling``, the dtype in ``dtypes``)."""
+    ``world``, global ``size``, ``scaling``, the dtype in ``dtypes``); ``threads``: the intra-op
+    threads every framework is given (``None``: its own choice)."""
 
     kind: str
     backend: str
@@ -41,6 +42,8 @@ class Job:
     world: int = 1
     size: tuple[int, ...] = ()
     scaling: str = "strong"
+    threads: int | None = None
+    """Intra-op threads for every framework (`harness.threads`); ``None``: each its own choice."""
 
     @property
     def noun(self) -> str:
