@@ -1,18 +1,24 @@
 """What the machine did while a row was timed: how much of this process's CPUs other processes
-used (contention), the peak memory a call adds, and the flags that say a row's timing is unsound.
+used, how long this process's threads waited for a CPU, the peak memory a call adds, and the
+flags that say a row's timing is unsound.
 
-Contention is read from ``/proc/stat`` (busy time of each CPU this process may use, in clock
-ticks) against this process's own CPU time (`time.process_time`) over the same wall interval:
+Two probes, over the same wall interval (a row's calibration, warm-up and timed rounds):
 
-    contention = (busy time of our CPUs - our own CPU time) / (CPUs x wall time)
+- **others' share** (``contention``), from ``/proc/stat`` (busy ticks of each CPU this process
+  may use) against this process's own CPU time (`time.process_time`):
+  ``(busy time of our CPUs - our own CPU time) / (CPUs x wall time)``, 0 to 1. It counts
+  others on CPUs this process did not need too (one busy job on one of two cores reads 0.5
+  beside a single-threaded numpy loop that it does not slow), and ``/proc/stat`` counts in
+  10 ms ticks, so it is recorded, not flagged on, where the next probe can be read;
+- **run-queue wait** (``run_queue_wait``), from ``/proc/self/task/*/schedstat``: the time this
+  process's threads were ready to run but waited for a CPU, over the wall time (above 1 when
+  several threads wait at once). This is the harm itself: a thread of torch's pool waiting
+  for a core another process holds.
 
-0 is a quiet machine; 1 is every one of our CPUs kept busy by someone else all along (a
-planted load of four numpy loops on two cores reads about 0.9). ``/proc/stat`` counts in
-ticks (10 ms), so a short row's figure is coarse: rows are probed over their calibration,
-warm-up and timed rounds together.
-
-Thresholds (`CONTENDED`, `SPREAD`) were chosen from measurements on a 2-core Xeon, README
-"Timings you can trust".
+A row is ``contended`` when its run-queue wait is above `WAITED` (or, where schedstat cannot
+be read, others' share above `CONTENDED`), ``spread`` when its IQR is above `SPREAD` of its
+median. The thresholds come from measurements on a 2-core Xeon (README "Timings you can
+trust").
 """
 
 from __future__ import annotations
@@ -20,18 +26,24 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import glob
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+WAITED = 0.25
+"""A row is flagged ``contended`` when its threads waited for a CPU more than this share of
+the wall time (measured: 0.01-0.06 on the quiet machine, 0.58-1.34 beside numpy loops)."""
 CONTENDED = 0.2
-"""A row is flagged ``contended`` when others used more than this share of its CPUs."""
+"""Where run-queue waits cannot be read: flagged when others used more than this share of its
+CPUs."""
 SPREAD = 0.5
 """A row is flagged ``spread`` when its IQR is more than this share of its median."""
 STAT_FILE = "/proc/stat"
 STATUS_FILE, CLEAR_REFS = "/proc/self/status", "/proc/self/clear_refs"
+SCHEDSTAT = "/proc/self/task/*/schedstat"
 
 
 def allowed_cpus() -> list[int]:
@@ -56,13 +68,22 @@ def busy_ticks(text: str, cpus: list[int]) -> int | None:
     return sum(per_cpu[c] for c in cpus)
 
 
+def run_queue_wait(texts: list[str | None]) -> float | None:
+    """Seconds this process's threads have waited on a run queue, summed, from the text of each
+    thread's ``schedstat`` (on-CPU ns, waiting ns, timeslices); ``None`` if none can be read."""
+    waited = [int(t.split()[1]) for t in texts if t and len(t.split()) >= 2]
+    return sum(waited) / 1e9 if waited else None
+
+
 @dataclass(frozen=True)
 class Sample:
-    """One reading: wall clock, busy ticks of our CPUs, our own CPU seconds."""
+    """One reading: wall clock, busy ticks of our CPUs, our own CPU seconds, our threads'
+    run-queue wait in seconds."""
 
     wall: float
     busy: int | None
     own: float
+    waited: float | None = None
 
 
 def _read(path: str) -> str | None:
@@ -75,7 +96,19 @@ def _read(path: str) -> str | None:
 
 def sample(cpus: list[int], read: Callable[[str], str | None] = _read) -> Sample:
     text = read(STAT_FILE)
-    return Sample(time.perf_counter(), None if text is None else busy_ticks(text, cpus), time.process_time())
+    waited = run_queue_wait([read(path) for path in glob.glob(SCHEDSTAT)])
+    busy = None if text is None else busy_ticks(text, cpus)
+    return Sample(time.perf_counter(), busy, time.process_time(), waited)
+
+
+def waiting(before: Sample, after: Sample) -> float | None:
+    """Seconds this process's threads waited for a CPU between two samples, over the wall time
+    between them; ``None`` where schedstat could not be read. (A thread that ended in between
+    takes its waits with it: never below 0.)"""
+    wall = after.wall - before.wall
+    if before.waited is None or after.waited is None or wall <= 0:
+        return None
+    return max(0.0, after.waited - before.waited) / wall
 
 
 def contention(before: Sample, after: Sample, cpus: int, hz: float | None = None) -> float | None:
@@ -89,11 +122,12 @@ def contention(before: Sample, after: Sample, cpus: int, hz: float | None = None
     return min(1.0, max(0.0, others / (cpus * wall)))
 
 
-def flags(contended: float | None, median: float, iqr: float) -> list[str]:
-    """Why a row's timing is unsound: ``contended`` (others used more than `CONTENDED` of its
-    CPUs while it was timed), ``spread`` (IQR over `SPREAD` of the median)."""
+def flags(others: float | None, waited: float | None, median: float, iqr: float) -> list[str]:
+    """Why a row's timing is unsound: ``contended`` (its threads waited for a CPU more than
+    `WAITED` of the time; without that probe, others used more than `CONTENDED` of its CPUs),
+    ``spread`` (IQR over `SPREAD` of the median)."""
     found = []
-    if contended is not None and contended > CONTENDED:
+    if (waited > WAITED) if waited is not None else (others is not None and others > CONTENDED):
         found.append("contended")
     if median > 0 and iqr / median > SPREAD:
         found.append("spread")

@@ -14,8 +14,9 @@ the first call timed apart, validation before timing), the protocol guards again
 - the host clock's own overhead: where the backend has the device's clock (CUDA events), the
   median by that clock for the same call is saved beside (``event_median_s``) to compare with;
 - a busy machine: the share of this process's CPUs that other processes used while the row was
-  timed is kept with it (``contention``), and a row timed under contention or too widely spread
-  for its median to mean much is flagged (``flags``; `harness.benchmark.conditions`).
+  timed (``contention``) and how long its threads waited for a CPU (``run_queue_wait``) are
+  kept with it, and a row timed under contention or too widely spread for its median to mean
+  much is flagged (``flags``; `harness.benchmark.conditions`).
 
 Beside the time, each row keeps the peak memory one call adds over its inputs
 (``peak_memory_bytes``): the resident set's high-water mark on the CPU, the device allocator's
@@ -104,11 +105,12 @@ def bench(
     events = prepared.event_median(rounds)
     extra = {**prepared.extra_info(), **({} if events is None else {"event_median_s": events})}
     made = runs.entry(case.group, case.name, extra, times, iterations)
-    busy = conditions.contention(before, after, len(cpus))
+    others, waited = conditions.contention(before, after, len(cpus)), conditions.waiting(before, after)
     stats = made["stats"]
     made["extra_info"].update(
-        contention=busy,
-        flags=conditions.flags(busy, stats["median"], stats["iqr"]),
+        contention=others,
+        run_queue_wait=waited,
+        flags=conditions.flags(others, waited, stats["median"], stats["iqr"]),
         peak_memory_bytes=memory,
     )
     return made

@@ -70,9 +70,9 @@ NARROWEST = 10
 """A wrapped column is made no narrower than this (or its text, if shorter)."""
 
 LEGEND = [
-    ("median", "time per call: the median over the timed rounds; C after it: timed"),
-    ("", "while other processes used over 20% of its CPUs; S: its IQR is over"),
-    ("", "half the median; either way its times and ratios may not mean much"),
+    ("median", "time per call: the median over the timed rounds; C after it: its"),
+    ("", "threads waited for a CPU other processes held over 25% of the time;"),
+    ("", "S: its IQR is over half the median; its times and ratios may mislead"),
     ("IQR", "interquartile range of those times (q3 - q1): their spread"),
     ("x fastest", "median over the fastest median in the same group (1.00: the fastest)"),
     ("first call", "the first call, timed apart: trace + compile + run"),
@@ -90,8 +90,8 @@ LEGEND = [
 ]
 
 HELP_COLUMNS = (
-    "Columns: median is the median time per call over the timed rounds (C after it: timed while "
-    "other processes used the CPUs; S: too widely spread to mean much) and IQR the "
+    "Columns: median is the median time per call over the timed rounds (C after it: its threads "
+    "waited for CPUs other processes held; S: too widely spread to mean much) and IQR the "
     "interquartile range of those times; x fastest is the median over the fastest median in "
     "the same group; first call is the first call, timed apart (trace + compile + run); GB/s is "
     "the bytes moved per call by the problem's cost model over the median, and of bound that "
@@ -163,6 +163,7 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
                 "x_hand_written",
                 "validated",
                 "contention",
+                "run_queue_wait",
                 "flags",
                 "peak_memory_bytes",
                 "memory_x_value",
@@ -188,6 +189,7 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
                     x_hand(r),
                     r.validated,
                     r.contention,
+                    r.run_queue_wait,
                     " ".join(r.flags),
                     r.peak_memory,
                     mem_value(r),

@@ -7,7 +7,8 @@ and the case: backend, device, dtype, mode, strategy, problem, size, order, ...;
 the mode) and whose ``machine_info.harness`` says where it ran and what the machine was doing
 (`harness.machine`: ``state_before`` and ``state_after`` the run, thread settings). Since
 the contention probe, a benchmark's ``extra_info`` also holds ``contention`` (the share of
-its CPUs others used while it was timed), ``flags`` (why its timing is unsound, if it is)
+its CPUs others used while it was timed), ``run_queue_wait`` (how long its threads waited
+for a CPU, over the wall time), ``flags`` (why its timing is unsound, if it is)
 and ``peak_memory_bytes``; runs saved before lack them and load with none.
 The pytest suite, ``compare --save``, ``scale --save`` and ``compare`` all go through
 this module.
@@ -151,6 +152,8 @@ class Row:
     """``strong`` or ``weak`` (``scale`` runs), else ``None``."""
     contention: float | None = None
     """Share of the process's CPUs other processes used while the row was timed (0 to 1)."""
+    run_queue_wait: float | None = None
+    """Time the process's threads waited for a CPU while the row was timed, over the wall time."""
     flags: tuple[str, ...] = ()
     """Why the row's timing is unsound: ``contended``, ``spread`` (empty: sound, or not probed)."""
     peak_memory: float | None = None
@@ -361,6 +364,7 @@ def _row(run: str, bench: dict, bounds: dict[str, float | None]) -> Row:
         world=world,
         scaling=scaling,
         contention=_optional(e, "contention"),
+        run_queue_wait=_optional(e, "run_queue_wait"),
         flags=tuple(flags),
         peak_memory=_optional(e, "peak_memory_bytes"),
     )

@@ -15,8 +15,8 @@ def flag_warning(rows: list[Row]) -> str:
     contended = sum("contended" in r.flags for r in flagged)
     spread = sum("spread" in r.flags for r in flagged)
     return (
-        f"warning: {len(flagged)} of {len(rows)} rows are flagged ({contended} C: timed while other "
-        f"processes used the CPUs, {spread} S: too widely spread for the median to mean much); "
+        f"warning: {len(flagged)} of {len(rows)} rows are flagged ({contended} C: their threads waited "
+        f"for CPUs other processes held, {spread} S: too widely spread for the median to mean much); "
         "their times and ratios (x fastest, x value) may be off by far more than the spread shows. "
         "Rerun on a quiet machine, or give every backend the same threads (--threads 1) beside a "
         "load you cannot stop; the gate calls flagged rows inconclusive."
