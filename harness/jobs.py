@@ -44,6 +44,9 @@ class Job:
     scaling: str = "strong"
     threads: int | None = None
     """Intra-op threads for every framework (`harness.threads`); ``None``: each its own choice."""
+    passes: int = 1
+    """A benchmark job is one of this many interleaved passes: its time budget and rounds are
+    this share of the profile's (`harness.benchmark.measure.merge_passes` pools them)."""
 
     @property
     def noun(self) -> str:

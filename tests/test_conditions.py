@@ -15,7 +15,7 @@ import pytest
 from test_compare import CASES, bench, compare_cli, run_of, save, synthetic
 
 from harness import threads
-from harness.benchmark import conditions
+from harness.benchmark import conditions, measure
 from harness.cli import main as cli
 from harness.cli.output import EXIT_INCONCLUSIVE
 from harness.results import compare, soundness
@@ -244,3 +244,28 @@ def test_the_gate_calls_a_row_flagged_on_either_side_inconclusive(capsys, tmp_pa
     assert code == EXIT_INCONCLUSIVE and "1 row(s) inconclusive" in err and "spread in fbase" in err
     rows, old = results.load(same), results.load(flagged_base)
     assert sum(gating.gate_rules(rows, old).values()) == len(CASES) - 1  # judged rows only
+
+
+def test_interleaved_passes_pool_each_cases_rounds_and_keep_every_flag():
+    def entry(name, times, **extra):
+        return results.entry(
+            "g", name, {"contention": 0.1, "run_queue_wait": 0.0, "flags": [], **extra}, times, 1
+        )
+
+    quiet, loaded = [1.0e-3] * 10, [3.0e-3] * 10
+    passes = [
+        entry("a", quiet, peak_memory_bytes=10),
+        entry("b", quiet),
+        entry("a", loaded, run_queue_wait=0.8, flags=["contended"], peak_memory_bytes=30),
+        entry("b", loaded),
+        entry("c", quiet),  # timed in one pass only (failed in the other): kept as it is
+    ]
+    merged = measure.merge_passes(passes)
+    assert [m["name"] for m in merged] == ["a", "b", "c"]
+    a, b = merged[0], merged[1]
+    assert len(a["stats"]["data"]) == 20 and a["extra_info"]["pass_medians"] == [1.0e-3, 3.0e-3]
+    assert a["extra_info"]["run_queue_wait"] == 0.8 and a["extra_info"]["peak_memory_bytes"] == 30
+    assert "contended" in a["extra_info"]["flags"] and "contended" not in b["extra_info"]["flags"]
+    # the pooled rounds straddle a load that came mid-run: their spread says so
+    assert "spread" in b["extra_info"]["flags"]
+    assert merged[2] is passes[4]

@@ -129,6 +129,37 @@ def peak_memory(prepared) -> int | None:
     return conditions.peak_rss_added(prepared.call)
 
 
+def merge_passes(entries: list[dict]) -> list[dict]:
+    """Entries of the same case from interleaved passes (each backend's cases in turn, several
+    times over) as one entry per case, in first-seen order: the rounds of every pass pooled (so
+    a load that comes or goes mid-run weighs on every backend alike), each pass's median kept
+    (``pass_medians``), the worst probe readings and every flag of any pass."""
+    by_name: dict[str, list[dict]] = {}
+    for e in entries:
+        by_name.setdefault(e["name"], []).append(e)
+    merged = []
+    for name, found in by_name.items():
+        if len(found) == 1:
+            merged.append(found[0])
+            continue
+        extra = {**found[0]["extra_info"]}
+        worst = [e["extra_info"] for e in found]
+        for key in ("contention", "run_queue_wait", "peak_memory_bytes"):
+            values = [x[key] for x in worst if x.get(key) is not None]
+            extra[key] = max(values) if values else None
+        times = [t for e in found for t in e["stats"]["data"]]
+        made = runs.entry(found[0]["group"], name, extra, times, found[0]["stats"]["iterations"])
+        stats = made["stats"]
+        flags = {f for x in worst for f in x.get("flags", [])}
+        flags |= set(conditions.flags(None, None, stats["median"], stats["iqr"]))
+        made["extra_info"].update(
+            flags=sorted(flags),
+            pass_medians=[e["stats"]["median"] for e in found],
+        )
+        merged.append(made)
+    return merged
+
+
 def timed_run(
     found: Iterable[Case], budget: float, log: Callable[[str], None] = print, min_rounds: int = MIN_ROUNDS
 ) -> dict:

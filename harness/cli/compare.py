@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from harness import plugins
-from harness.benchmark import cases
+from harness.benchmark import cases, measure
 from harness.cli import options
 from harness.cli.output import (
     EXIT_FAIL,
@@ -66,6 +66,15 @@ def add_parser(sub) -> None:
     )
     cmp.add_argument("--run-to", metavar="FILE", help="also write the quick run to FILE")
     cmp.add_argument(
+        "--passes",
+        type=options.positive_int,
+        default=1,
+        metavar="N",
+        help="time the backends in N interleaved passes (each backend's cases in turn, N times "
+        "over, each with 1/N of the time budget; rounds pooled), so that a load that changes "
+        "mid-run weighs on every backend alike; each pass starts the backend afresh (default 1)",
+    )
+    cmp.add_argument(
         "--threads",
         type=options.positive_int,
         default=None,
@@ -86,6 +95,7 @@ def from_args(args) -> int:
             "--run-to": args.run_to,
             "--backend": args.backend,
             "--threads": args.threads,
+            "--passes": args.passes != 1,
         }
         given = [name for name, value in quick.items() if value]
         if given:
@@ -111,6 +121,7 @@ def from_args(args) -> int:
         backends=args.backend,
         profile=args.profile,
         threads=args.threads,
+        passes=args.passes,
         jobs_pool=jobs_pool,
         isolate=args.isolate,
         quiet=args.quiet,
@@ -128,6 +139,7 @@ def compare_here(
     backends,
     profile: str,
     threads: int | None = None,
+    passes: int = 1,
     jobs_pool,
     isolate: bool,
     quiet: bool,
@@ -138,7 +150,7 @@ def compare_here(
     """Validate and time the installed backends here, deliver the run, then show it."""
     registry = plugins.load()
     run, failed, interrupted = _benchmark_here(
-        backends, profile, threads, registry, jobs_pool, isolate, quiet
+        backends, profile, (threads, passes), registry, jobs_pool, isolate, quiet
     )
     if run is None:
         return interrupted.exit_code if interrupted else EXIT_FAIL
@@ -166,13 +178,18 @@ def compare_here(
 
 
 def _benchmark_here(
-    backends, profile, threads, registry, jobs_pool, isolate, quiet
+    backends, profile, settings, registry, jobs_pool, isolate, quiet
 ) -> tuple[dict | None, bool, Interrupted | None]:
     """The quick run: (the run, or None if nothing was timed, whether a backend failed, the
     interrupt). Backends are timed one after another, each isolated when it can be (side by side
-    they would slow each other)."""
-    entries = registry.select_backends(backends)
-    jobs = [Job("benchmark", e.name, profile=profile, threads=threads) for e in entries if not e.unavailable]
+    they would slow each other), in ``passes`` interleaved passes with ``threads`` each."""
+    (threads, passes), entries = settings, registry.select_backends(backends)
+    available = [e for e in entries if not e.unavailable]
+    jobs = [
+        Job("benchmark", e.name, profile=profile, threads=threads, passes=passes)
+        for _ in range(passes)
+        for e in available
+    ]
     unavailable = [f"{e.name}: {e.unavailable}" for e in entries if e.unavailable]
     outcomes, interrupted = run_with_progress(jobs, registry, jobs_pool, isolate=isolate, quiet=quiet)
     failed = False
@@ -180,12 +197,13 @@ def _benchmark_here(
         if outcome.failure:
             print(f"error: {outcome.job.backend}: {outcome.failure[1]}", file=sys.stderr)
             failed = True
-    benchmarks = [b for o in outcomes for b in o.results]
+    benchmarks = measure.merge_passes([b for o in outcomes for b in o.results])
     if not benchmarks:
         why = "; ".join(unavailable) or "every case failed or was interrupted (see above)"
         print(f"error: no case was timed, so no run is saved: {why}", file=sys.stderr)
         return None, True, interrupted
-    machine = runs.merge_machines({o.job.backend: o.machine for o in outcomes if o.machine})
+    machine = runs.merge_machines([(o.job.backend, o.machine) for o in outcomes if o.machine])
+    machine["passes"] = passes
     return runs.document(benchmarks, machine), failed, interrupted
 
 

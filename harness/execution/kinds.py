@@ -44,8 +44,8 @@ def _benchmark(job: Job, entry: BackendEntry, registry: Registry, emit: Emit) ->
         emit(("current", case.name))
         timed = measure.bench(
             case,
-            spec["budget"],
-            spec.get("min_rounds", measure.MIN_ROUNDS),
+            spec["budget"] / job.passes,
+            -(-spec.get("min_rounds", measure.MIN_ROUNDS) // job.passes),  # pooled: at least the profile's
             log=lambda line: emit(("log", line)),
         )
         if timed is not None:

@@ -57,19 +57,18 @@ def document(benchmarks: list[dict], machine_info: dict) -> dict:
     }
 
 
-def merge_machines(machines: dict[str, dict]) -> dict:
-    """One ``machine_info.harness`` for backends timed in turn (each in its own process): the
-    first's, with the state before the first and after the last, and each backend's thread
-    settings (``threads_by_backend``) as its own process had them."""
+def merge_machines(machines: list[tuple[str, dict]]) -> dict:
+    """One ``machine_info.harness`` for backends timed in turn, each in its own process, as
+    (backend, its machine info) in the order they ran: the first's, with the state before the
+    first and after the last, and each backend's thread settings (``threads_by_backend``)."""
     if not machines:
         return {}
-    infos = list(machines.values())
-    merged = {**infos[0]}
-    if "state_after" in infos[-1]:
-        merged["state_after"] = infos[-1]["state_after"]
+    merged = {**machines[0][1]}
+    if "state_after" in machines[-1][1]:
+        merged["state_after"] = machines[-1][1]["state_after"]
     merged["threads_by_backend"] = {
         name: (info.get("state_after") or info.get("state_before") or {}).get("threads")
-        for name, info in machines.items()
+        for name, info in machines
     }
     return merged
 

@@ -43,7 +43,8 @@ def machine_lines(run: str, info: dict) -> list[str]:
     ]
     requested = info.get("threads_requested")
     chosen = "each framework its own choice" if requested is None else f"{requested} for every backend"
-    lines.append(f"  threads: {chosen}")
+    passes = info.get("passes")
+    lines.append(f"  threads: {chosen}" + (f"; {passes} interleaved passes" if passes else ""))
     by_backend = info.get("threads_by_backend") or {"": state.get("threads")}
     for backend, threads in by_backend.items():
         lines.append(f"  {backend + ': ' if backend else ''}{_threads(threads or {})}")
