@@ -269,3 +269,24 @@ def test_interleaved_passes_pool_each_cases_rounds_and_keep_every_flag():
     # the pooled rounds straddle a load that came mid-run: their spread says so
     assert "spread" in b["extra_info"]["flags"]
     assert merged[2] is passes[4]
+
+
+def test_on_a_device_the_backends_allocator_gives_the_peak():
+    from types import SimpleNamespace
+
+    def prepared(backend, device="cuda:0"):
+        target = SimpleNamespace(device=device, backend=backend)
+        return SimpleNamespace(case=SimpleNamespace(target=target), call=lambda: None)
+
+    class Allocator:
+        def peak_memory(self, call, device):
+            call()
+            return 4096.0
+
+    class NoAllocator:
+        def peak_memory(self, call, device):
+            raise NotImplementedError("no allocator")
+
+    assert measure.peak_memory(prepared(Allocator())) == 4096
+    assert measure.peak_memory(prepared(NoAllocator())) is None
+    assert measure.peak_memory(prepared(object())) is None  # the method is optional

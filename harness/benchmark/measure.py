@@ -123,9 +123,10 @@ def peak_memory(prepared) -> int | None:
     if target.device != "cpu":
         reader = getattr(target.backend, "peak_memory", None)
         try:
-            return None if reader is None else int(reader(prepared.call, target.device))
+            found = None if reader is None else reader(prepared.call, target.device)
         except NotImplementedError:
             return None
+        return None if found is None else int(found)
     return conditions.peak_rss_added(prepared.call)
 
 
