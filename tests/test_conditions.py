@@ -142,11 +142,6 @@ def test_threads_option_refuses_a_bad_count(capsys, bad):
     assert exc.value.code == 2 and "whole number of 1 or more" in capsys.readouterr().err
 
 
-def test_threads_option_is_for_the_quick_run_only(capsys, tmp_path):
-    code, _, err = compare_cli(capsys, save(tmp_path, "r", synthetic(seed=1)), "--threads", "1")
-    assert code == 2 and "--threads is for the quick run" in err
-
-
 def test_threads_reach_the_child_before_its_framework_and_the_run_records_them(capsys, tmp_path):
     """A real quick run of autograd in its child process, ``--threads 1``: the saved run
     records the request, the child's environment, torch's pool (imported after the setting),
