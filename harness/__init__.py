@@ -4,6 +4,7 @@ Importing this package imports no array framework: backends are plugins that
 import JAX, autograd or PyTorch only when they are first used.
 """
 
+import importlib
 import importlib.metadata
 
 import pluggy
@@ -16,4 +17,15 @@ except importlib.metadata.PackageNotFoundError:  # run from a source tree that i
 hookimpl = pluggy.HookimplMarker("harness")
 """Decorator for a plugin's hook implementations: ``@harness.hookimpl``."""
 
-__all__ = ["__version__", "hookimpl"]
+API = ("check", "check_xp", "assert_gradients", "CheckReport")
+"""Check your own function (`harness.api`): loaded on first use, so that ``import harness`` stays
+light and `harness.problems`, which imports ``harness`` for `hookimpl`, closes no circle."""
+
+
+def __getattr__(name: str):
+    if name in API:
+        return getattr(importlib.import_module("harness.api"), name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "hookimpl", *API]

@@ -47,6 +47,8 @@ class Job:
     passes: int = 1
     """A benchmark job is one of this many interleaved passes: its time budget and rounds are
     this share of the profile's (`harness.benchmark.measure.merge_passes` pools them)."""
+    problem_files: tuple[str, ...] = ()
+    """Problem files or ``module:attribute`` specs the job's registry loads (`harness.problem_files`)."""
 
     @property
     def noun(self) -> str:

@@ -7,6 +7,7 @@ plugin still loads. Nothing here imports a framework.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 from collections.abc import Iterable
@@ -19,7 +20,9 @@ from harness import expected, hookspecs, problems
 from harness.hookspecs import DTYPES, MODES, OPTIONAL_METHODS, REQUIRED_METHODS, STRATEGIES
 
 ENTRY_POINT_GROUP = "harness"
-BUILTIN_PROBLEMS = "harness.problems"
+BUILTIN = ("harness.problems", "harness.evals")
+"""The problems that come with the harness, registered as plugins are: the notebook's, then
+GradBench's evals."""
 BACKENDS_ENV = "HARNESS_BACKENDS"
 """Comma-separated backend names to run; the CLI's ``--backend`` overrides it."""
 
@@ -59,7 +62,7 @@ class Registry:
     backends: dict[str, BackendEntry] = field(default_factory=dict)
     problems: dict[str, problems.Problem] = field(default_factory=dict)
     errors: list[PluginError] = field(default_factory=list)
-    loadable: set[str] = field(default_factory=lambda: {BUILTIN_PROBLEMS})
+    loadable: set[str] = field(default_factory=lambda: set(BUILTIN))
     """Plugins a fresh interpreter finds too (entry points, built-ins): what isolation can run."""
     origins: dict[str, str] = field(default_factory=dict)
     """The plugin that registered each problem."""
@@ -215,7 +218,8 @@ def load(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = True) -> Re
     """
     pm = _manager()
     registry = Registry()
-    _register(pm, problems, BUILTIN_PROBLEMS, registry.errors)
+    for module in BUILTIN:
+        _register(pm, importlib.import_module(module), module, registry.errors)
     if entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             try:

@@ -6,8 +6,8 @@ backend on every problem. The built-in problems are those of the notebook this p
 from, a tutorial of ``jax.grad`` (tanh and its derivatives at 2.0, a cubic's four derivatives,
 a sigmoid and a logistic loss on 4 x 3 data with a finite-difference check of its gradient;
 ``tests/test_notebook.py`` holds every number it printed), a synthetic logistic loss of any
-size, and GradBench's first evals (`harness.evals`: lse, llsq, det, and ode, a vector-valued
-`JacobianProblem`); plugins add more through ``harness_register_problems``.
+size; GradBench's evals are built-in problems too (`harness.evals`, one module each); plugins add
+more through ``harness_register_problems``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 import harness
-from harness import evals
 from harness.pytree import leaves
 
 
@@ -90,6 +89,10 @@ class GradientProblem:
     hand_written: Callable[..., Any] | None = None
     """``hand_written(xp, *args)``: (value, gradient) written out by hand, shaped like
     ``value_and_grad``'s: the benchmarks' reference, timed on each backend's arrays."""
+    complex_step: bool = True
+    """Whether ``fn`` evaluated in complex128 numpy is complex-analytic (no ``abs``, no branches
+    on values), so that the complex step is an oracle; `harness.api` probes it for the
+    functions it checks."""
 
     def bytes_and_flops(self, args: tuple, itemsize: int) -> tuple[float | None, float | None]:
         """The cost model benchmarks divide by (`cost`, or its default)."""
@@ -117,6 +120,8 @@ class JacobianProblem:
     jacobian: Callable[..., Any] | None = None
     size: tuple[int, ...] | None = None
     default: bool = True
+    complex_step: bool = True
+    """As `GradientProblem.complex_step`."""
 
 
 Problem = ScalarProblem | GradientProblem | JacobianProblem
@@ -356,59 +361,6 @@ BUILTIN: tuple[Problem, ...] = (
         hvp=logistic_hvp,
         cost=logistic_cost,
         hand_written=logistic_by_hand,
-    ),
-    GradientProblem(
-        "lse",
-        evals.lse,
-        evals.lse_args,
-        argnums=0,
-        description="GradBench's lse: log(sum(exp(x - max x))) + max x of x: [n] uniform in [0, 1) "
-        "(seed 31337); gradient [n], the softmax (closed form), Hessian diag(p) - p p^T. "
-        "GradBench's sizes n = 2500 ... 1280000; here n = 32",
-        gradient=evals.softmax,
-        magnitude=evals.lse_magnitude,
-        hvp=evals.lse_hvp,
-    ),
-    GradientProblem(
-        "llsq",
-        evals.llsq,
-        evals.llsq_args,
-        argnums=0,
-        description="GradBench's llsq: 1/2 sum_i (s_i - sum_j x_j t_i^j)^2, t_i = -1 + 2i/(n-1), "
-        "s_i = sign(t_i), x: [m] uniform in [0, 1) (seed 31337); gradient [m], -V^T (s - V x) with "
-        "V_ij = t_i^j (closed form), Hessian V^T V. GradBench's sizes n = 16 ... 16392, m = 128; "
-        "here (n, m) = (16, 8)",
-        gradient=evals.llsq_gradient,
-        magnitude=evals.llsq_magnitude,
-        hvp=evals.llsq_hvp,
-    ),
-    GradientProblem(
-        "det",
-        evals.det,
-        evals.det_args,
-        argnums=0,
-        description="GradBench's det: the determinant of A: [ell^2] (row-major, uniform in [0, 1), "
-        "seed 31337) by expansion in minors along the first row (ell! products); gradient "
-        "[ell^2], the cofactors, computed exactly in rational arithmetic. GradBench's sizes "
-        "ell = 5 ... 11; here ell = 4",
-        gradient=evals.det_gradient,
-        magnitude=evals.det_magnitude,
-        gradient_oracle="exact",
-        value_magnitude=evals.det_value_magnitude,
-    ),
-    JacobianProblem(
-        "ode",
-        evals.ode,
-        evals.ode_args,
-        argnums=0,
-        description="GradBench's ode: y(2) for y' = f, f_0 = x_0, f_i = x_i y_{i-1}, y(0) = 0, by s "
-        "RK4 steps; x: [n] uniform in [0, 1) (seed 31337); output [n]. Its full n x n Jacobian "
-        "(GradBench asks for its last row) in closed form: d y_i/d x_k = q_{i+1} prod_{j<=i, "
-        "j!=k} x_j, q from RK4's step polynomial. GradBench's sizes n = 1000 ... 100000, "
-        "s = 1 ... 100; here (n, s) = (8, 2). Not in the default run: torch.compile of its "
-        "Jacobians takes minutes on a cold cache",
-        jacobian=evals.ode_jacobian,
-        default=False,
     ),
     GradientProblem(
         "logistic-large",

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 from fakes import Scaled, plugin_of
 
-from harness import evals, oracles, plugins, problems, strategies
+from harness import evals, oracles, plugins, strategies
 from harness.cli import main as cli
+from harness.evals import det, inputs, llsq, lse, ode
 from harness.pytree import select
 from harness.target import Target
 from harness.validation import checks
 
-EVALS = {p.name: p for p in problems.BUILTIN if p.name in ("lse", "llsq", "det", "ode")}
+EVALS = {p.name: p for p in evals.PROBLEMS}
 STEP = 1e-20
 
 
@@ -31,40 +32,41 @@ def complex_step(F, theta):
 
 
 def test_inputs_are_drawn_as_gradbench_draws_them():
-    np.random.seed(evals.SEED)  # what GradBench's run.py does before its first draw
-    assert np.array_equal(evals.lse_args((7,))[0], np.random.rand(7))
-    x, t, s = evals.llsq_args((5, 3))
+    np.random.seed(inputs.SEED)  # what GradBench's run.py does before its first draw
+    assert np.array_equal(lse.args((7,))[0], np.random.rand(7))
+    x, t, s = llsq.args((5, 3))
     assert t.tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0] and s.tolist() == [-1.0, -1.0, 0.0, 1.0, 1.0]
-    assert x.shape == (3,) and evals.det_args((3,))[0].shape == (9,)
+    assert x.shape == (3,) and det.args((3,))[0].shape == (9,)
 
 
 def test_lse_is_log_sum_exp_and_its_gradient_the_softmax():
-    (x,) = evals.lse_args()
-    assert evals.lse(np, x) == pytest.approx(math.log(sum(math.exp(v) for v in x)), rel=1e-15)
-    np.testing.assert_allclose(complex_step(lambda u: evals.lse(np, u), x), evals.softmax(x), rtol=1e-14)
-    hessian = np.diag(evals.softmax(x)) - np.outer(evals.softmax(x), evals.softmax(x))
+    (x,) = lse.args()
+    assert lse.primal(np, x) == pytest.approx(math.log(sum(math.exp(v) for v in x)), rel=1e-15)
+    np.testing.assert_allclose(complex_step(lambda u: lse.primal(np, u), x), lse.softmax(x), rtol=1e-14)
+    hessian = np.diag(lse.softmax(x)) - np.outer(lse.softmax(x), lse.softmax(x))
     v = np.cos(np.arange(x.size))
-    np.testing.assert_allclose(evals.lse_hvp(v, x), hessian @ v, rtol=1e-13, atol=1e-16)
+    np.testing.assert_allclose(lse.hvp(v, x), hessian @ v, rtol=1e-13, atol=1e-16)
 
 
 def test_llsq_matches_its_sums_and_its_gradient_and_hessian():
-    x, t, s = evals.llsq_args((9, 4))
+    x, t, s = llsq.args((9, 4))
     direct = sum((s[i] - sum(x[j] * t[i] ** j for j in range(4))) ** 2 for i in range(9)) / 2
-    assert evals.llsq(np, x, t, s) == pytest.approx(direct, rel=1e-14)
-    F = lambda u: evals.llsq(np, u, t, s)  # noqa: E731
-    np.testing.assert_allclose(complex_step(F, x), evals.llsq_gradient(x, t, s), rtol=1e-13)
-    hessian = complex_step(lambda u: evals.llsq_gradient(u, t, s), x)
+    assert llsq.primal(np, x, t, s) == pytest.approx(direct, rel=1e-14)
+    F = lambda u: llsq.primal(np, u, t, s)  # noqa: E731
+    np.testing.assert_allclose(complex_step(F, x), llsq.gradient(x, t, s), rtol=1e-13)
+    hessian = complex_step(lambda u: llsq.gradient(u, t, s), x)
     v = np.arange(1.0, 5.0)
-    np.testing.assert_allclose(evals.llsq_hvp(v, x, t, s), hessian @ v, rtol=1e-13)
+    np.testing.assert_allclose(llsq.hvp(v, x, t, s), hessian @ v, rtol=1e-13)
 
 
 @pytest.mark.parametrize("ell", [1, 2, 3, 5])
 def test_det_by_minors_and_its_exact_cofactors(ell):
-    (A,) = evals.det_args((ell,))
+    (A,) = det.args((ell,))
     M = A.reshape(ell, ell)
-    assert evals.det(np, A) == pytest.approx(np.linalg.det(M), rel=1e-12)
-    cofactors = evals.det_gradient(A)
-    np.testing.assert_allclose(cofactors, complex_step(lambda u: evals.det(np, u), A), rtol=1e-12, atol=1e-16)
+    assert det.primal(np, A) == pytest.approx(np.linalg.det(M), rel=1e-12)
+    cofactors = det.gradient(A)
+    by_complex_step = complex_step(lambda u: det.primal(np, u), A)
+    np.testing.assert_allclose(cofactors, by_complex_step, rtol=1e-12, atol=1e-16)
     np.testing.assert_allclose(cofactors, (np.linalg.det(M) * np.linalg.inv(M)).T.ravel(), rtol=1e-10)
 
 
@@ -84,7 +86,7 @@ def test_exact_cofactors_are_exact():
 
 
 def test_ode_is_rk4_and_its_jacobian_the_closed_form():
-    x, steps, shift, first = evals.ode_args((7, 3))
+    x, steps, shift, first = ode.args((7, 3))
     reference = np.zeros(7)  # RK4 written out on plain lists, index by index, as GradBench's C++
     h = steps[0]
 
@@ -97,12 +99,12 @@ def test_ode_is_rk4_and_its_jacobian_the_closed_form():
         k3 = f(reference + h * np.array(k2) / 2)
         k4 = f(reference + h * np.array(k3))
         reference = reference + h * (np.array(k1) + 2 * np.array(k2) + 2 * np.array(k3) + np.array(k4)) / 6
-    np.testing.assert_allclose(evals.ode(np, x, steps, shift, first), reference, rtol=1e-15)
-    q = evals.ode_coefficients(steps, 7)
+    np.testing.assert_allclose(ode.primal(np, x, steps, shift, first), reference, rtol=1e-15)
+    q = ode.coefficients(steps, 7)
     closed = [q[i + 1] * np.prod(x[: i + 1]) for i in range(7)]
     np.testing.assert_allclose(reference, closed, rtol=1e-14)
-    jacobian = complex_step(lambda u: evals.ode(np, u, steps, shift, first), x).T
-    np.testing.assert_allclose(evals.ode_jacobian(x, steps, shift, first), jacobian, rtol=1e-14, atol=1e-300)
+    jacobian = complex_step(lambda u: ode.primal(np, u, steps, shift, first), x).T
+    np.testing.assert_allclose(ode.jacobian(x, steps, shift, first), jacobian, rtol=1e-14, atol=1e-300)
 
 
 def test_rk4_solves_the_ode_exactly_only_up_to_four_entries():
@@ -110,10 +112,10 @@ def test_rk4_solves_the_ode_exactly_only_up_to_four_entries():
     RK4's equals it while n <= 4 (P's degree) and differs beyond; with s steps RK4's y_i is
     exactly 0 from i = 4s on."""
     for n, s, same in ((4, 1, True), (4, 5, True), (6, 2, False)):
-        x, steps, shift, first = evals.ode_args((n, s))
+        x, steps, shift, first = ode.args((n, s))
         solution = [2.0 ** (i + 1) / math.factorial(i + 1) * np.prod(x[: i + 1]) for i in range(n)]
-        assert np.allclose(evals.ode(np, x, steps, shift, first), solution, rtol=1e-14) is same
-    y = evals.ode(np, *evals.ode_args((9, 2)))
+        assert np.allclose(ode.primal(np, x, steps, shift, first), solution, rtol=1e-14) is same
+    y = ode.primal(np, *ode.args((9, 2)))
     assert np.all(y[:8] > 0) and y[8] == 0.0
 
 
@@ -127,8 +129,8 @@ def test_each_backends_ode_jacobian_equals_the_closed_form(entry, strategy):
     basis = strategies.jacobian_basis(strategy, select(args, 0), args[0].size)
     value, parts = target.numpy(target.jacobian(problem, strategy)(target.array(basis), *target.array(args)))
     value, jacobian = strategies.jacobian_matrix(strategy, value, parts)
-    np.testing.assert_allclose(jacobian, evals.ode_jacobian(*args), rtol=1e-14, atol=1e-17)
-    np.testing.assert_allclose(value, evals.ode(np, *args), rtol=1e-15)
+    np.testing.assert_allclose(jacobian, ode.jacobian(*args), rtol=1e-14, atol=1e-17)
+    np.testing.assert_allclose(value, ode.primal(np, *args), rtol=1e-15)
 
 
 @pytest.mark.parametrize("name", sorted(EVALS))

@@ -95,3 +95,69 @@ def test_the_width_runs_noise_is_what_the_run_holds():
     assert (backend, strategy) == (worst.backend, worst.strategy)
     assert (n.replace("M", "000000"), int(d)) == (str(worst.size[0]), worst.size[1])
     assert (float(median), float(iqr)) == (round(worst.median * 1e3, 1), round(worst.iqr * 1e3, 1))
+
+
+# --- Checking your own function, and problems from a file, as written ----------------------------------
+
+
+def test_the_check_example_runs_as_written_and_prints_the_report_shown(tmp_path):
+    pytest.importorskip("torch")
+    text = section("### Checking your own function")
+    example, fixture = re.findall(r"```python\n(.*?)```", text, re.S)
+    (shown,) = re.findall(r"```\n(FAIL .*?)```", text, re.S)
+    done = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert shown.strip() in done.stdout
+    (tmp_path / "test_mine.py").write_text(fixture)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mine.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_detection_tables_harness_row_is_measured():
+    pytest.importorskip("torch")
+    text = section("### Checking your own function")
+    command = "python scripts/detection.py"
+    assert command in text
+    done = subprocess.run(
+        [
+            sys.executable,
+            "scripts/detection.py",
+            "--tool",
+            "harness-torch",
+            "--dtype",
+            "float64",
+            "--order",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith("| harness-torch")]
+    assert row in text
+
+
+def test_the_problems_file_example_runs_as_written(tmp_path):
+    pytest.importorskip("autograd")
+    text = section("### A problem")
+    (code,) = [c for c in re.findall(r"```python\n(.*?)```", text, re.S) if "PROBLEMS = [" in c]
+    (tmp_path / "my_problems.py").write_text(code)
+    (command,) = [line.strip() for line in text.splitlines() if "--problems my_problems.py -p" in line]
+    argv = command.split()
+    assert argv[:2] == ["python", "-m"]
+    done = subprocess.run(
+        [sys.executable, *argv[1:], "-q"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "HARNESS_BACKENDS"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("bump", "quadratic", "softsign"):
+        assert re.search(rf"autograd .* {name} ", done.stdout)

@@ -13,6 +13,8 @@ pytest-benchmark itself is), so its options work wherever gradient-harness is in
   of the session the recorded benchmarks are saved as one new run under ``results/`` (or
   ``--harness-results DIR``), made with pytest-benchmark's public hooks and written by
   `harness.results.runs`. Sessions that record nothing save nothing.
+- The ``assert_gradients`` fixture is `harness.assert_gradients` (check your own function's
+  derivatives, `harness.api`) whose failure shows the mismatch report alone, no traceback.
 """
 
 from __future__ import annotations
@@ -100,6 +102,21 @@ def harness_benchmark(benchmark, request):
         found = conditions.flags(others, waited, stats.stats.median, stats.stats.iqr)
         benchmark.extra_info.update(contention=others, run_queue_wait=waited, flags=found)
         request.config.stash[RECORDED].append(stats)
+
+
+@pytest.fixture
+def assert_gradients():
+    """``assert_gradients(fn, *args, **options)``: `harness.api.assert_gradients`; a failing
+    check fails the test with the mismatch report as its message."""
+    from harness import api  # here: a session that never asks for it imports no validation
+
+    def assert_(fn, *args, **options):
+        try:
+            return api.assert_gradients(fn, *args, **options)
+        except AssertionError as exc:
+            pytest.fail(str(exc), pytrace=False)
+
+    return assert_
 
 
 @pytest.hookimpl(optionalhook=True)

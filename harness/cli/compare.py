@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import plugins
+from harness import problem_files
 from harness.benchmark import cases, measure
 from harness.cli import options
 from harness.cli.output import (
@@ -58,6 +58,7 @@ def add_parser(sub) -> None:
         "torch.compile of order 9 alone took 275 s on a 2-core Xeon)",
     )
     options.add_backends(cmp, "backends for the quick run (default: all installed)")
+    options.add_problem_files(cmp)
     options.add_jobs(
         cmp,
         "time each backend in its own process, one after another, with a time limit",
@@ -96,6 +97,7 @@ def from_args(args) -> int:
             "--backend": args.backend,
             "--threads": args.threads,
             "--passes": args.passes != 1,
+            "--problems": args.problems,
         }
         given = [name for name, value in quick.items() if value]
         if given:
@@ -119,6 +121,7 @@ def from_args(args) -> int:
     jobs_pool = pool(args.executor, args.address, args.timeout, 1, args.isolate)
     return compare_here(
         backends=args.backend,
+        problem_specs=tuple(args.problems or ()),
         profile=args.profile,
         threads=args.threads,
         passes=args.passes,
@@ -145,12 +148,13 @@ def compare_here(
     quiet: bool,
     save_to: Path | None,
     run_to,
+    problem_specs: tuple[str, ...] = (),
     **shown,
 ) -> int:
     """Validate and time the installed backends here, deliver the run, then show it."""
-    registry = plugins.load()
+    registry = problem_files.load(problem_specs)
     run, failed, interrupted = _benchmark_here(
-        backends, profile, (threads, passes), registry, jobs_pool, isolate, quiet
+        backends, profile, (threads, passes), registry, jobs_pool, isolate, quiet, problem_specs
     )
     if run is None:
         return interrupted.exit_code if interrupted else EXIT_FAIL
@@ -178,7 +182,7 @@ def compare_here(
 
 
 def _benchmark_here(
-    backends, profile, settings, registry, jobs_pool, isolate, quiet
+    backends, profile, settings, registry, jobs_pool, isolate, quiet, problem_specs=()
 ) -> tuple[dict | None, bool, Interrupted | None]:
     """The quick run: (the run, or None if nothing was timed, whether a backend failed, the
     interrupt). Backends are timed one after another, each isolated when it can be (side by side
@@ -186,7 +190,14 @@ def _benchmark_here(
     (threads, passes), entries = settings, registry.select_backends(backends)
     available = [e for e in entries if not e.unavailable]
     jobs = [
-        Job("benchmark", e.name, profile=profile, threads=threads, passes=passes)
+        Job(
+            "benchmark",
+            e.name,
+            profile=profile,
+            problem_files=problem_specs,
+            threads=threads,
+            passes=passes,
+        )
         for _ in range(passes)
         for e in available
     ]

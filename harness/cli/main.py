@@ -1,5 +1,5 @@
 """``python -m harness``: list backends and problems, validate derivatives, compare benchmarks,
-time distributed gradients.
+time distributed gradients, speak GradBench's protocol.
 
 Each command is a module of this package with the same shape: ``add_parser`` adds its
 subcommand and options, and sets a handler that turns ``args`` into keyword arguments at the
@@ -15,11 +15,11 @@ import signal
 import sys
 
 from harness import __version__
-from harness.cli import compare, list, scale, tolerances, validate
+from harness.cli import compare, gradbench, list, scale, tolerances, validate
 from harness.cli.output import EXIT_USAGE
 from harness.plugins import UsageError
 
-COMMANDS = (list, validate, compare, scale, tolerances)
+COMMANDS = (list, validate, compare, scale, tolerances, gradbench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ import argparse
 import math
 import re
 
-from harness import expected, plugins
+from harness import expected, plugins, problem_files
 
 MAX_ORDER = 30
 MAX_WORLD = 128
@@ -128,6 +128,24 @@ def add_backends(parser: argparse.ArgumentParser, help: str | None = None) -> No
         action="extend",
         help=help or f"backends to run, comma-separated (default: ${plugins.BACKENDS_ENV} or all installed)",
     )
+
+
+def add_problem_files(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--problems",
+        metavar="FILE",
+        type=problem_file,
+        action="append",
+        help="also register the problems a Python file defines (a PROBLEMS list, or a "
+        "harness_register_problems hookimpl), or MODULE:ATTRIBUTE; repeatable",
+    )
+
+
+def problem_file(text: str) -> str:
+    """A problems file (made absolute: child processes load it again) or ``module:attribute``."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty name: give a problems file or module:attribute")
+    return problem_files.absolute(text)
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:

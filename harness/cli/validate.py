@@ -10,6 +10,7 @@ import sys
 import time
 
 from harness import __version__, expected, plugins
+from harness import problem_files as loading
 from harness.cli import options
 from harness.cli.output import EXIT_FAIL, EXIT_OK, check_destination, deliver
 from harness.cli.running import pool, run_with_progress
@@ -31,8 +32,9 @@ def add_parser(sub) -> None:
         type=options.names,
         action="extend",
         help="problems to run, or 'all' (default: the notebook's and the synthetic "
-        "logistic loss; `list` marks them)",
+        "logistic loss, and every problem of --problems; `list` marks them)",
     )
+    options.add_problem_files(val)
     val.add_argument(
         "-o",
         "--order",
@@ -95,6 +97,7 @@ def from_args(args) -> int:
     return validate(
         backends=args.backend,
         problems=args.problem,
+        problem_files=tuple(args.problems or ()),
         orders=args.order,
         dtypes=args.dtype,
         modes=args.mode,
@@ -128,11 +131,15 @@ def validate(
     address: str | None,
     quiet: bool,
     agreement: bool,
+    problem_files: tuple[str, ...] = (),
 ) -> int:
     jobs_pool = pool(executor, address, timeout, os.cpu_count() or 1, isolate)
-    registry = plugins.load()
+    registry = loading.load(problem_files)
     entries = registry.select_backends(backends)
     chosen = registry.select_problems(problems)
+    if problems is None and problem_files:  # the file's problems run, default or not
+        chosen += [p for p in registry.problems.values() if registry.origins[p.name] in problem_files]
+        chosen = list({p.name: p for p in chosen}.values())
     check_destination(output, "--output")
     # Under Ray each named device is a job of its own, placed where that device is.
     per_job = [(d,) for d in devices] if executor == "ray" and devices else [options.as_tuple(devices)]
@@ -146,6 +153,7 @@ def validate(
             strategies=options.as_tuple(strategies),
             devices=job_devices,
             orders=orders,
+            problem_files=problem_files,
         )
         for e in entries
         if not e.unavailable

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from harness import plugins
+from harness import problem_files
 from harness.execution import runner
 from harness.jobs import Interrupted, Job, Listener, Outcome, fold_event
 
@@ -302,8 +302,8 @@ def _job_on_a_node(job: dict, timeout: float) -> dict:
 
     node_id = ray.get_runtime_context().get_node_id()
     node = f"{socket.gethostname()} {node_id[:12]} pid {os.getpid()}"
-    registry = plugins.load()
     chosen = Job.from_json(job)
+    registry = problem_files.load(chosen.problem_files)
     if chosen.backend in registry.backends:
         with _interruptible():
             (outcome,) = runner.run_jobs([chosen], registry, runner.LocalPool(timeout), listener=keep)

@@ -1,0 +1,186 @@
+"""GradBench's function names mapped to computations on a backend and to float64 oracles.
+
+An eval module speaks GradBench's protocol (`harness.gradbench`) through three names:
+
+- ``gradbench_input(size=None) -> dict``: GradBench's ``evaluate`` input at ``size`` (the
+  module's ``args`` size tuple), without ``min_runs``/``min_seconds``, drawn as GradBench
+  draws it.
+- ``from_gradbench(input) -> tuple``: the problem's arguments (float64 numpy) from such an
+  input, GradBench's or the harness's own.
+- ``GRADBENCH``: ``{function name: Function}``, one `Function` per GradBench function of the eval
+  (``primal``/``gradient``; ode's ``gradient`` is the gradient of ``y_{n-1}``), each built here
+  (`value`, `gradient`, `jacobian_row`) or by the module for a shape of its own.
+
+A `Function` says how a backend computes it (``prepare``: through `harness.target.Target` and
+`harness.strategies`, so a third-party backend serves it unchanged), how the result becomes
+GradBench's JSON output (``output``), how a tool's JSON output reads back (``parse``) and which
+float64 oracles judge it (``oracles``), by the tolerance rule of `harness.validation.tolerances`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from harness import oracles as oracles_mod
+from harness import strategies
+from harness.pytree import flatten
+from harness.validation.tolerances import FD_RTOL, tolerance
+from harness.validation.verdicts import ShapeMismatch
+
+
+@dataclass(frozen=True)
+class Oracle:
+    """A float64 reference for a function's result: ``along`` projects the flat result first
+    (``None``: compared entry by entry); the allowed gap is the tolerance rule's plus ``slack``."""
+
+    name: str
+    reference: np.ndarray
+    rtol: float
+    slack: Any = 0.0
+    along: np.ndarray | None = None
+    points: str = ""
+
+
+def to_json(result: Any) -> Any:
+    """A float64 numpy result as GradBench's JSON: a number, or (nested) lists of numbers."""
+    array = np.asarray(result, np.float64)
+    return float(array) if array.ndim == 0 else array.tolist()
+
+
+def numbers(output: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """A tool's JSON output read as float64 of ``shape`` (``()``: one number); `ShapeMismatch`
+    naming what it is instead. NaN and infinity pass through (they are judged, not refused)."""
+
+    def ok(item: Any, depth: int) -> bool:
+        if depth == len(shape):
+            return isinstance(item, int | float) and not isinstance(item, bool)
+        return isinstance(item, list) and len(item) == shape[depth] and all(ok(i, depth + 1) for i in item)
+
+    if not ok(output, 0):
+        raise ShapeMismatch(f"expected {_describe(shape)}, got {_summary(output)}")
+    return np.asarray(output, np.float64)
+
+
+def _describe(shape: tuple[int, ...]) -> str:
+    return "a number" if not shape else "an array of shape " + " x ".join(map(str, shape))
+
+
+def _summary(output: Any) -> str:
+    if isinstance(output, list):
+        inner = f" of {_summary(output[0])}" if output else ""
+        return f"a list of {len(output)}{inner}"
+    return f"{type(output).__name__} {output!r}"[:80]
+
+
+@dataclass(frozen=True)
+class Function:
+    """One GradBench function of an eval.
+
+    ``order`` (0 the value, 1 a derivative) and ``strategy`` name it in checks and expected
+    outcomes. ``prepare(target, problem, args)`` returns a callable on the backend's arrays of
+    the problem's arguments (``args``: them in float64 numpy, for what depends on their sizes);
+    ``oracles(problem, args)`` the references for float64 ``args`` (the first one's shape, or
+    its ``along``'s columns, is the output's shape); ``output`` turns the numpy result into
+    GradBench's JSON and ``parse(output, shape)`` reads a tool's JSON back.
+    """
+
+    order: int
+    strategy: str
+    prepare: Callable[[Any, Any, tuple], Callable]
+    oracles: Callable[[Any, tuple], list[Oracle]]
+    output: Callable[[Any], Any] = to_json
+    parse: Callable[[Any, tuple], np.ndarray] = field(default=numbers)
+
+
+# --- primal: the function's value ------------------------------------------------------------------
+
+
+def _value_oracles(problem, args: tuple) -> list[Oracle]:
+    rtol = tolerance("float64", 0)
+    slack = rtol * problem.value_magnitude(*args) if getattr(problem, "value_magnitude", None) else 0.0
+    reference = np.asarray(problem.fn(np, *args), np.float64)
+    return [Oracle("numpy-float64", reference, rtol, slack, points="value")]
+
+
+def value() -> Function:
+    """``primal``: the problem's function (a number, or a vector for a Jacobian problem)."""
+    return Function(0, "-", lambda target, problem, args: target.value(problem), _value_oracles)
+
+
+# --- gradient: of a scalar loss, or of one entry of a vector function ------------------------------
+
+
+def _derivative_oracles(F: Callable, theta: np.ndarray, exact: list[Oracle], magnitude) -> list[Oracle]:
+    """``exact`` plus a complex step and central differences of ``F`` at ``theta``, along the unit
+    basis up to `oracles.FULL_GRADIENT_LIMIT` entries, else along seeded random directions."""
+    rtol = tolerance("float64", 1)
+    rows = oracles_mod.directions(theta.size)
+    where = "full gradient" if theta.size <= oracles_mod.FULL_GRADIENT_LIMIT else f"{len(rows)} directions"
+    slack = rtol * (np.abs(rows) @ magnitude)
+    central, error = oracles_mod.central_difference(F, theta, rows)
+    return exact + [
+        Oracle("complex-step", oracles_mod.complex_step(F, theta, rows), rtol, slack, rows, where),
+        Oracle("central-difference", central, max(rtol, FD_RTOL), slack + 4 * error, rows, where),
+    ]
+
+
+def _gradient_oracles(problem, args: tuple) -> list[Oracle]:
+    rtol = tolerance("float64", 1)
+    F, theta = oracles_mod.of_flat_parameters(problem.fn, np, args, problem.argnums)
+    magnitude = flatten(problem.magnitude(*args)) if problem.magnitude else np.zeros_like(theta)
+    exact = []
+    if problem.gradient is not None:
+        closed = flatten(problem.gradient(*args))
+        exact.append(Oracle(problem.gradient_oracle, closed, rtol, rtol * magnitude, points="full gradient"))
+    return _derivative_oracles(F, theta, exact, magnitude)
+
+
+def _gradient_prepare(target, problem, args: tuple) -> Callable:
+    value_and_grad = target.value_and_grad(problem)
+    return lambda *args: value_and_grad(*args)[1]
+
+
+def gradient() -> Function:
+    """``gradient``: a scalar loss's gradient w.r.t. its selected arguments, by reverse mode
+    (`Target.value_and_grad`), flattened as GradBench's ``[n]``."""
+    return Function(1, "reverse", _gradient_prepare, _gradient_oracles, output=lambda g: to_json(flatten(g)))
+
+
+def jacobian_row(row: int, closed_form: Callable | None = None) -> Function:
+    """``gradient`` of entry ``row`` of a vector function: one row of its Jacobian, by the reverse
+    strategy of `harness.strategies.jacobian` (one vector-Jacobian product, the unit cotangent
+    passed in as data). ``closed_form(*args)``, when given, is that row in float64."""
+
+    def prepare(target, problem, args: tuple) -> Callable:
+        f = partial(problem.fn, target.backend.namespace())
+        rows = target.compiled(strategies.jacobian(target.backend, f, problem.argnums, "reverse"))
+        outputs = np.size(problem.fn(np, *args))
+        basis = target.array((np.eye(outputs)[row],))
+        return lambda *backend_args: rows(basis, *backend_args)[1][0]
+
+    def oracles(problem, args: tuple) -> list[Oracle]:
+        F, theta = oracles_mod.of_flat_parameters(problem.fn, np, args, problem.argnums)
+        exact = []
+        if closed_form is not None:
+            reference = np.asarray(closed_form(*args), np.float64)
+            exact.append(Oracle("closed-form", reference, tolerance("float64", 1), points=f"row {row}"))
+        return _derivative_oracles(lambda t: F(t)[row], theta, exact, np.zeros_like(theta))
+
+    return Function(1, "reverse", prepare, oracles, output=lambda g: to_json(flatten(g)))
+
+
+def finite(result: Any) -> str | None:
+    """Why a numpy result is no GradBench output (NaN or infinity, and where), or ``None``."""
+    array = np.asarray(result, np.float64)
+    bad = ~np.isfinite(array)
+    if not bad.any():
+        return None
+    first = int(np.argmax(bad.ravel()))
+    return (
+        f"{int(bad.sum())} of {array.size} entries are not finite (flat index {first}: {array.flat[first]})"
+    )

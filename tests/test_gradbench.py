@@ -1,0 +1,305 @@
+"""GradBench's protocol both ways, with no network: a driver here plays GradBench's eval against
+``gradbench serve``, ``gradbench check`` judges ``serve`` itself and tools written here with one
+fault each, and ``gradbench run`` pipes an eval written here to ``serve``. autograd serves
+throughout (the fastest backend to start)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import expected
+from harness.cli.main import main
+from harness.evals import llsq, lse, ode
+from harness.gradbench import protocol
+from harness.gradbench.serve import Server
+from harness.validation.tolerances import tolerance
+
+pytest.importorskip("autograd")
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVE = f"{sys.executable} -m harness gradbench serve --backend autograd"
+
+
+class Eval:
+    """GradBench's side of a session: one message out, one line back, ids from 0."""
+
+    def __init__(self, command: str, **kwargs) -> None:
+        self.process = subprocess.Popen(
+            command.split(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, **kwargs
+        )
+        self.next_id = 0
+        self.lines: list[str] = []
+
+    def send(self, kind: str, **fields) -> dict:
+        message = {"id": self.next_id, "kind": kind} | fields
+        self.next_id += 1
+        return self.raw(json.dumps(message), message["id"])
+
+    def raw(self, line: str, id) -> dict:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        self.lines.append(answer)
+        response = json.loads(answer)
+        assert response["id"] == id
+        return response
+
+    def close(self) -> str:
+        self.process.stdin.close()
+        rest = self.process.stdout.read()
+        assert self.process.wait(timeout=60) == 0
+        return rest
+
+
+def test_serve_answers_gradbench_as_a_tool(tmp_path):
+    log = tmp_path / "session.jsonl"
+    session = Eval(f"{SERVE} --log {log}", stderr=subprocess.PIPE)
+    started = session.send("start", eval="lse")
+    assert started["config"]["backend"] == "autograd" and started["config"]["version"]
+    assert session.send("define", module="lse")["success"] is True
+    unknown = session.send("define", module="no-such-eval")
+    assert unknown["success"] is False and "no eval 'no-such-eval'" in unknown["error"]
+
+    x = np.random.default_rng(1).random(10)
+    primal = session.send(
+        "evaluate",
+        module="lse",
+        function="primal",
+        input={"x": x.tolist(), "min_runs": 3, "min_seconds": 0.05},
+    )
+    runs = [t["nanoseconds"] for t in primal["timings"] if t["name"] == "evaluate"]
+    assert len(runs) >= 3 and sum(runs) >= 0.05e9  # at least min_runs, and until min_seconds
+    assert [t["name"] for t in primal["timings"]][:2] == ["prepare", "first-call"]
+    assert primal["output"] == pytest.approx(lse.primal(np, x), rel=tolerance("float64", 0))
+
+    gradient = session.send("evaluate", module="lse", function="gradient", input={"x": x.tolist()})
+    assert np.allclose(gradient["output"], lse.softmax(x), rtol=1e-13, atol=0)
+    assert list(session.send("analysis", of=gradient["id"], valid=False, error="a verdict")) == ["id"]
+
+    ode_input = ode.gradbench_input((5, 1))
+    row = session.send("evaluate", module="ode", function="gradient", input=ode_input)["output"]
+    assert np.allclose(row, ode.jacobian(*ode.from_gradbench(ode_input))[-1], rtol=1e-13, atol=0)
+
+    broken = session.send("evaluate", module="lse", function="hessian", input={"x": [1.0]})
+    assert broken["success"] is False and "no function 'hessian'" in broken["error"]
+    assert session.raw("{not json", None)["success"] is False
+    assert session.close() == ""
+    assert all(
+        set(json.loads(line)) <= {"id", "tool", "config", "success", "error", "output", "timings"}
+        for line in session.lines
+    )
+    kept = [json.loads(line) for line in log.read_text().splitlines()]
+    analyses = [k["message"] for k in kept if k.get("message", {}).get("kind") == "analysis"]
+    assert [(a["of"], a["valid"], a["error"]) for a in analyses] == [(gradient["id"], False, "a verdict")]
+    assert "1 invalid" in session.process.stderr.read()
+
+
+def test_serve_defines_only_what_the_backend_is_expected_to_do(registry):
+    entry = registry.backends["autograd"]
+    assert Server(entry).undefined("lse") is None
+    assert "does not offer mode 'jit'" in Server(entry, mode="jit").undefined("lse")
+    failing = expected.parse("lse reverse * float64 * fail # a known bug", "test.expected")
+    listed = Server(type(entry)(entry.backend, entry.plugin, entry.version, None, failing))
+    assert "test.expected:1" in listed.undefined("lse") and "a known bug" in listed.undefined("lse")
+    assert listed.undefined("llsq") is None
+
+
+def test_serve_answers_a_result_that_is_not_finite_with_a_failure(registry):
+    server = Server(registry.backends["autograd"])
+    huge = llsq.gradbench_input((16, 4)) | {"x": [1e200] * 4}  # the residuals' squares overflow
+    answer = server.answer(
+        {"id": 3, "kind": "evaluate", "module": "llsq", "function": "primal", "input": huge}
+    )
+    assert answer["success"] is False and "not finite" in answer["error"]
+    protocol.dumps(answer)  # strict JSON: no bare NaN
+
+
+def check(tmp_path, tool: str, *extra: str) -> tuple[int, dict]:
+    out = tmp_path / "report.json"
+    code = main(["gradbench", "check", "--tool", tool, "--format", "json", "--output", str(out), *extra])
+    return code, json.loads(out.read_text())
+
+
+def test_check_judges_serve_itself_with_the_harness_oracles(tmp_path):
+    code, report = check(tmp_path, SERVE, "-p", "lse,ode", "--size", "ode=6,2", "--min-runs", "2")
+    assert code == 0
+    checks = report["checks"]
+    assert {c["oracle"] for c in checks} == {
+        "numpy-float64",
+        "closed-form",
+        "complex-step",
+        "central-difference",
+    }
+    assert all(c["status"] == "pass" and c["backend"] == "gradient-harness autograd" for c in checks)
+    assert [(t["eval"], t["function"]) for t in report["timings"]] == [
+        ("lse", "primal"),
+        ("lse", "gradient"),
+        ("ode", "primal"),
+        ("ode", "gradient"),
+    ]
+    assert all(sum(t["name"] == "evaluate" for t in r["timings"]) >= 2 for r in report["timings"])
+
+
+FAULTY = textwrap.dedent(
+    """
+    import json, math, sys, time
+    fault = sys.argv[1]
+    for line in sys.stdin:
+        m = json.loads(line)
+        r = {"id": m["id"]}
+        if m["kind"] == "define":
+            r["success"] = fault != "undefined"
+        elif m["kind"] == "evaluate":
+            x = m["input"]["x"]
+            a = max(x)
+            s = sum(math.exp(v - a) for v in x)
+            out = math.log(s) + a if m["function"] == "primal" else [math.exp(v - a) / s for v in x]
+            if m["function"] == "gradient":
+                if fault == "wrong":
+                    out[0] *= 1 + 1e-9
+                elif fault == "shape":
+                    out = out[:-1]
+                elif fault == "nan":
+                    out[2] = float("nan")
+                elif fault == "crash":
+                    sys.exit("crashed on purpose")
+                elif fault == "hang":
+                    time.sleep(600)
+                elif fault == "order":
+                    r["id"] += 1
+                elif fault == "refuse":
+                    print("no gradient here", file=sys.stderr)
+                    r |= {"success": False, "error": "not implemented"}
+            r.setdefault("success", True)
+            if r["success"]:
+                r |= {"output": out, "timings": [{"name": "evaluate", "nanoseconds": 1000}]}
+        print(json.dumps(r), flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "classification", "words"),
+    [
+        ("wrong", "fail", "wrong derivative", ""),
+        ("shape", "error", "wrong shape", "expected an array of shape 32, got a list of 31"),
+        ("nan", "fail", "overflow/nan", "wrote NaN"),
+        ("crash", "error", "crash", "crashed on purpose"),
+        ("hang", "error", "timeout", "process group was killed"),
+        ("order", "error", "protocol", "out of order"),
+        ("refuse", "error", "exception", "not implemented"),
+        ("undefined", "unsupported", None, "undefined"),
+    ],
+)
+def test_check_classifies_a_faulty_tool(tmp_path, fault, status, classification, words):
+    script = tmp_path / "tool.py"
+    script.write_text(FAULTY)
+    timeout = ["--timeout", "2"] if fault == "hang" else []
+    code, report = check(tmp_path, f"{sys.executable} {script} {fault}", "-p", "lse", *timeout)
+    checks = report["checks"]
+    if fault != "hang":  # under load even the start may be what times out
+        assert (
+            checks[0]["oracle"] == "numpy-float64" and checks[0]["status"] == "pass" or fault == "undefined"
+        )
+    last = next((c for c in checks if c["status"] != "pass"), checks[-1])
+    assert (last["status"], last["classification"]) == (status, classification)
+    assert words in last["message"]
+    assert code == (0 if fault == "undefined" else 1)
+    if fault == "wrong":  # GradBench's 1e-4 would let a 1e-9 relative error through
+        assert last["max_rel_err"] == pytest.approx(1e-9, rel=1e-3)
+
+
+def test_check_refuses_an_unknown_eval_and_a_stray_size(tmp_path, capsys):
+    assert main(["gradbench", "check", "--tool", SERVE, "-p", "kmeans-x"]) == 2
+    assert main(["gradbench", "check", "--tool", SERVE, "-p", "lse", "--size", "det=3"]) == 2
+    assert "not among the evals sent" in capsys.readouterr().err
+
+
+EVAL = textwrap.dedent(
+    """
+    import json, sys
+    def ask(message):
+        print(json.dumps(message), flush=True)
+        return json.loads(sys.stdin.readline())
+    ask({"id": 0, "kind": "start", "eval": "lse"})
+    assert ask({"id": 1, "kind": "define", "module": "lse"})["success"]
+    x = [0.5, 0.25, 1.0]
+    runs = {"min_runs": 1, "min_seconds": 0}
+    r = ask({"id": 2, "kind": "evaluate", "module": "lse", "function": "gradient", "input": {"x": x} | runs})
+    valid = abs(sum(r["output"]) - 1) < 1e-12 and sys.argv[1] == "fair"
+    ask({"id": 3, "kind": "analysis", "of": 2, "valid": valid})
+    """
+)
+
+
+@pytest.mark.parametrize(("verdict", "code"), [("fair", 0), ("strict", 4)])
+def test_run_pipes_an_eval_to_serve_as_gradbench_run_does(tmp_path, verdict, code):
+    script = tmp_path / "eval.py"
+    script.write_text(EVAL)
+    log = tmp_path / "log.jsonl"
+    assert (
+        main(
+            [
+                "gradbench",
+                "run",
+                "--eval",
+                f"{sys.executable} {script} {verdict}",
+                "--tool",
+                SERVE,
+                "-o",
+                str(log),
+            ]
+        )
+        == code
+    )
+    sides = [next(iter(set(json.loads(line)) - {"elapsed"})) for line in log.read_text().splitlines()]
+    assert sides == ["message", "response"] * 4
+
+
+NOISY = textwrap.dedent(
+    """
+    import os, sys, warnings
+    from backends.autograd import AutogradBackend
+    from harness import hookimpl, plugins
+    from harness.gradbench.serve import serve
+
+    class Noisy(AutogradBackend):
+        name = "noisy"
+
+        def value_and_grad(self, f, argnums):
+            print("a framework's print")
+            os.write(1, b"a C library's write to fd 1\\n")
+            warnings.warn("a framework's warning")
+            return super().value_and_grad(f, argnums)
+
+    class Plugin:
+        @hookimpl
+        def harness_register_backends(register):
+            register(Noisy())
+
+    (entry,) = plugins.load(extra=[("noisy", Plugin)]).select_backends(["noisy"])
+    sys.exit(serve(entry, "eager", "cpu"))
+    """
+)
+
+
+def test_serve_keeps_stdout_to_protocol_lines_when_the_framework_prints(tmp_path):
+    script = tmp_path / "noisy.py"
+    script.write_text(NOISY)
+    session = Eval(
+        f"{sys.executable} {script}", stderr=subprocess.PIPE, env=os.environ | {"PYTHONPATH": str(ROOT)}
+    )
+    assert session.send("define", module="lse")["success"] is True
+    answer = session.send("evaluate", module="lse", function="gradient", input={"x": [0.5, 1.5]})
+    assert answer["success"] is True and np.allclose(answer["output"], lse.softmax(np.array([0.5, 1.5])))
+    assert session.close() == ""
+    noise = session.process.stderr.read()
+    assert "a framework's print" in noise and "fd 1" in noise and "a framework's warning" in noise
