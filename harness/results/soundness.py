@@ -44,7 +44,7 @@ def machine_lines(run: str, info: dict) -> list[str]:
     requested = info.get("threads_requested")
     chosen = "each framework its own choice" if requested is None else f"{requested} for every backend"
     passes = info.get("passes")
-    lines.append(f"  threads: {chosen}" + (f"; {passes} interleaved passes" if passes else ""))
+    lines.append(f"  threads: {chosen}" + (f"; {passes} interleaved passes" if (passes or 1) > 1 else ""))
     by_backend = info.get("threads_by_backend") or {"": (after or before).get("threads")}
     for backend, threads in by_backend.items():
         lines.append(f"  {backend + ': ' if backend else ''}{_threads(threads or {})}")
