@@ -97,7 +97,7 @@ Hessian-vector products (grad of <grad f, v>; jvp of grad f along v)."""
 NAMESPACE = ("tanh", "exp", "log", "log1p", "sin", "cos", "sum", "max", "ones_like")
 """What `Backend.namespace` must offer: the functions problems use and the host composes with."""
 REQUIRED_METHODS = ("devices", "namespace", "asarray", "to_numpy", "value_and_grad", "block_until_ready")
-OPTIONAL_METHODS = ("jvp", "derivative", "compile", "no_gpu_reason", "event_times")
+OPTIONAL_METHODS = ("jvp", "derivative", "compile", "no_gpu_reason", "event_times", "peak_memory")
 
 
 @runtime_checkable
@@ -137,6 +137,9 @@ class Backend(Protocol):
       and what to install (``python -m harness list`` shows it).
     - `event_times`: the device's own clock (CUDA events), for the benchmark
       suite's check of its host-clock timings.
+    - `peak_memory`: the device allocator's peak during one call, for the
+      benchmarks' memory column on a GPU (on the CPU the host reads the
+      resident set's high-water mark itself).
     - ``expected``: the path of a text file listing the combinations the backend
       is known to fail or not support (format: `harness.expected`).
 
@@ -239,6 +242,14 @@ class OptionalMethods(Protocol):
         waiting only for the second. Raise ``NotImplementedError`` for a device
         without such a clock. The benchmark suite records the median beside its
         own timing of the same call, whose ratio to it should be near 1.
+        """
+
+    def peak_memory(self, call: Callable[[], Any], device: str) -> int | None:
+        """Bytes the device allocator's use rose to during one ``call()`` above where it stood
+        before (the inputs are on the device already; the result counts), e.g. with
+        ``torch.cuda.reset_peak_memory_stats`` and ``max_memory_allocated``. ``None`` where the
+        allocator cannot tell (its peak cannot be reset and the call did not pass it); raise
+        ``NotImplementedError`` for a device without an allocator to ask (the CPU).
         """
 
 
