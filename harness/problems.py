@@ -89,6 +89,14 @@ class GradientProblem:
     hand_written: Callable[..., Any] | None = None
     """``hand_written(xp, *args)``: (value, gradient) written out by hand, shaped like
     ``value_and_grad``'s: the benchmarks' reference, timed on each backend's arrays."""
+    hessian_diagonal: Callable[..., Any] | None = None
+    """``hessian_diagonal(*args)``: the diagonal of the Hessian w.r.t. the selected arguments in
+    closed form, shaped like the gradient; it turns on the diagonal-Hessian checks
+    (`harness.strategies.hessian_diagonal`)."""
+    diagonal_hessian: bool = False
+    """The whole Hessian is diagonal (no mixed second derivatives, as k-means' cost in its
+    centroids): its diagonal is then one Hessian-vector product along ones, where a general
+    Hessian needs one per unit vector (`harness.strategies.diagonal_probes`)."""
 
     def bytes_and_flops(self, args: tuple, itemsize: int) -> tuple[float | None, float | None]:
         """The cost model benchmarks divide by (`cost`, or its default)."""

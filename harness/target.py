@@ -85,3 +85,9 @@ class Target:
         in parts; `strategies.jacobian_basis` and `strategies.jacobian_matrix` go in and out."""
         f = partial(problem.fn, self.backend.namespace())
         return self.compiled(strategies.jacobian(self.backend, f, problem.argnums, strategy))
+
+    def hessian_diagonal(self, problem: GradientProblem, strategy: str) -> Callable:
+        """``diag(probes, *args)``: ``problem``'s gradient and Hessian diagonal by ``strategy``
+        (`strategies.hessian_diagonal`); `strategies.diagonal_probes` makes the probes."""
+        f = partial(problem.fn, self.backend.namespace())
+        return self.compiled(strategies.hessian_diagonal(self.backend, f, problem.argnums, strategy))

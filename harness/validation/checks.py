@@ -9,7 +9,8 @@ grows with the order and with looser dtypes and is never scaled by array size.
 Finite-difference oracles add their own error estimate to the allowed gap.
 
 Each result is judged and classified by `harness.validation.verdicts`. Full Jacobians of
-vector-valued problems are checked in `harness.validation.jacobians`, by the same rule.
+vector-valued problems are checked in `harness.validation.jacobians`, gradients with their
+Hessian's diagonal in `harness.validation.diagonals`, by the same rule.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from harness.plugins import BackendEntry
 from harness.problems import GradientProblem, JacobianProblem, Problem, ScalarProblem
 from harness.pytree import flatten, select, structure, substitute, tree_map, unflatten
 from harness.target import Target
+from harness.validation.diagonals import diagonal_checks
 from harness.validation.jacobians import jacobian_checks
 from harness.validation.tolerances import FD_RTOL, tolerance
 from harness.validation.verdicts import (
@@ -173,6 +175,9 @@ def _backend_checks(entry: BackendEntry, plan: Plan, progress: Progress) -> Iter
             )
             yield from _guarded(
                 _hvp_checks(job, problem, plan.orders, plan.strategies), job.head("-", problem.name)
+            )
+            yield from _guarded(
+                diagonal_checks(job, problem, plan.orders, plan.strategies), job.head("-", problem.name)
             )
         else:
             yield from _guarded(
