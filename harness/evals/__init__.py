@@ -12,9 +12,9 @@ drawn as GradBench draws them (`harness.evals.inputs`). This package is a built-
 from __future__ import annotations
 
 import harness
-from harness.evals import det, gmm, kmeans, llsq, lse, ode
+from harness.evals import det, gmm, kmeans, llsq, lse, lstm, ode
 
-MODULES = (lse, llsq, det, kmeans, gmm, ode)
+MODULES = (lse, llsq, det, kmeans, gmm, ode, lstm)
 """The evals, in the order `list` shows them."""
 
 PROBLEMS = tuple(problem for module in MODULES for problem in module.PROBLEMS)
