@@ -238,3 +238,4 @@ def test_list_shows_kmeans_gmm_and_lstm(capsys):
     listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)["problems"]}
     for name in NAMES:
         assert listed[name]["kind"] == "GradientProblem" and "GradBench" in listed[name]["description"]
+        assert not listed[name]["default"] and "Not in the default run" in listed[name]["description"]
