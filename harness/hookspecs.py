@@ -259,7 +259,8 @@ def harness_register_problems(register: Callable[[Any], None]) -> None:
     :param register: adds a `harness.problems.ScalarProblem` (an elementwise
         function whose n-th derivatives are checked), a
         `harness.problems.GradientProblem` (a scalar loss whose gradient w.r.t.
-        chosen arguments is checked) or a `harness.problems.JacobianProblem` (a
+        chosen arguments is checked, with its Hessian-vector products and its
+        Hessian's diagonal where it gives them in closed form) or a `harness.problems.JacobianProblem` (a
         function returning a 1-D array, whose full Jacobian w.r.t. chosen
         arguments is checked). Problems are written once against an array
         namespace and run on every backend.
