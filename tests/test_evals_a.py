@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from fakes import Scaled, plugin_of
 
-from harness import oracles, plugins, strategies
+from harness import evals, oracles, plugins, strategies
+from harness.benchmark import cases
 from harness.cli import main as cli
 from harness.evals import gmm, inputs, kmeans, lse, lstm
 from harness.pytree import flatten, select
@@ -239,3 +240,25 @@ def test_list_shows_kmeans_gmm_and_lstm(capsys):
     for name in NAMES:
         assert listed[name]["kind"] == "GradientProblem" and "GradBench" in listed[name]["description"]
         assert not listed[name]["default"] and "Not in the default run" in listed[name]["description"]
+
+
+def test_the_gradbench_profile_times_the_three_validated(fast):
+    found = [
+        c for c in cases.cases([fast], "gradbench", registered=evals.PROBLEMS) if c.problem.name in NAMES
+    ]
+    assert {(c.problem.name, c.strategy, c.size) for c in found if c.target.mode == "eager"} == {
+        (name, strategy, size)
+        for name, size in cases.PROFILES["gradbench"]["evals"].items()
+        for strategy in (cases.VALUE, "reverse", *([cases.DIAGONAL] if name == "kmeans" else []))
+    }
+    assert {c.target.dtype for c in found} == {"float64"}
+    small = cases.Case(Target(fast), PROBLEMS["kmeans"], kmeans.SIZE, 2, cases.DIAGONAL)
+    prepared = cases.prepare(small)
+    assert prepared.validated and prepared.detail == "closed-form gradient and diagonal"
+    gradient, diagonal = prepared.case.target.numpy(prepared.call())
+    np.testing.assert_allclose(gradient / diagonal, kmeans.direction(*kmeans.args()), rtol=1e-14)
+    scaled = Scaled(fast.backend, "value_and_grad")
+    entry = plugins.load(extra=[("scaled", plugin_of(scaled))], entry_points=False).backends[scaled.name]
+    assert not cases.prepare(
+        cases.Case(Target(entry), PROBLEMS["kmeans"], kmeans.SIZE, 2, cases.DIAGONAL)
+    ).validated
