@@ -79,9 +79,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dtype": "float64",
         "min_rounds": 3,
     },
-    # GradBench's evals by name at a size each (GradBench's smallest, lstm's c cut to fit 2
-    # cores), float64: the objective alone, its gradient, and k-means' gradient with its
-    # Hessian's diagonal (GradBench's dir), as GradBench's JAX tool computes it
+    # GradBench's evals by name: (size, modes or None for all), float64: the objective alone,
+    # its gradient, and k-means' gradient with its Hessian's diagonal (GradBench's dir, as
+    # GradBench's JAX tool computes it). GradBench's smallest sizes but lstm's, whose c steps
+    # are an unrolled Python loop: compilers trace every step (jax.jit's first value+grad
+    # call at c = 16 took 72 s on the 2-core Xeon under load), so it runs eager, c = 64
     "gradbench": {
         "logistic": [],
         "points": [],
@@ -89,7 +91,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "latency": [],
         "budget": 0.3,
         "dtype": "float64",
-        "evals": {"kmeans": (10, 1000, 8), "gmm": (2, 5, 1000), "lstm": (2, 64, 14)},
+        "evals": {
+            "kmeans": ((10, 1000, 8), None),
+            "gmm": ((2, 5, 1000), None),
+            "lstm": ((2, 64, 14), ("eager",)),
+        },
     },
 }
 DIAGONAL = "forward-over-reverse-diagonal"
@@ -240,12 +246,13 @@ def cases(
 
 
 def _eval_cases(target: Target, spec: dict, registered: Iterable[problems.Problem]) -> list[Case]:
-    """The profile's ``evals`` (name: size) among the registered problems, default or not: each
-    timed alone and with its gradient, and with its Hessian's diagonal where it has one."""
+    """The profile's ``evals`` (name: (size, modes)) among the registered problems, default or
+    not, in ``target``'s mode if listed: each timed alone and with its gradient, and with its
+    Hessian's diagonal where it has one."""
     named = {p.name: p for p in registered if isinstance(p, GradientProblem)}
     found = []
-    for name, size in spec.get("evals", {}).items():
-        if name in named:
+    for name, (size, modes) in spec.get("evals", {}).items():
+        if name in named and (modes is None or target.mode in modes):
             p = named[name]
             found += [Case(target, p, size, 0, VALUE), Case(target, p, size)]
             found += [Case(target, p, size, 2, DIAGONAL)] if p.hessian_diagonal else []
