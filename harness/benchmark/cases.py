@@ -83,7 +83,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # its gradient, and k-means' gradient with its Hessian's diagonal (GradBench's dir, as
     # GradBench's JAX tool computes it). GradBench's smallest sizes but lstm's, whose c steps
     # are an unrolled Python loop: compilers trace every step (jax.jit's first value+grad
-    # call at c = 16 took 72 s on the 2-core Xeon under load), so it runs eager, c = 64
+    # call at c = 16 took 72 s on a 2-core AMD EPYC under load), so it runs eager, c = 64
     "gradbench": {
         "logistic": [],
         "points": [],

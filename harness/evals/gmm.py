@@ -147,7 +147,7 @@ PROBLEMS = (
         "(GradBench's jacobian, a dict of those four), by complex step and central "
         "differences. GradBench's sizes d = 2 ... 64, k = 5 ... 100, n = 1000; here "
         "(d, k, n) = (2, 3, 10). Not in the default run: its JAX eager checks took 15-21 s "
-        "and torch.compile's up to 42 s per dtype (2-core Xeon, load 10)",
+        "and torch.compile's up to 42 s per dtype (2-core AMD EPYC, load 10)",
         default=False,
     ),
 )

@@ -103,7 +103,7 @@ PROBLEMS = (
         "(k, n, d) = (3, 12, 2): nearest centroids unique by 0.033 in squared distance, so "
         "differences with steps below 0.01 stay within one piece of the piecewise cost. Not in "
         "the default run: its torch.compile and JAX eager checks took 17-19 s and 7-9 s per "
-        "dtype (2-core Xeon, load 10)",
+        "dtype (2-core AMD EPYC, load 10)",
         gradient=gradient,
         magnitude=magnitude,
         hvp=hvp,

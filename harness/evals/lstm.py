@@ -111,7 +111,7 @@ PROBLEMS = (
         "(main_params, extra_params) (GradBench's jacobian: [8lb + 3b], the two flattened), by "
         "complex step and central differences. GradBench's sizes l = 2, 4, 6, c = 1024, "
         "4096, 8192; here (l, c, b) = (2, 4, 14). Not in the default run: torch.compile of "
-        "its gradient took 90 and 135 s (float32, float64; 2-core Xeon, load 10)",
+        "its gradient took 90 and 135 s (float32, float64; 2-core AMD EPYC, load 10)",
         default=False,
     ),
 )
