@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from harness.benchmark import cases
 from harness.cli import main as cli
 from harness.evals import gmm, inputs, kmeans, lse, lstm
 from harness.pytree import flatten, select
+from harness.results import runs
 from harness.target import Target
 from harness.validation import checks
 
@@ -263,3 +265,19 @@ def test_the_gradbench_profile_times_the_three_validated(fast):
     assert not cases.prepare(
         cases.Case(Target(entry), PROBLEMS["kmeans"], kmeans.SIZE, 2, cases.DIAGONAL)
     ).validated
+
+
+def test_the_readme_s_gradbench_figures_are_the_committed_run_s():
+    """The README quotes torch.compile's gmm gradient against torch eager's from the committed
+    gradbench run: the figures must be what the run holds."""
+    root = Path(__file__).resolve().parents[1]
+    (path,) = (root / "results").glob("20261127T113843Z_*.json")
+    rows = {(r.problem, r.backend, r.mode, r.strategy): r for r in runs.load(path)}
+    assert all(r.validated for r in rows.values())
+    assert {p for p, *_ in rows} == set(NAMES)
+    compiled, eager = rows["gmm", "torch", "jit", "reverse"], rows["gmm", "torch", "eager", "reverse"]
+    readme = " ".join((root / "README.md").read_text().split())
+    quoted = (
+        f"torch.compile's takes {compiled.median * 1e3:.0f} ms, {compiled.median / eager.median:.0f} times"
+    )
+    assert quoted in readme and f"torch eager's {eager.median * 1e3:.0f} ms" in readme
