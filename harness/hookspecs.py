@@ -94,7 +94,7 @@ STRATEGIES: dict[str, str] = {
 }
 """Strategies for n-th derivatives. ``reverse`` and ``forward-over-reverse`` also name the
 Hessian-vector products (grad of <grad f, v>; jvp of grad f along v)."""
-NAMESPACE = ("tanh", "exp", "log", "log1p", "sin", "cos", "sum", "max", "ones_like")
+NAMESPACE = ("tanh", "exp", "log", "log1p", "sin", "cos", "sum", "max", "min", "ones_like")
 """What `Backend.namespace` must offer: the functions problems use and the host composes with."""
 REQUIRED_METHODS = ("devices", "namespace", "asarray", "to_numpy", "value_and_grad", "block_until_ready")
 OPTIONAL_METHODS = ("jvp", "derivative", "compile", "no_gpu_reason", "event_times", "peak_memory")
@@ -127,8 +127,9 @@ class Backend(Protocol):
 
     - `jvp`: forward mode. With it the host builds the ``forward`` and
       ``forward-over-reverse`` strategies, forward-over-reverse Hessian-vector
-      products and forward-mode Jacobians (`harness.strategies.jacobian`);
-      without it they are reported ``unsupported``.
+      products and Hessian diagonals (`harness.strategies.hessian_diagonal`) and
+      forward-mode Jacobians (`harness.strategies.jacobian`); without it they
+      are reported ``unsupported``.
     - `derivative`: only for strategies the host cannot compose (Taylor mode);
       without it the host nests `value_and_grad` and `jvp`
       (`harness.strategies.nest`).
@@ -269,7 +270,8 @@ def harness_register_problems(register: Callable[[Any], None]) -> None:
     :param register: adds a `harness.problems.ScalarProblem` (an elementwise
         function whose n-th derivatives are checked), a
         `harness.problems.GradientProblem` (a scalar loss whose gradient w.r.t.
-        chosen arguments is checked), a `harness.problems.JacobianProblem` (a
+        chosen arguments is checked, with its Hessian-vector products and its
+        Hessian's diagonal where it gives them in closed form) or a `harness.problems.JacobianProblem` (a
         function returning a 1-D array, whose full Jacobian w.r.t. chosen
         arguments is checked) or a `harness.problems.NestedProblem` (a nested
         optimization given derivative operators, checked in each mode pair).

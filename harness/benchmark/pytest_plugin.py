@@ -1,7 +1,7 @@
 """The benchmark suite's pytest plugin, registered through the ``pytest11`` entry point (as
 pytest-benchmark itself is), so its options work wherever gradient-harness is installed.
 
-- ``--harness-profile quick|cpu|gpu|scaling`` chooses the cases (default: ``gpu`` when a
+- ``--harness-profile quick|cpu|gpu|scaling|width|gradbench`` chooses the cases (default: ``gpu`` when a
   backend sees one, else ``cpu``); ``$HARNESS_BACKENDS`` chooses the backends and
   ``--harness-device`` the devices.
 - A test that takes an argument named ``harness_case`` is run once per `harness.benchmark.cases.Case` of
