@@ -116,6 +116,9 @@ class JacobianProblem:
     jacobian: Callable[..., Any] | None = None
     size: tuple[int, ...] | None = None
     default: bool = True
+    unavailable: Callable[[], str | None] | None = None
+    """``unavailable()``: why the problem cannot run here (data it reads is absent, and what to
+    do), or ``None``; `list` shows it and validation reports the problem unsupported."""
 
 
 Problem = ScalarProblem | GradientProblem | JacobianProblem

@@ -12,9 +12,9 @@ drawn as GradBench draws them (`harness.evals.inputs`). This package is a built-
 from __future__ import annotations
 
 import harness
-from harness.evals import ba, det, llsq, lse, ode
+from harness.evals import ba, det, ht, llsq, lse, ode
 
-MODULES = (lse, llsq, det, ode, ba)
+MODULES = (lse, llsq, det, ode, ba, ht)
 """The evals, in the order `list` shows them."""
 
 PROBLEMS = tuple(problem for module in MODULES for problem in module.PROBLEMS)
