@@ -87,7 +87,7 @@ def vertices(xp, theta, base_relatives, inverse_base_absolutes, parent_of, base_
             absolutes.append(relative)
             continue
         earlier = xp.reshape(xp.stack(absolutes), (b, 16))
-        parent = xp.reshape(parent_of[b, :b] @ earlier, (4, 4))
+        parent = xp.reshape(xp.sum(parent_of[b, :b][:, None] * earlier, axis=0), (4, 4))  # one term
         root = 1 - xp.sum(parent_of[b, :b])  # 1 for a root, whose transform is its relative's
         absolutes.append(parent @ relative + root * relative)
     transforms = xp.stack(absolutes) @ inverse_base_absolutes
