@@ -42,21 +42,25 @@ def ba_direct(cam, X, w, feat):
     return [w * (distorted[i] * cam[6] + cam[7 + i] - feat[i]) for i in (0, 1)], 1 - w * w
 
 
-def perturbed_args(size=(3, 4, 5)):
-    """ba's arguments with every camera, point and weight moved apart (GradBench's are replicas)."""
-    cams, X, w, feats, camera_of, point_of = ba.args(size)
+def perturbed(size=(3, 4, 5)):
+    """ba's `observations` with every camera, point and weight moved apart (GradBench's are replicas)."""
+    cams, X, w, feats, camera, point = ba.observations(ba.gradbench_input(size))
     rng = np.random.default_rng(7)
     cams = cams * (1 + 0.05 * rng.standard_normal(cams.shape))
     X = X * (1 + 0.05 * rng.standard_normal(X.shape))
     w = w * (1 + 0.1 * rng.standard_normal(w.shape))
-    return cams, X, w, feats, camera_of, point_of
+    return cams, X, w, feats, camera, point
+
+
+def one_hot(cams, X, w, feats, camera, point):
+    """The dense problem's arguments (`ba.from_gradbench`'s form) from `perturbed`'s."""
+    return cams, X, w, feats, np.eye(len(cams))[camera], np.eye(len(X))[point]
 
 
 def test_ba_replicates_gradbench_input_and_matches_a_direct_computation():
-    cams, X, w, feats, camera_of, point_of = perturbed_args()
-    camera, point = ba.indices(camera_of, point_of)
+    cams, X, w, feats, camera, point = perturbed()
     assert camera.tolist() == [0, 1, 2, 0, 1] and point.tolist() == [0, 1, 2, 3, 0]  # i mod n, i mod m
-    residuals = ba.primal(np, cams, X, w, feats, camera_of, point_of)
+    residuals = ba.primal(np, *one_hot(cams, X, w, feats, camera, point))
     direct = [ba_direct(cams[camera[i]], X[point[i]], w[i], feats[i]) for i in range(5)]
     np.testing.assert_allclose(residuals[:10], [e for d in direct for e in d[0]], rtol=1e-13)
     np.testing.assert_allclose(residuals[10:], [d[1] for d in direct], rtol=1e-15)
@@ -75,9 +79,9 @@ def test_ba_refuses_malformed_input():
 def test_ba_csr_is_gradbench_layout():
     """Compressed rows of made-up blocks: 15 entries per reprojection row, 1 per weight row, the
     columns of each observation's camera, point and weight."""
-    cams, X, w, feats, camera_of, point_of = ba.args((2, 3, 4))
+    camera, point = ba.observations(ba.gradbench_input((2, 3, 4)))[4:]
     block = np.arange(4 * 2 * 15, dtype=float).reshape(4, 2, 15)
-    csr = ba.to_csr(block, -np.arange(1.0, 5.0), camera_of, point_of)
+    csr = ba.to_csr(block, -np.arange(1.0, 5.0), camera, point, 2, 3)
     assert csr["shape"] == (12, 2 * 11 + 3 * 3 + 4)
     assert csr["rows"].tolist() == [15 * i for i in range(9)] + [121, 122, 123, 124]
     third = list(range(11)) + [28, 29, 30, 33]  # observation 2: camera 0, point 2, weight 2
@@ -99,9 +103,10 @@ def test_ba_csr_is_gradbench_layout():
 
 @pytest.mark.parametrize("strategy", strategies.JACOBIAN_STRATEGIES)
 def test_each_backends_sparse_ba_jacobian_equals_the_dense_one(entry, strategy):
-    args = perturbed_args((3, 4, 7))
-    block, weight = ba.sparse_jacobian(entry.backend, strategy)(*args)
-    sparse = ba.densify(ba.to_csr(block, weight, args[4], args[5]))
+    given = perturbed((3, 4, 7))
+    block, weight = ba.sparse_jacobian(entry.backend, strategy)(*given)
+    sparse = ba.densify(ba.to_csr(block, weight, given[4], given[5], 3, 4))
+    args = one_hot(*given)
     cams, X = args[0], args[1]
 
     def F(theta):
@@ -114,7 +119,7 @@ def test_each_backends_sparse_ba_jacobian_equals_the_dense_one(entry, strategy):
 
 
 def test_a_planted_error_in_the_sparse_jacobian_is_caught(fast):
-    args = perturbed_args()
+    args = perturbed()
     for strategy, primitive in (("forward", "jvp"), ("reverse", "value_and_grad")):
         good = ba.sparse_jacobian(fast.backend, strategy)(*args)
         bad = ba.sparse_jacobian(Scaled(fast.backend, primitive), strategy)(*args)

@@ -103,10 +103,10 @@ def gradbench_input(size=None) -> dict:
     }
 
 
-def from_gradbench(input: dict) -> tuple:
-    """The problem's arguments from GradBench's input, replicated as its golden ``from_json``:
-    n cameras, m points, p weights and features, observation i using camera i mod n and point
-    i mod m."""
+def observations(input: dict) -> tuple:
+    """GradBench's input replicated as its golden ``from_json``: cameras [n, 11], points [m, 3],
+    weights [p], features [p, 2], and each observation's camera ``i mod n`` and point ``i mod m``
+    (integer indices [p])."""
     n, m, p = (int(input[k]) for k in ("n", "m", "p"))
     if min(n, m, p) < 1:
         raise ValueError(f"ba needs n, m, p >= 1 (cameras, points, observations); got {n}, {m}, {p}")
@@ -115,38 +115,40 @@ def from_gradbench(input: dict) -> tuple:
         raise ValueError(
             f"ba's cam, x, feat have {CAMERA}, 3, 2 entries; got {cam.size}, {x.size}, {feat.size}"
         )
-    observations = np.arange(p)
+    i = np.arange(p)
     return (
         np.tile(cam, (n, 1)),
         np.tile(x, (m, 1)),
         np.full(p, float(input["w"])),
         np.tile(feat, (p, 1)),
-        np.eye(n)[observations % n],
-        np.eye(m)[observations % m],
+        i % n,
+        i % m,
     )
+
+
+def from_gradbench(input: dict) -> tuple:
+    """The dense problem's arguments from GradBench's input: `observations` with the indices as
+    one-hot rows [p, n] and [p, m] (p (n + m) numbers: for validation sizes, not GradBench's)."""
+    cams, X, w, feats, camera, point = observations(input)
+    return cams, X, w, feats, np.eye(len(cams))[camera], np.eye(len(X))[point]
 
 
 def args(size=None):
     return from_gradbench(gradbench_input(size))
 
 
-def indices(camera_of, point_of) -> tuple[np.ndarray, np.ndarray]:
-    """Each observation's camera and point index, from the one-hot rows."""
-    return np.argmax(camera_of, axis=1), np.argmax(point_of, axis=1)
-
-
 # --- The sparse Jacobian ----------------------------------------------------------------------------
 
 
 def sparse_jacobian(backend: Any, strategy: str, dtype: str = "float64", device: str = "cpu") -> Callable:
-    """``blocks(cams, X, w, feats, camera_of, point_of)`` (numpy in, numpy out): every observation's
+    """``blocks(cams, X, w, feats, camera, point)`` (`observations`; numpy in, numpy out): every observation's
     2 x 15 reprojection block (d/d its camera, its point, its weight) [p, 2, 15] and its weight
     error's derivative [p], by ``backend``'s own primitives on the gathered per-observation
     inputs, whose rows are independent. ``forward``: 15 ``jvp``s, each with the same unit tangent
     in every observation's row (all p blocks' column k at once, what ``vmap`` of a 15-column
     ``jacfwd`` computes), and one for the weight error; ``reverse``: 2 ``value_and_grad``s, each
     with the same unit cotangent in every row (all blocks' row k), and one for the weight error.
-    Gathering the cameras and points (``camera_of @ cams``) stays in the host: only the
+    Gathering the cameras and points (``cams[camera]``) stays in the host: only the
     per-observation residuals are differentiated."""
     xp = backend.namespace()
 
@@ -156,9 +158,9 @@ def sparse_jacobian(backend: Any, strategy: str, dtype: str = "float64", device:
     def numpy(a):
         return np.asarray(backend.to_numpy(a), dtype=np.float64)
 
-    def blocks(cams, X, w, feats, camera_of, point_of):
+    def blocks(cams, X, w, feats, camera, point):
         p = w.shape[0]
-        gathered = (array(camera_of @ cams), array(point_of @ X), array(w))
+        gathered = (array(cams[camera]), array(X[point]), array(w))
         data = array(feats)
 
         def residuals(chosen):
@@ -200,13 +202,12 @@ def sparse_jacobian(backend: Any, strategy: str, dtype: str = "float64", device:
     return blocks
 
 
-def to_csr(block, weight, camera_of, point_of) -> dict:
+def to_csr(block, weight, camera, point, n: int, m: int) -> dict:
     """GradBench's compressed rows (``rows``: 3p + 1 offsets, ``cols``, ``vals``) of the
     3p x (11n + 3m + p) Jacobian from the blocks, in the order of its golden ``SparseMat``: per
     observation i two rows of 15 entries (camera i mod n's 11 columns, point i mod m's 3, weight
     i's), then one row per weight error (its weight's column)."""
-    p, n, m = block.shape[0], camera_of.shape[1], point_of.shape[1]
-    camera, point = indices(camera_of, point_of)
+    p = block.shape[0]
     observations = np.arange(p)
     columns = np.concatenate(
         [
