@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 from fakes import Scaled, plugin_of
 
-from harness import evals, oracles, plugins, strategies
+from harness import oracles, plugins, strategies
 from harness.cli import main as cli
 from harness.evals import det, inputs, llsq, lse, ode
 from harness.pytree import select
 from harness.target import Target
 from harness.validation import checks
 
-EVALS = {p.name: p for p in evals.PROBLEMS}
+EVALS = {p.name: p for module in (lse, llsq, det, ode) for p in module.PROBLEMS}
+"""The evals this file tests (`tests/test_evals_b.py` tests ba and ht)."""
 STEP = 1e-20
 
 
