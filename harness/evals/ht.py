@@ -108,6 +108,16 @@ def primal(
     return xp.reshape(points - xp.stack([posed[0], posed[1], posed[2]], axis=1), (3 * points.shape[0],))
 
 
+def value_magnitude(
+    theta, base_relatives, inverse_base_absolutes, parent_of, base_positions, weights, mirror, points
+):
+    """What each residual subtracts: ``|point| + |vertex|``."""
+    posed = vertices(
+        np, theta, base_relatives, inverse_base_absolutes, parent_of, base_positions, weights, mirror
+    )
+    return (np.abs(points) + np.abs(posed.T)).ravel()
+
+
 # --- GradBench's files -------------------------------------------------------------------------------
 
 
@@ -240,6 +250,7 @@ PROBLEMS = (
         f"{VARIABLE} names (its evals/ht/data). GradBench's sizes npts = 100 ... 100000 (hand1 ... "
         "hand12); here hand1 of simple_small, npts = 100. Not in the default run: it needs the data",
         default=False,
+        value_magnitude=value_magnitude,
         unavailable=missing,
     ),
 )

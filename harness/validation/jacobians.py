@@ -103,6 +103,9 @@ def jacobian_checks(job: Any, problem: JacobianProblem, orders, strategies) -> I
             v2,
             value64,
             tolerance(target.dtype, 0),
+            slack=tolerance(target.dtype, 0) * np.asarray(problem.value_magnitude(*rounded), np.float64)
+            if problem.value_magnitude
+            else 0.0,
         )
         rtol = tolerance(target.dtype, 1)
         exact = []
