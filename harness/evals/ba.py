@@ -107,9 +107,8 @@ def primal(xp, cams, X, w, feats, camera_of, point_of):
 def gradbench_input(size=None) -> dict:
     """GradBench's ``input`` for (n, m, p) (`FILES` gives its files' sizes), without Runs."""
     n, m, p = size or SIZE
-    return {"n": n, "m": m, "p": p, "cam": list(ONE["cam"]), "x": list(ONE["x"]), "w": ONE["w"]} | {
-        "feat": list(ONE["feat"])
-    }
+    one = {key: list(value) if isinstance(value, list) else value for key, value in ONE.items()}
+    return {"n": n, "m": m, "p": p, **one}
 
 
 def observations(input: dict) -> tuple:
