@@ -17,8 +17,8 @@ THETA = 26
 FINGERS = 5
 SIZE = (1,)
 """GradBench's hand file validated here: ``hand1_t26_c100.txt`` (100 correspondences)."""
-FOLDER = "simple_small"
-"""The simple variant (no ``us``) with GradBench's small model (its default is big)."""
+FOLDERS = {"simple": "simple_small", "complicated": "complicated_small"}
+"""GradBench's folders of each variant used here, with its small model (its default is big)."""
 
 
 def posed_bones(bones: int) -> dict[int, tuple[int, int | None]]:
@@ -108,6 +108,23 @@ def primal(
     return xp.reshape(points - xp.stack([posed[0], posed[1], posed[2]], axis=1), (3 * points.shape[0],))
 
 
+def primal_complicated(
+    xp, theta, us, base_relatives, inverse_base_absolutes, parent_of, base_positions, weights, mirror, points
+):
+    """GradBench's complicated ht objective: ``points[i] - (u0 P0 + u1 P1 + (1 - u0 - u1) P2)``,
+    P the skinned vertices of correspondence i's triangle, ``us`` [npts, 2]. ``base_positions``
+    [4, 3 npts] and ``weights`` hold the triangles' first vertices, then their second, third."""
+    posed = vertices(
+        xp, theta, base_relatives, inverse_base_absolutes, parent_of, base_positions, weights, mirror
+    )
+    n = points.shape[0]
+    u0, u1 = us[:, 0], us[:, 1]
+    hand = [
+        u0 * posed[j, 0:n] + u1 * posed[j, n : 2 * n] + (1.0 - u0 - u1) * posed[j, 2 * n :] for j in range(3)
+    ]
+    return xp.reshape(points - xp.stack(hand, axis=1), (3 * n,))
+
+
 def value_magnitude(
     theta, base_relatives, inverse_base_absolutes, parent_of, base_positions, weights, mirror, points
 ):
@@ -118,6 +135,15 @@ def value_magnitude(
     return (np.abs(points) + np.abs(posed.T)).ravel()
 
 
+def value_magnitude_complicated(theta, us, *model, points):
+    """``|point| + |u0 P0| + |u1 P1| + |(1 - u0 - u1) P2|``."""
+    posed = np.abs(vertices(np, theta, *model))
+    n = points.shape[0]
+    u = np.abs(np.stack([us[:, 0], us[:, 1], 1.0 - us[:, 0] - us[:, 1]]))
+    hand = sum(u[k] * posed[:, k * n : (k + 1) * n] for k in range(3))
+    return (np.abs(points) + hand.T).ravel()
+
+
 # --- GradBench's files -------------------------------------------------------------------------------
 
 
@@ -126,8 +152,8 @@ def data_folder() -> Path | None:
     return Path(value) if value else None
 
 
-def missing() -> str | None:
-    """What ht lacks to run here, or ``None``."""
+def missing(variant: str = "simple") -> str | None:
+    """What ht's ``variant`` lacks to run here, or ``None``."""
     folder = data_folder()
     hint = (
         f"set {VARIABLE} to GradBench's evals/ht/data folder "
@@ -135,18 +161,18 @@ def missing() -> str | None:
     )
     if folder is None:
         return f"ht reads GradBench's hand model and points: {hint}"
-    model = folder / FOLDER / "model"
+    model = folder / FOLDERS[variant] / "model"
     for name in ("bones.txt", "vertices.txt", "triangles.txt"):
         if not (model / name).is_file():
             return f"{model / name} is missing: {hint}"
-    if _hand_file(SIZE[0]) is None:
-        return f"{folder / FOLDER} has no hand{SIZE[0]}_*.txt: {hint}"
+    if _hand_file(SIZE[0], variant) is None:
+        return f"{folder / FOLDERS[variant]} has no hand{SIZE[0]}_*.txt: {hint}"
     return None
 
 
-def _hand_file(index: int) -> Path | None:
+def _hand_file(index: int, variant: str) -> Path | None:
     folder = data_folder()
-    return next((folder / FOLDER).glob(f"hand{index}_*.txt"), None) if folder else None
+    return next((folder / FOLDERS[variant]).glob(f"hand{index}_*.txt"), None) if folder else None
 
 
 def load_model(folder: Path) -> dict:
@@ -178,22 +204,28 @@ def load_model(folder: Path) -> dict:
     }
 
 
-def gradbench_input(size=None) -> dict:
-    """GradBench's ``input`` for hand file ``size = (i,)`` of the simple variant, small model
-    (``theta``, ``data``, ``us`` empty), without Runs, read from ``HARNESS_HT_DATA``."""
-    reason = missing()
+def gradbench_input(size=None, variant: str = "simple") -> dict:
+    """GradBench's ``input`` for hand file ``size = (i,)`` of ``variant``, small model (``theta``,
+    ``data``, ``us``: empty for the simple variant), without Runs, read from ``HARNESS_HT_DATA``."""
+    reason = missing(variant)
     if reason:
         raise FileNotFoundError(reason)
     (index,) = size or SIZE
-    path = _hand_file(index)
+    path = _hand_file(index, variant)
     if path is None:
         raise FileNotFoundError(
-            f"no hand{index}_*.txt in {data_folder() / FOLDER}: GradBench has hand1 ... hand12"
+            f"no hand{index}_*.txt in {data_folder() / FOLDERS[variant]}: GradBench has hand1 ... hand12"
         )
     lines = path.read_text().splitlines()
     npts, ntheta = (int(v) for v in lines[0].split())
     rows = [line.split() for line in lines[1 : 1 + npts]]
-    theta = [float(v) for v in lines[1 + npts : 1 + npts + ntheta]]
+    us = (
+        [[float(v) for v in line.split()] for line in lines[1 + npts : 1 + 2 * npts]]
+        if variant == "complicated"
+        else []
+    )
+    start = 1 + npts + len(us)
+    theta = [float(v) for v in lines[start : start + ntheta]]
     return {
         "theta": theta,
         "data": {
@@ -201,17 +233,17 @@ def gradbench_input(size=None) -> dict:
             "correspondences": [int(row[0]) for row in rows],
             "points": [[float(v) for v in row[1:4]] for row in rows],
         },
-        "us": [],
+        "us": us,
     }
 
 
 def from_gradbench(input: dict) -> tuple:
-    """The problem's arguments from GradBench's input (simple variant): theta, the model's
-    matrices, the one-hot parents, the corresponded vertices' positions and weights, the mirror
-    factors and the points."""
-    if len(input.get("us", [])):
-        raise ValueError("ht here is GradBench's simple variant: its us must be empty")
+    """The problem's arguments from GradBench's input: theta, (for the complicated variant, ``us``
+    non-empty: ``us`` [npts, 2]), the model's matrices, the one-hot parents, the corresponded
+    vertices' (or their triangles' vertices') positions and weights, the mirror factors and the
+    points."""
     model, data = input["data"]["model"], input["data"]
+    us = np.asarray(input.get("us", []), dtype=np.float64)
     theta = np.asarray(input["theta"], dtype=np.float64)
     if theta.shape != (THETA,):
         raise ValueError(f"ht's theta has {THETA} entries, got {theta.size}")
@@ -222,8 +254,15 @@ def from_gradbench(input: dict) -> tuple:
     parent_of = np.zeros((bones, bones))
     parent_of[np.arange(bones)[parents >= 0], parents[parents >= 0]] = 1.0
     chosen = np.asarray(data["correspondences"], dtype=int)
+    if us.size:
+        if us.shape != (chosen.size, 2):
+            raise ValueError(f"ht's us holds a pair per correspondence: {chosen.size} x 2, got {us.shape}")
+        chosen = np.asarray(model["triangles"], dtype=int)[
+            chosen
+        ].T.ravel()  # first vertices, seconds, thirds
     return (
         theta,
+        *((us,) if us.size else ()),
         np.asarray(model["base_relatives"], dtype=np.float64),
         np.asarray(model["inverse_base_absolutes"], dtype=np.float64),
         parent_of,
@@ -236,6 +275,10 @@ def from_gradbench(input: dict) -> tuple:
 
 def args(size=None):
     return from_gradbench(gradbench_input(size))
+
+
+def args_complicated(size=None):
+    return from_gradbench(gradbench_input(size, "complicated"))
 
 
 PROBLEMS = (
@@ -252,5 +295,20 @@ PROBLEMS = (
         default=False,
         value_magnitude=value_magnitude,
         unavailable=missing,
+    ),
+    JacobianProblem(
+        "ht-complicated",
+        primal_complicated,
+        args_complicated,
+        argnums=(0, 1),
+        description="GradBench's ht, complicated variant: points - (u0 P0 + u1 P1 + (1 - u0 - u1) P2), "
+        "P the skinned vertices of each correspondence's triangle, [3 npts]; its full 3 npts x (26 + "
+        "2 npts) Jacobian w.r.t. (theta, us) (GradBench asks for the 2 us columns of each point's "
+        "own pair, then theta's). Data as ht's; here hand1 of complicated_small, npts = 100",
+        default=False,
+        value_magnitude=lambda theta, us, *model: value_magnitude_complicated(
+            theta, us, *model[:-1], points=model[-1]
+        ),
+        unavailable=lambda: missing("complicated"),
     ),
 )
