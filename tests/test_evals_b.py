@@ -152,11 +152,13 @@ BONES.append("forearm")
 PARENTS = [-1] + [p for f in range(5) for p in (0, 1 + 4 * f, 2 + 4 * f, 3 + 4 * f)] + [0]
 
 
-def write_model(root, npts=4, vertices=9):
-    """GradBench's layout under ``root``: ``simple_small/model/{bones,vertices,triangles}.txt`` (22
-    bones, as theta's 26 entries address, ``vertices`` vertices) and ``simple_small/hand1_...``."""
+def write_model(root, variant="simple", npts=4, vertices=9):
+    """GradBench's layout under ``root``: ``<variant>_small/model/{bones,vertices,triangles}.txt``
+    (22 bones, as theta's 26 entries address, ``vertices`` vertices, 6 triangles) and
+    ``<variant>_small/hand1_...`` (for the complicated variant with a pair of us per point)."""
     rng = np.random.default_rng(3)
-    model = root / "simple_small" / "model"
+    folder = root / ht.FOLDERS[variant]
+    model = folder / "model"
     model.mkdir(parents=True)
 
     def transform():
@@ -178,16 +180,17 @@ def write_model(root, npts=4, vertices=9):
         atoms += [v for b, wt in zip(bones, weights, strict=True) for v in (int(b), float(wt))]
         lines.append(":".join(map(str, atoms)))
     (model / "vertices.txt").write_text("\n".join(lines) + "\n")
-    (model / "triangles.txt").write_text("0:1:2\n3:4:5\n")
-    correspondences = rng.choice(vertices, size=npts, replace=False)
+    triangles = [rng.choice(vertices, size=3, replace=False).tolist() for _ in range(6)]
+    (model / "triangles.txt").write_text("".join(":".join(map(str, t)) + "\n" for t in triangles))
+    correspondences = rng.choice(6 if variant == "complicated" else vertices, size=npts, replace=False)
     points = rng.standard_normal((npts, 3))
+    us = rng.uniform(0, 0.5, (npts, 2)) if variant == "complicated" else np.zeros((0, 2))
     theta = 0.4 * rng.standard_normal(26)
     text = [f"{npts} 26"] + [
         f"{c} " + " ".join(map(repr, p.tolist())) for c, p in zip(correspondences, points, strict=True)
     ]
-    (root / "simple_small" / f"hand1_t26_c{npts}.txt").write_text(
-        "\n".join(text + [repr(t) for t in theta.tolist()]) + "\n"
-    )
+    text += [" ".join(map(repr, u)) for u in us.tolist()] + [repr(t) for t in theta.tolist()]
+    (folder / f"hand1_t26_c{npts}.txt").write_text("\n".join(text) + "\n")
     return correspondences, points, theta
 
 
@@ -239,6 +242,14 @@ def ht_direct(input):
     K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
     R = np.eye(3) + math.sin(angle) * K + (1 - math.cos(angle)) * K @ K
     positions = R @ positions + np.array(theta[3:6])[:, None]
+    if len(input["us"]):  # the complicated variant: a point on each correspondence's triangle
+        corners = np.array(model["triangles"])[data["correspondences"]]
+        u = np.array(input["us"])
+        hand = [
+            u[i, 0] * positions[:, a] + u[i, 1] * positions[:, b] + (1 - u[i].sum()) * positions[:, c]
+            for i, (a, b, c) in enumerate(corners)
+        ]
+        return (np.array(data["points"]) - np.array(hand)).ravel()
     return (np.array(data["points"]) - positions[:, data["correspondences"]].T).ravel()
 
 
@@ -254,10 +265,26 @@ def test_ht_reads_gradbench_files_and_matches_a_direct_computation(hand):
     np.testing.assert_allclose(residuals, ht_direct(input), rtol=1e-12, atol=1e-13)
 
 
+def test_ht_complicated_reads_us_and_matches_a_direct_computation(tmp_path, monkeypatch):
+    monkeypatch.setenv(ht.VARIABLE, str(tmp_path))
+    write_model(tmp_path, "complicated")
+    input = ht.gradbench_input(variant="complicated")
+    assert np.array(input["us"]).shape == (4, 2)
+    residuals = ht.primal_complicated(np, *ht.from_gradbench(input))
+    np.testing.assert_allclose(residuals, ht_direct(input), rtol=1e-12, atol=1e-13)
+    assert "simple_small" in ht.missing()  # each variant reads its own folder
+    fast = plugins.load().backends["autograd"]
+    if fast.unavailable:
+        pytest.skip(fast.unavailable)
+    plan = checks.Plan([fast], [EVALS["ht-complicated"]], dtypes=("float64",), modes=("eager",))
+    found = list(checks.check_plan(plan))
+    assert found and {c.status for c in found} == {"pass"}
+
+
 def test_ht_refuses_malformed_input(hand):
     input = ht.gradbench_input()
-    with pytest.raises(ValueError, match="simple variant"):
-        ht.from_gradbench(input | {"us": [[0.1, 0.2]] * 4})
+    with pytest.raises(ValueError, match="a pair per correspondence"):
+        ht.from_gradbench(input | {"us": [[0.1, 0.2]] * 3})
     with pytest.raises(ValueError, match="26 entries"):
         ht.from_gradbench(input | {"theta": [0.0] * 25})
     with pytest.raises(ValueError, match="parents must come before"):
