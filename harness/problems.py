@@ -130,6 +130,13 @@ class JacobianProblem:
     default: bool = True
     complex_step: bool = True
     """As `GradientProblem.complex_step`."""
+    value_magnitude: Callable[..., Any] | None = None
+    """``value_magnitude(*args)`` [m]: the summed |terms| each output entry reduces, where they
+    cancel (a residual far smaller than what it subtracts): the value's tolerance grows with it,
+    as `GradientProblem.value_magnitude`."""
+    unavailable: Callable[[], str | None] | None = None
+    """``unavailable()``: why the problem cannot run here (data it reads is absent, and what to
+    do), or ``None``; `list` shows it and validation reports the problem unsupported."""
 
 
 @dataclass(frozen=True)
