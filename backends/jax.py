@@ -104,6 +104,23 @@ class JaxBackend:
     def block_until_ready(self, x: Any) -> Any:
         return self.jax.block_until_ready(x)
 
+    def peak_memory(self, call: Callable[[], Any], device: str) -> int | None:
+        """XLA's allocator cannot reset its peak: the call's rise above the bytes in use before
+        it is known only when it passes the peak so far; else ``None``."""
+        if not device.startswith("cuda"):
+            raise NotImplementedError(f"no device allocator on {device}")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        found = next((d for d in self.jax.devices("gpu") if d.id == index), None)
+        stats = found.memory_stats() if found is not None else None
+        if not stats or "peak_bytes_in_use" not in stats:
+            return None
+        result = call()
+        after = found.memory_stats()
+        del result
+        if after["peak_bytes_in_use"] <= stats["peak_bytes_in_use"]:
+            return None
+        return after["peak_bytes_in_use"] - stats["bytes_in_use"]
+
 
 @harness.hookimpl
 def harness_register_backends(register):

@@ -105,6 +105,18 @@ class TorchBackend:
                 times.append(start.elapsed_time(end) / 1e3)
         return times
 
+    def peak_memory(self, call: Callable[[], Any], device: str) -> int | None:
+        if not device.startswith("cuda"):
+            raise NotImplementedError(f"no device allocator on {device}")
+        cuda = self.torch.cuda
+        cuda.synchronize(device)
+        before = cuda.memory_allocated(device)
+        cuda.reset_peak_memory_stats(device)
+        result = call()
+        peak = cuda.max_memory_allocated(device)
+        del result
+        return max(0, peak - before)
+
     def compile(self, fn: Callable, mode: str) -> Callable:
         """``torch.compile(fn, fullgraph=True)``: the whole function or nothing. What TorchDynamo
         cannot capture whole raises `NotImplementedError` with torch's reason (reported as

@@ -94,10 +94,10 @@ STRATEGIES: dict[str, str] = {
 }
 """Strategies for n-th derivatives. ``reverse`` and ``forward-over-reverse`` also name the
 Hessian-vector products (grad of <grad f, v>; jvp of grad f along v)."""
-NAMESPACE = ("tanh", "exp", "log", "log1p", "sin", "cos", "sum", "max", "ones_like")
+NAMESPACE = ("tanh", "exp", "log", "log1p", "sin", "cos", "sum", "max", "min", "ones_like")
 """What `Backend.namespace` must offer: the functions problems use and the host composes with."""
 REQUIRED_METHODS = ("devices", "namespace", "asarray", "to_numpy", "value_and_grad", "block_until_ready")
-OPTIONAL_METHODS = ("jvp", "derivative", "compile", "no_gpu_reason", "event_times")
+OPTIONAL_METHODS = ("jvp", "derivative", "compile", "no_gpu_reason", "event_times", "peak_memory")
 
 
 @runtime_checkable
@@ -127,8 +127,9 @@ class Backend(Protocol):
 
     - `jvp`: forward mode. With it the host builds the ``forward`` and
       ``forward-over-reverse`` strategies, forward-over-reverse Hessian-vector
-      products and forward-mode Jacobians (`harness.strategies.jacobian`);
-      without it they are reported ``unsupported``.
+      products and Hessian diagonals (`harness.strategies.hessian_diagonal`) and
+      forward-mode Jacobians (`harness.strategies.jacobian`); without it they
+      are reported ``unsupported``.
     - `derivative`: only for strategies the host cannot compose (Taylor mode);
       without it the host nests `value_and_grad` and `jvp`
       (`harness.strategies.nest`).
@@ -137,6 +138,9 @@ class Backend(Protocol):
       and what to install (``python -m harness list`` shows it).
     - `event_times`: the device's own clock (CUDA events), for the benchmark
       suite's check of its host-clock timings.
+    - `peak_memory`: the device allocator's peak during one call, for the
+      benchmarks' memory column on a GPU (on the CPU the host reads the
+      resident set's high-water mark itself).
     - ``expected``: the path of a text file listing the combinations the backend
       is known to fail or not support (format: `harness.expected`).
 
@@ -241,6 +245,14 @@ class OptionalMethods(Protocol):
         own timing of the same call, whose ratio to it should be near 1.
         """
 
+    def peak_memory(self, call: Callable[[], Any], device: str) -> int | None:
+        """Bytes the device allocator's use rose to during one ``call()`` above where it stood
+        before (the inputs are on the device already; the result counts), e.g. with
+        ``torch.cuda.reset_peak_memory_stats`` and ``max_memory_allocated``. ``None`` where the
+        allocator cannot tell (its peak cannot be reset and the call did not pass it); raise
+        ``NotImplementedError`` for a device without an allocator to ask (the CPU).
+        """
+
 
 @hookspec
 def harness_register_backends(register: Callable[[Backend], None]) -> None:
@@ -258,7 +270,8 @@ def harness_register_problems(register: Callable[[Any], None]) -> None:
     :param register: adds a `harness.problems.ScalarProblem` (an elementwise
         function whose n-th derivatives are checked), a
         `harness.problems.GradientProblem` (a scalar loss whose gradient w.r.t.
-        chosen arguments is checked), a `harness.problems.JacobianProblem` (a
+        chosen arguments is checked, with its Hessian-vector products and its
+        Hessian's diagonal where it gives them in closed form) or a `harness.problems.JacobianProblem` (a
         function returning a 1-D array, whose full Jacobian w.r.t. chosen
         arguments is checked) or a `harness.problems.NestedProblem` (a nested
         optimization given derivative operators, checked in each mode pair).

@@ -26,7 +26,8 @@ class Job:
     """One backend's plan. ``kind`` ``validate``: the `harness.validation.checks.Plan` fields by
     name (``None``: everything the backend offers); ``benchmark``: a profile name
     (`harness.benchmark.cases.PROFILES`); ``scale``: one world of `harness.distributed` (``engine``,
-    ``world``, global ``size``, ``scaling``, the dtype in ``dtypes``)."""
+    ``world``, global ``size``, ``scaling``, the dtype in ``dtypes``); ``threads``: the intra-op
+    threads every framework is given (``None``: its own choice)."""
 
     kind: str
     backend: str
@@ -41,6 +42,11 @@ class Job:
     world: int = 1
     size: tuple[int, ...] = ()
     scaling: str = "strong"
+    threads: int | None = None
+    """Intra-op threads for every framework (`harness.threads`); ``None``: each its own choice."""
+    passes: int = 1
+    """A benchmark job is one of this many interleaved passes: its time budget and rounds are
+    this share of the profile's (`harness.benchmark.measure.merge_passes` pools them)."""
     problem_files: tuple[str, ...] = ()
     """Problem files or ``module:attribute`` specs the job's registry loads (`harness.problem_files`)."""
 

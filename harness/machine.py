@@ -1,4 +1,5 @@
-"""What machine a run was measured on: CPU and GPU models, framework versions, copy bandwidth.
+"""What machine a run was measured on: CPU and GPU models, framework versions, copy bandwidth;
+and what it was doing (`state`: load, CPUs allowed, frequency, governor, thread settings).
 
 The bandwidth is measured, not looked up: the best of several large array
 copies on every core at once (bytes read plus bytes written, over the time). It
@@ -17,6 +18,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from harness import threads
 
 FRAMEWORKS = (
     "jax",
@@ -142,3 +145,41 @@ def info(measure: bool = True) -> dict:
         record["host_copy_bandwidth"] = host_copy_bandwidth()
         record["cuda_copy_bandwidth"] = cuda_copy_bandwidth()
     return record
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def cpu_frequency(cpus: list[int], read=_read) -> tuple[dict[str, float] | None, str | None]:
+    """(MHz per CPU, the scaling governor) where ``/sys`` says; ``None`` for what it does not
+    (virtual machines often expose neither)."""
+    base = "/sys/devices/system/cpu/cpu{}/cpufreq/{}"
+    khz = {str(c): read(base.format(c, "scaling_cur_freq")) for c in cpus}
+    mhz = {c: int(v) / 1000 for c, v in khz.items() if v and v.isdigit()} or None
+    governors = {read(base.format(c, "scaling_governor")) for c in cpus} - {None}
+    return mhz, ",".join(sorted(governors)) or None
+
+
+def state() -> dict:
+    """What the machine is doing now: load average (1, 5, 15 min), the CPUs this process may use,
+    their frequency and governor, and the thread settings in force (`harness.threads`)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    mhz, governor = cpu_frequency(cpus or list(range(os.cpu_count() or 1)))
+    load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return {
+        "load_average": load,
+        "cpus_allowed": cpus,
+        "cpu_mhz": mhz,
+        "governor": governor,
+        "threads": threads.settings(),
+    }
+
+
+def around(before: dict) -> dict:
+    """The state before a run (given) and after it (now), for ``machine_info``."""
+    return {"state_before": before, "state_after": state()}

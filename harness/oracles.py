@@ -213,3 +213,29 @@ def central_difference(F: Callable, theta: np.ndarray, rows: np.ndarray) -> tupl
         values.append(np.asarray(result.estimate, np.float64))
         errors.append(np.asarray(result.error_estimate, np.float64))
     return np.array(values), np.array(errors)
+
+
+SECOND_DIFFERENCE_STEPS = (1e-4, 6)
+"""numdifftools' base step and number of steps for `hessian_diagonal`: steps from 3.2e-3 down
+by halves (its generator starts 32 base steps up), small enough to stay within one piece of a
+piecewise function with a margin (k-means' cost: `harness.evals.kmeans.margin`)."""
+
+
+def second_difference_steps() -> list[float]:
+    """The steps `hessian_diagonal` differences with, largest first."""
+    import numdifftools
+
+    base, count = SECOND_DIFFERENCE_STEPS
+    steps = numdifftools.MinStepGenerator(base_step=base, num_steps=count, step_ratio=2)
+    return [float(h) for h in steps(0.0)]
+
+
+def hessian_diagonal(F: Callable, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The diagonal of the Hessian of scalar ``F`` at ``theta`` by numdifftools' central second
+    differences (``Hessdiag``, Richardson extrapolation), with its error estimate."""
+    import numdifftools
+
+    base, count = SECOND_DIFFERENCE_STEPS
+    steps = numdifftools.MinStepGenerator(base_step=base, num_steps=count, step_ratio=2)
+    result = numdifftools.Hessdiag(lambda t: float(F(t)), step=steps, full_output=True)(theta)
+    return np.asarray(result.estimate, np.float64), np.asarray(result.error_estimate, np.float64)

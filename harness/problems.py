@@ -93,6 +93,14 @@ class GradientProblem:
     """Whether ``fn`` evaluated in complex128 numpy is complex-analytic (no ``abs``, no branches
     on values), so that the complex step is an oracle; `harness.api` probes it for the
     functions it checks."""
+    hessian_diagonal: Callable[..., Any] | None = None
+    """``hessian_diagonal(*args)``: the diagonal of the Hessian w.r.t. the selected arguments in
+    closed form, shaped like the gradient; it turns on the diagonal-Hessian checks
+    (`harness.strategies.hessian_diagonal`)."""
+    diagonal_hessian: bool = False
+    """The whole Hessian is diagonal (no mixed second derivatives, as k-means' cost in its
+    centroids): its diagonal is then one Hessian-vector product along ones, where a general
+    Hessian needs one per unit vector (`harness.strategies.diagonal_probes`)."""
 
     def bytes_and_flops(self, args: tuple, itemsize: int) -> tuple[float | None, float | None]:
         """The cost model benchmarks divide by (`cost`, or its default)."""
@@ -122,6 +130,13 @@ class JacobianProblem:
     default: bool = True
     complex_step: bool = True
     """As `GradientProblem.complex_step`."""
+    value_magnitude: Callable[..., Any] | None = None
+    """``value_magnitude(*args)`` [m]: the summed |terms| each output entry reduces, where they
+    cancel (a residual far smaller than what it subtracts): the value's tolerance grows with it,
+    as `GradientProblem.value_magnitude`."""
+    unavailable: Callable[[], str | None] | None = None
+    """``unavailable()``: why the problem cannot run here (data it reads is absent, and what to
+    do), or ``None``; `list` shows it and validation reports the problem unsupported."""
 
 
 @dataclass(frozen=True)

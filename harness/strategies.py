@@ -3,7 +3,8 @@
 All are built from a backend's two primitives, ``value_and_grad`` and the
 optional ``jvp``, so no backend writes its own nesting: `nest` composes the
 n-th derivative of an elementwise function, `hvp` the Hessian-vector product,
-`jacobian` the full Jacobian of a vector-valued function.
+`jacobian` the full Jacobian of a vector-valued function, `hessian_diagonal` a gradient with
+the diagonal of its Hessian.
 Taylor mode is framework-specific (``jet``) and stays in the JAX backend.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.pytree import flatten, select, substitute, unflatten, vdot
+from harness.pytree import flatten, leaves, select, substitute, tree_map, unflatten, vdot
 
 HVP_STRATEGIES = ("reverse", "forward-over-reverse")
 """reverse: grad of <grad f, v> (reverse over reverse); forward-over-reverse: jvp of grad f along v."""
@@ -97,6 +98,67 @@ def hvp(backend: Any, f: Callable, argnums: int | tuple[int, ...], strategy: str
     raise NotImplementedError(
         f"no Hessian-vector product strategy {strategy!r} (known: {', '.join(HVP_STRATEGIES)})"
     )
+
+
+def hessian_diagonal(backend: Any, f: Callable, argnums: int | tuple[int, ...], strategy: str) -> Callable:
+    """``diag(probes, *args)``: ``(gradient, diagonal)`` of ``f`` w.r.t. ``args[argnums]``, the
+    diagonal of its Hessian composed from Hessian-vector products by ``strategy`` (an HVP
+    strategy, `hvp`): ``diagonal = sum_v v * (H v)`` over the ``probes`` (pytrees shaped like the
+    selected arguments, as the backend's arrays; `diagonal_probes` makes them in numpy).
+
+    With the unit vectors as probes that is the diagonal of any Hessian, one product per
+    entry; with the single probe of ones it is ``H 1``, the diagonal only where the Hessian
+    is diagonal (k-means' cost: what GradBench's JAX and PyTorch tools compute). By
+    ``forward-over-reverse`` each ``jvp`` of the gradient brings the gradient along with ``H v``
+    (GradBench's JAX tool for k-means' ``dir``); by ``reverse`` the gradient is one more
+    ``value_and_grad``. The result carries ``nesting`` (levels, of which ``jvp``), as `nest`'s.
+
+    :raises NotImplementedError: forward-over-reverse without ``jvp``, or an unknown strategy.
+    """
+
+    def gradient(*args):
+        return backend.value_and_grad(f, argnums)(*args)[1]
+
+    if strategy == "forward-over-reverse":
+        jvp = getattr(backend, "jvp", None)
+        if jvp is None:
+            raise NotImplementedError("forward-over-reverse needs the backend's optional jvp")
+
+        def along_probes(probes, *args):
+            def of_chosen(chosen):
+                return gradient(*substitute(args, argnums, chosen))
+
+            pairs = [jvp(of_chosen, (select(args, argnums),), (v,)) for v in probes]
+            return pairs[0][0], _weighted(probes, [product for _, product in pairs])
+
+        along_probes.nesting = (2, 1)
+        return along_probes
+    if strategy == "reverse":
+        product = hvp(backend, f, argnums, strategy)
+
+        def by_reverse(probes, *args):
+            return gradient(*args), _weighted(probes, [product(v, *args) for v in probes])
+
+        by_reverse.nesting = (2, 0)
+        return by_reverse
+    raise NotImplementedError(
+        f"no Hessian-diagonal strategy {strategy!r} (known: {', '.join(HVP_STRATEGIES)})"
+    )
+
+
+def _weighted(probes: list | tuple, products: list) -> Any:
+    """``sum_v v * p_v`` leaf by leaf, shaped like a probe."""
+    pairs = [list(zip(leaves(v), leaves(p), strict=True)) for v, p in zip(probes, products, strict=True)]
+    sums = iter([sum(a * b for a, b in column) for column in zip(*pairs, strict=True)])
+    return tree_map(lambda _: next(sums), probes[0])
+
+
+def diagonal_probes(chosen: Any, diagonal: bool) -> tuple:
+    """`hessian_diagonal`'s probes in float64 numpy, shaped like ``chosen``: the one vector of
+    ones when the Hessian is known to be ``diagonal``, else every unit vector."""
+    theta = flatten(chosen)
+    rows = np.ones((1, theta.size)) if diagonal else np.eye(theta.size)
+    return tuple(unflatten(v, chosen) for v in rows)
 
 
 def jacobian(backend: Any, f: Callable, argnums: int | tuple[int, ...], strategy: str) -> Callable:

@@ -97,3 +97,9 @@ class Target:
         if part == "outer":
             return lambda *args: problem.outer_probe(xp, outer, inner, *args)
         return lambda *args: problem.fn(xp, outer, inner, *args)
+
+    def hessian_diagonal(self, problem: GradientProblem, strategy: str) -> Callable:
+        """``diag(probes, *args)``: ``problem``'s gradient and Hessian diagonal by ``strategy``
+        (`strategies.hessian_diagonal`); `strategies.diagonal_probes` makes the probes."""
+        f = partial(problem.fn, self.backend.namespace())
+        return self.compiled(strategies.hessian_diagonal(self.backend, f, problem.argnums, strategy))

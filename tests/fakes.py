@@ -68,6 +68,9 @@ class Wrapper:
     def event_times(self, launch, device, rounds):
         return self.inner.event_times(launch, device, rounds)
 
+    def peak_memory(self, call, device):
+        return self.inner.peak_memory(call, device)
+
 
 class Raising(Wrapper):
     """A renamed backend whose ``derivative`` raises ``RuntimeError(message)``."""

@@ -109,6 +109,8 @@ def test_bad_arguments_are_one_line_usage_errors_before_work(capsys, no_work, ar
         (["compare", "latest", "--save"], "--save"),
         (["compare", "latest", "--run-to", "x.json"], "--run-to"),
         (["compare", "latest", "-b", "jax"], "--backend"),
+        (["compare", "latest", "--threads", "2"], "--threads"),
+        (["compare", "latest", "--passes", "2"], "--passes"),
         (["compare", "latest", "--fail-on", "median:5%"], "--baseline"),
         (["compare", "--fail-on", "median:5%"], "--baseline"),
     ],

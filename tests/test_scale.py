@@ -23,7 +23,7 @@ from harness.cli import main as cli
 from harness.cli import output
 from harness.distributed import data, faults, plan, records
 from harness.plugins import UsageError
-from harness.results import compare, plots
+from harness.results import compare, gate, plots
 from harness.results import runs as results
 
 SMALL = ["--size", "64x3", "--dtype", "float64", "--format", "json", "-q"]
@@ -252,7 +252,7 @@ def test_a_saved_scale_run_is_read_compared_gated_and_plotted(tmp_path):
     ]
     assert len({r.key for r in rows}) == 2  # each world its own group: the gate compares like with like
     assert "world 2" in compare.table(rows)
-    assert compare.regressions(rows, rows, "median", 0.1) == []
+    assert gate.regressions(rows, rows, "median", 0.1) == []
     written = plots.plot(rows, tmp_path / "plots")
     assert [p.name for p in written] == ["scaling-strong-cpu.png"]
 

@@ -22,7 +22,7 @@ from fakes import DoNothing, Raising, Wrapper, plugin_of
 from harness import hookspecs, machine, plugins, problems
 from harness.benchmark import cases, measure
 from harness.benchmark.cases import Case
-from harness.results import compare, files
+from harness.results import compare, files, gate
 from harness.results import runs as results
 from harness.strategies import derivative
 from harness.target import Target
@@ -326,7 +326,7 @@ def test_run_round_trips_through_compare_load(fast, quick_machine, tmp_path):
         assert len(row.data) == stats["rounds"] >= 5
         assert row.first_call_s == bench["extra_info"]["first_call_s"]
         assert row.bound == 1.0e10
-    assert compare.regressions(rows, rows, "median", 0.1) == []
+    assert gate.regressions(rows, rows, "median", 0.1) == []
 
 
 def test_run_leaves_out_and_logs_a_raising_and_a_wrong_backend(fast, quick_machine):

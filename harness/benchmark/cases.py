@@ -21,14 +21,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from harness import oracles, problems
+from harness import oracles, problems, strategies
 from harness.plugins import BackendEntry
 from harness.problems import GradientProblem, ScalarProblem
-from harness.pytree import flatten, tree_map
+from harness.pytree import flatten, select, tree_map
 from harness.results import runs
 from harness.target import Target
 from harness.validation import tolerances
@@ -78,7 +79,28 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dtype": "float64",
         "min_rounds": 3,
     },
+    # GradBench's evals by name: (size, modes or None for all), float64: the objective alone,
+    # its gradient, and k-means' gradient with its Hessian's diagonal (GradBench's dir, as
+    # GradBench's JAX tool computes it). GradBench's smallest sizes but lstm's, whose c steps
+    # are an unrolled Python loop: compilers trace every step (jax.jit's first value+grad
+    # call at c = 16 took 72 s on a 2-core AMD EPYC under load), so it runs eager, c = 64
+    "gradbench": {
+        "logistic": [],
+        "points": [],
+        "orders": [],
+        "latency": [],
+        "budget": 0.3,
+        "dtype": "float64",
+        "evals": {
+            "kmeans": ((10, 1000, 8), None),
+            "gmm": ((2, 5, 1000), None),
+            "lstm": ((2, 64, 14), ("eager",)),
+        },
+    },
 }
+DIAGONAL = "forward-over-reverse-diagonal"
+"""A gradient with its Hessian's diagonal (`harness.strategies.hessian_diagonal`), by
+forward-over-reverse Hessian-vector products."""
 
 
 VALUE, HAND_WRITTEN = runs.VALUE, runs.HAND_WRITTEN
@@ -98,7 +120,7 @@ class Case:
     def group(self) -> str:
         value = self.strategy == VALUE
         if isinstance(self.problem, GradientProblem):
-            what = "value" if value else "value+grad"
+            what = "value" if value else "grad+diagonal" if self.strategy == DIAGONAL else "value+grad"
             return f"{self.problem.name} {what} {'x'.join(map(str, self.size)) or 'default size'}"
         what = "scalar latency" if self.size == () else f"over {self.size[0]} points"
         return f"{self.problem.name} {'value' if value else f'd^{self.order}'} {what}"
@@ -217,6 +239,23 @@ def cases(
                     ]
                 t64 = Target(entry, device, "float64", mode)
                 found += [Case(t64, builtin["tanh"], (), order, "reverse") for order in spec["latency"]]
+                found += _eval_cases(
+                    Target(entry, device, spec.get("dtype", "float64"), mode), spec, registered
+                )
+    return found
+
+
+def _eval_cases(target: Target, spec: dict, registered: Iterable[problems.Problem]) -> list[Case]:
+    """The profile's ``evals`` (name: (size, modes)) among the registered problems, default or
+    not, in ``target``'s mode if listed: each timed alone and with its gradient, and with its
+    Hessian's diagonal where it has one."""
+    named = {p.name: p for p in registered if isinstance(p, GradientProblem)}
+    found = []
+    for name, (size, modes) in spec.get("evals", {}).items():
+        if name in named and (modes is None or target.mode in modes):
+            p = named[name]
+            found += [Case(target, p, size, 0, VALUE), Case(target, p, size)]
+            found += [Case(target, p, size, 2, DIAGONAL)] if p.hessian_diagonal else []
     return found
 
 
@@ -230,6 +269,11 @@ def prepare(case: Case) -> Prepared:
         fn = target.value(problem)
     elif case.strategy == HAND_WRITTEN:
         fn = target.hand_written(problem, case.order)
+    elif case.strategy == DIAGONAL:
+        probes = strategies.diagonal_probes(select(args64, problem.argnums), problem.diagonal_hessian)
+        fn = partial(
+            target.hessian_diagonal(problem, DIAGONAL.removesuffix("-diagonal")), target.array(probes)
+        )
     elif isinstance(problem, GradientProblem):
         fn = target.value_and_grad(problem)
     else:
@@ -263,6 +307,16 @@ def _validate(case: Case, result: Any, args64: tuple) -> tuple[bool, str, float]
         reference = np.asarray(problem.fn(np, *rounded), dtype=np.float64)
         ok = tolerances.agrees(result, reference, dtype, 1)
         return ok, "float64 numpy", tolerances.relative_error(result, reference)
+    if case.strategy == DIAGONAL:
+        claimed, reference = flatten(result[1]), flatten(problem.hessian_diagonal(*rounded))
+        ok = tolerances.agrees(claimed, reference, dtype, 2) and tolerances.agrees(
+            flatten(result[0]),
+            flatten(problem.gradient(*rounded)),
+            dtype,
+            1,
+            flatten(problem.magnitude(*rounded)),
+        )
+        return ok, "closed-form gradient and diagonal", tolerances.relative_error(claimed, reference)
     if isinstance(problem, GradientProblem):
         grad = flatten(result[1])
         magnitude = flatten(problem.magnitude(*rounded)) if problem.magnitude else np.zeros_like(grad)

@@ -1,13 +1,15 @@
 """The benchmark suite's pytest plugin, registered through the ``pytest11`` entry point (as
 pytest-benchmark itself is), so its options work wherever gradient-harness is installed.
 
-- ``--harness-profile quick|cpu|gpu|scaling`` chooses the cases (default: ``gpu`` when a
+- ``--harness-profile quick|cpu|gpu|scaling|width|gradbench`` chooses the cases (default: ``gpu`` when a
   backend sees one, else ``cpu``); ``$HARNESS_BACKENDS`` chooses the backends and
   ``--harness-device`` the devices.
 - A test that takes an argument named ``harness_case`` is run once per `harness.benchmark.cases.Case` of
   the profile: the installed backends on the built-in problems and on every default
   problem a plugin registers.
-- The ``harness_benchmark`` fixture is pytest-benchmark's ``benchmark``, recorded: at the end
+- The ``harness_benchmark`` fixture is pytest-benchmark's ``benchmark``, probed (the share of
+  its CPUs others used and its threads' run-queue wait while the test ran, and the flags they
+  and the spread give: `harness.benchmark.conditions`) and recorded: at the end
   of the session the recorded benchmarks are saved as one new run under ``results/`` (or
   ``--harness-results DIR``), made with pytest-benchmark's public hooks and written by
   `harness.results.runs`. Sessions that record nothing save nothing.
@@ -22,11 +24,13 @@ from pathlib import Path
 import pytest
 
 from harness import machine, plugins
-from harness.benchmark import cases
+from harness.benchmark import cases, conditions
 from harness.results import files, runs
 
 RECORDED = pytest.StashKey[list]()
 PROFILE = pytest.StashKey[str]()
+STATE = pytest.StashKey[dict]()
+"""The machine's state when the session began (`harness.machine.state`)."""
 
 
 def pytest_addoption(parser):
@@ -54,6 +58,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.stash[RECORDED] = []
+    config.stash[STATE] = machine.state()
     folder = config.getoption("--harness-results")
     why = folder and files.unwritable(folder, folder=True)
     if why:
@@ -87,9 +92,15 @@ def harness_benchmark(benchmark, request):
     (a saved run's rows are read by group); what it times goes into this session's saved run."""
     if "harness_case" in request.fixturenames:
         benchmark.group = request.getfixturevalue("harness_case").group
+    cpus = conditions.allowed_cpus()
+    before = conditions.sample(cpus)
     yield benchmark
+    after = conditions.sample(cpus)
     stats = getattr(benchmark, "stats", None)
     if stats is not None:
+        others, waited = conditions.contention(before, after, len(cpus)), conditions.waiting(before, after)
+        found = conditions.flags(others, waited, stats.stats.median, stats.stats.iqr)
+        benchmark.extra_info.update(contention=others, run_queue_wait=waited, flags=found)
         request.config.stash[RECORDED].append(stats)
 
 
@@ -110,7 +121,7 @@ def assert_gradients():
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config, machine_info):
-    machine_info["harness"] = machine.info()
+    machine_info["harness"] = {**machine.info(), **machine.around(config.stash.get(STATE, {}))}
 
 
 def pytest_sessionfinish(session, exitstatus):

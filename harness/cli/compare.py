@@ -8,13 +8,20 @@ import tempfile
 from pathlib import Path
 
 from harness import problem_files
-from harness.benchmark import cases
+from harness.benchmark import cases, measure
 from harness.cli import options
-from harness.cli.output import EXIT_FAIL, EXIT_OK, check_destination, deliver, write_figures
+from harness.cli.output import (
+    EXIT_FAIL,
+    EXIT_INCONCLUSIVE,
+    EXIT_OK,
+    check_destination,
+    deliver,
+    write_figures,
+)
 from harness.cli.running import pool, run_with_progress
 from harness.jobs import Interrupted, Job
 from harness.plugins import UsageError
-from harness.results import compare, files, runs
+from harness.results import compare, files, gate, runs, soundness
 
 
 def add_parser(sub) -> None:
@@ -37,7 +44,8 @@ def add_parser(sub) -> None:
         default=None,
         metavar="STAT:N%",
         help="with --baseline: exit 1 when STAT (median or min) is slower by more "
-        "than N%% and beyond noise (default: median:10%%)",
+        "than N%% and beyond noise (default: median:10%%); rows flagged on either side are "
+        "inconclusive, listed apart: exit 3 when there is no regression but some are",
     )
     options.add_plot(cmp)
     cmp.add_argument("--save", action="store_true", help="save the quick run to --results")
@@ -58,6 +66,23 @@ def add_parser(sub) -> None:
         "seconds each isolated backend may take",
     )
     cmp.add_argument("--run-to", metavar="FILE", help="also write the quick run to FILE")
+    cmp.add_argument(
+        "--passes",
+        type=options.positive_int,
+        default=1,
+        metavar="N",
+        help="time the backends in N interleaved passes (each backend's cases in turn, N times "
+        "over, each with 1/N of the time budget; rounds pooled), so that a load that changes "
+        "mid-run weighs on every backend alike; each pass starts the backend afresh (default 1)",
+    )
+    cmp.add_argument(
+        "--threads",
+        type=options.positive_int,
+        default=None,
+        metavar="N",
+        help="give every backend N intra-op threads (the fair comparison on a shared machine; "
+        "default: each framework's own choice); recorded with the run",
+    )
     cmp.set_defaults(handler=from_args)
 
 
@@ -70,6 +95,8 @@ def from_args(args) -> int:
             "--save": args.save,
             "--run-to": args.run_to,
             "--backend": args.backend,
+            "--threads": args.threads,
+            "--passes": args.passes != 1,
             "--problems": args.problems,
         }
         given = [name for name, value in quick.items() if value]
@@ -80,7 +107,7 @@ def from_args(args) -> int:
             )
     fail_on = args.fail_on or "median:10%"
     try:
-        compare.parse_threshold(fail_on)  # a usage error before any work
+        gate.parse_threshold(fail_on)  # a usage error before any work
         paths = runs.resolve(args.runs, folder)
         baseline = runs.resolve([args.baseline], folder)[0] if args.baseline else None
     except (ValueError, OSError) as exc:
@@ -96,6 +123,8 @@ def from_args(args) -> int:
         backends=args.backend,
         problem_specs=tuple(args.problems or ()),
         profile=args.profile,
+        threads=args.threads,
+        passes=args.passes,
         jobs_pool=jobs_pool,
         isolate=args.isolate,
         quiet=args.quiet,
@@ -112,6 +141,8 @@ def compare_here(
     *,
     backends,
     profile: str,
+    threads: int | None = None,
+    passes: int = 1,
     jobs_pool,
     isolate: bool,
     quiet: bool,
@@ -123,7 +154,7 @@ def compare_here(
     """Validate and time the installed backends here, deliver the run, then show it."""
     registry = problem_files.load(problem_specs)
     run, failed, interrupted = _benchmark_here(
-        backends, profile, registry, jobs_pool, isolate, quiet, problem_specs
+        backends, profile, (threads, passes), registry, jobs_pool, isolate, quiet, problem_specs
     )
     if run is None:
         return interrupted.exit_code if interrupted else EXIT_FAIL
@@ -146,20 +177,29 @@ def compare_here(
         return compare_runs([where], failed=failed or code != EXIT_OK, **shown)
     with tempfile.TemporaryDirectory() as scratch:  # read back as a saved run would be
         rows = runs.load(files.write_text(Path(scratch) / f"{profile}.json", text))
-    return compare_runs([], rows=rows, failed=failed or code != EXIT_OK, **shown)
+    machines = {profile: run["machine_info"]["harness"]}
+    return compare_runs([], rows=rows, failed=failed or code != EXIT_OK, machines=machines, **shown)
 
 
 def _benchmark_here(
-    backends, profile, registry, jobs_pool, isolate, quiet, problem_specs=()
+    backends, profile, settings, registry, jobs_pool, isolate, quiet, problem_specs=()
 ) -> tuple[dict | None, bool, Interrupted | None]:
     """The quick run: (the run, or None if nothing was timed, whether a backend failed, the
     interrupt). Backends are timed one after another, each isolated when it can be (side by side
-    they would slow each other)."""
-    entries = registry.select_backends(backends)
+    they would slow each other), in ``passes`` interleaved passes with ``threads`` each."""
+    (threads, passes), entries = settings, registry.select_backends(backends)
+    available = [e for e in entries if not e.unavailable]
     jobs = [
-        Job("benchmark", e.name, profile=profile, problem_files=problem_specs)
-        for e in entries
-        if not e.unavailable
+        Job(
+            "benchmark",
+            e.name,
+            profile=profile,
+            problem_files=problem_specs,
+            threads=threads,
+            passes=passes,
+        )
+        for _ in range(passes)
+        for e in available
     ]
     unavailable = [f"{e.name}: {e.unavailable}" for e in entries if e.unavailable]
     outcomes, interrupted = run_with_progress(jobs, registry, jobs_pool, isolate=isolate, quiet=quiet)
@@ -168,12 +208,13 @@ def _benchmark_here(
         if outcome.failure:
             print(f"error: {outcome.job.backend}: {outcome.failure[1]}", file=sys.stderr)
             failed = True
-    benchmarks = [b for o in outcomes for b in o.results]
+    benchmarks = measure.merge_passes([b for o in outcomes for b in o.results])
     if not benchmarks:
         why = "; ".join(unavailable) or "every case failed or was interrupted (see above)"
         print(f"error: no case was timed, so no run is saved: {why}", file=sys.stderr)
         return None, True, interrupted
-    machine = next((o.machine for o in outcomes if o.machine), {})
+    machine = runs.merge_machines([(o.job.backend, o.machine) for o in outcomes if o.machine])
+    machine["passes"] = passes
     return runs.document(benchmarks, machine), failed, interrupted
 
 
@@ -187,12 +228,16 @@ def compare_runs(
     rows: list[runs.Row] | None = None,
     failed: bool = False,
     interrupted: Interrupted | None = None,
+    machines: dict[str, dict] | None = None,
 ) -> int:
-    """Show ``rows`` and the runs at ``paths`` side by side; plot them; gate them against ``baseline``."""
-    rows = list(rows or [])
+    """Show ``rows`` and the runs at ``paths`` side by side, with what the machine was doing
+    (``machines``: each run's ``machine_info.harness`` by run name); plot them; gate them against
+    ``baseline``."""
+    rows, machines = list(rows or []), dict(machines or {})
     for path in paths:
         try:
             rows += runs.load(path)
+            machines[path.stem] = runs.machine_of(path)
         except runs.RunError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True
@@ -204,8 +249,15 @@ def compare_runs(
         clocks = compare.fidelity(rows, fmt) if fmt in ("table", "md") else ""
         if clocks:
             print(f"\nthe harness's timing over the device's own clock, same calls:\n\n{clocks}")
+        if fmt in ("table", "md"):
+            state = [line for name, info in machines.items() for line in soundness.machine_lines(name, info)]
+            if state:
+                print("\nwhat the machine was doing:\n\n" + "\n".join(state))
         if fmt == "table":
             print(f"\n{compare.legend()}")
+        warning = soundness.flag_warning(rows)
+        if warning:
+            print(f"\n{warning}", file=sys.stderr)
     if interrupted:
         return interrupted.exit_code
     invalid = [r for r in rows if not r.validated]
@@ -213,21 +265,32 @@ def compare_runs(
     if plot and rows:
         failed = not write_figures(rows, plot) or failed
     if baseline is not None:
-        stat, threshold = compare.parse_threshold(fail_on)
+        stat, threshold = gate.parse_threshold(fail_on)
         try:
             base_rows = runs.load(baseline)
         except runs.RunError as exc:
             raise UsageError(f"baseline {exc}") from None
-        slower = compare.regressions(rows, base_rows, stat, threshold)
+        slower = gate.regressions(rows, base_rows, stat, threshold)
+        unjudged = gate.inconclusive(rows, base_rows)
         for line in slower:
             print(f"REGRESSION {line}", file=sys.stderr)
+        for line in unjudged:
+            print(f"INCONCLUSIVE {line}", file=sys.stderr)
         print(f"{len(slower)} regression(s) beyond {fail_on} against {baseline.stem}", file=sys.stderr)
-        rules = compare.gate_rules(rows, base_rows)
+        if unjudged:
+            print(
+                f"{len(unjudged)} row(s) inconclusive: flagged on either side, so neither a "
+                "regression nor an all-clear; rerun them on a quiet machine",
+                file=sys.stderr,
+            )
+        rules = gate.gate_rules(rows, base_rows)
         print(
             f"rows judged: {rules['Mann-Whitney']} by a one-sided Mann-Whitney test (p < "
-            f"{compare.NOISE_P:g}), {rules['quartiles']} by quartiles, having fewer than "
-            f"{compare.TEST_ROUNDS} rounds on a side (slower only if they do not overlap)",
+            f"{gate.NOISE_P:g}), {rules['quartiles']} by quartiles, having fewer than "
+            f"{gate.TEST_ROUNDS} rounds on a side (slower only if they do not overlap)",
             file=sys.stderr,
         )
         failed = failed or bool(slower)
+        if unjudged and not failed:
+            return EXIT_INCONCLUSIVE
     return EXIT_FAIL if failed else EXIT_OK

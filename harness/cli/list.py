@@ -48,7 +48,13 @@ def list_all(fmt: str, detect_devices: bool, refresh: bool) -> int:
         for e in entries
     ]
     problems = [
-        {"name": p.name, "kind": type(p).__name__, "default": p.default, "description": p.description}
+        {
+            "name": p.name,
+            "kind": type(p).__name__,
+            "default": p.default,
+            "description": p.description,
+            "unavailable": unavailable(p),
+        }
         for p in registry.problems.values()
     ]
     errors = [{"plugin": e.plugin, "message": e.message} for e in registry.errors]
@@ -87,10 +93,26 @@ def list_all(fmt: str, detect_devices: bool, refresh: bool) -> int:
     print()
     print(
         tabulate(
-            [[p["name"], p["kind"], "yes" if p["default"] else "-", p["description"]] for p in problems],
+            [
+                [
+                    p["name"],
+                    p["kind"],
+                    "yes" if p["default"] else "-",
+                    f"not runnable: {p['unavailable']}. {p['description']}"
+                    if p["unavailable"]
+                    else p["description"],
+                ]
+                for p in problems
+            ],
             headers=["problem", "kind", "default", "description"],
         )
     )
     for error in registry.errors:
         print(f"\nbroken {error}", file=sys.stderr)
     return EXIT_OK
+
+
+def unavailable(problem) -> str | None:
+    """Why ``problem`` cannot run here (a problem reading data that is absent), or ``None``."""
+    check = getattr(problem, "unavailable", None)
+    return check() if check else None

@@ -69,6 +69,13 @@ def seconds(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    """A count such as threads: a whole number of 1 or more."""
+    if not re.fullmatch(r"\s*[0-9]+\s*", text) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count: give a whole number of 1 or more, e.g. 1")
+    return int(text)
+
+
 def worlds(text: str) -> list[int]:
     """World sizes: whole numbers from 1 to MAX_WORLD, comma-separated; sorted, each once."""
     found = [n.strip() for n in text.split(",")]  # every entry counts: "1,,2" has an empty one

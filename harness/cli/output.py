@@ -10,7 +10,8 @@ from harness.plugins import UsageError
 from harness.results import files, plots
 from harness.results.runs import Row
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+"""EXIT_INCONCLUSIVE: the gate found no regression but could not judge some rows (flagged)."""
 
 
 def check_destination(path, option: str, *, folder: bool = False) -> None:

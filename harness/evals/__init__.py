@@ -31,9 +31,9 @@ The functions apply to the module's problem named as the eval (``lse`` in ``lse.
 from __future__ import annotations
 
 import harness
-from harness.evals import det, llsq, lse, ode, particle, saddle
+from harness.evals import ba, det, gmm, ht, kmeans, llsq, lse, lstm, ode, particle, saddle
 
-MODULES = (lse, llsq, det, ode, particle, saddle)
+MODULES = (lse, llsq, det, kmeans, gmm, ode, lstm, ba, ht, particle, saddle)
 """The evals, in the order `list` shows them."""
 
 PROBLEMS = tuple(problem for module in MODULES for problem in module.PROBLEMS)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import problem_files
+from harness import problem_files, threads
 from harness.execution.kinds import execute
 from harness.jobs import Job
 
@@ -25,6 +25,7 @@ def main(folder: Path, parent: int) -> int:
     """Run the job in ``folder``, writing length-prefixed pickled events to its events file."""
     threading.Thread(target=_end_with_parent, args=(parent,), daemon=True).start()
     job = Job.from_json(json.loads((folder / JOB_FILE).read_text()))
+    threads.apply(job.threads)  # before any framework is imported: most read it only then
     registry = problem_files.load(job.problem_files)
     with open(folder / EVENTS_FILE, "ab") as out:
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from harness import machine
+from harness import machine, threads
 from harness.benchmark import cases, measure
 from harness.distributed.launch import launch_world
 from harness.jobs import Job
@@ -35,20 +35,23 @@ def _validate(job: Job, entry: BackendEntry, registry: Registry, emit: Emit) -> 
 
 def _benchmark(job: Job, entry: BackendEntry, registry: Registry, emit: Emit) -> None:
     spec = cases.PROFILES[job.profile]
-    emit(("machine", machine.info()))
+    threads.apply(job.threads)  # in a child, applied before the framework was imported (child.main)
+    before, info = machine.state(), machine.info()
+    emit(("machine", {**info, "threads_requested": job.threads, "state_before": before}))
     found = cases.cases([entry], job.profile, registered=registry.problems.values())
     emit(("total", len(found)))
     for case in found:
         emit(("current", case.name))
         timed = measure.bench(
             case,
-            spec["budget"],
-            spec.get("min_rounds", measure.MIN_ROUNDS),
+            spec["budget"] / job.passes,
+            -(-spec.get("min_rounds", measure.MIN_ROUNDS) // job.passes),  # pooled: at least the profile's
             log=lambda line: emit(("log", line)),
         )
         if timed is not None:
             emit(("result", timed))
         emit(("advance",))
+    emit(("machine", {**info, "threads_requested": job.threads, **machine.around(before)}))
 
 
 def _scale(job: Job, entry: BackendEntry, registry: Registry, emit: Emit) -> None:

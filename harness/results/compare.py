@@ -1,5 +1,5 @@
-"""Side-by-side comparison of saved runs: the table, the cost growth per order, the harness's
-clock against the device's, and the regression gate.
+"""Side-by-side comparison of saved runs: the table, the cost growth per order, and the harness's
+clock against the device's (the regression gate is `harness.results.gate`).
 
 Runs are read by `harness.results.runs` (rows, one per benchmark); this module only
 lays them out and compares them with a baseline (`harness.results.plots` draws them). It
@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import math
-import re
 import shutil
 import textwrap
 from collections import defaultdict
@@ -24,12 +23,6 @@ from tabulate import SEPARATING_LINE, tabulate
 from harness.pytree import tree_map
 from harness.results.runs import HAND_WRITTEN, VALUE, Row
 
-NOISE_P = 0.01
-"""A slowdown counts only if a one-sided Mann-Whitney U test gives p below this."""
-TEST_ROUNDS = 5
-"""Rounds each side needs for that test: with 5 and 5 its smallest p is 1/252, below `NOISE_P`;
-with 4 and 4 it is 1/70, so the test could never find a slowdown."""
-
 
 def format_seconds(seconds: float | None) -> str:
     if seconds is None:
@@ -38,6 +31,15 @@ def format_seconds(seconds: float | None) -> str:
         if seconds >= scale:
             return f"{seconds / scale:.4g} {unit}"
     return f"{seconds * 1e9:.4g} ns"
+
+
+def format_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
 
 
 COLUMNS = [
@@ -51,6 +53,8 @@ COLUMNS = [
     "GB/s",
     "of bound",
     "x value",
+    "peak mem",
+    "mem x value",
     "x hand-written",
     "validated",
 ]
@@ -58,14 +62,17 @@ COLUMNS = [
 WRAPPED = {"run", COLUMNS[2]}
 """The columns whose text may wrap over lines to fit the terminal; numbers never wrap."""
 
-DROPPED_FIRST = ("IQR", "GB/s", "first call", "x hand-written")
-"""Columns left out, in this order, when even wrapped text cannot make the table fit."""
+DROPPED_FIRST = ("IQR", "GB/s", "peak mem", "mem x value", "first call", "x hand-written")
+"""Columns left out, in this order (those with nothing in them first: a run saved before memory
+was measured), when even wrapped text cannot make the table fit."""
 
 NARROWEST = 10
 """A wrapped column is made no narrower than this (or its text, if shorter)."""
 
 LEGEND = [
-    ("median", "time per call: the median over the timed rounds"),
+    ("median", "time per call: the median over the timed rounds; C after it: its"),
+    ("", "threads waited for a CPU other processes held over 25% of the time;"),
+    ("", "S: its IQR is over half the median; its times and ratios may mislead"),
     ("IQR", "interquartile range of those times (q3 - q1): their spread"),
     ("x fastest", "median over the fastest median in the same group (1.00: the fastest)"),
     ("first call", "the first call, timed apart: trace + compile + run"),
@@ -74,21 +81,26 @@ LEGEND = [
     ("", "the logistic gradient's cost model reads the N x D inputs twice"),
     ("x value", "median over that of the function alone (the loss, or f) on the"),
     ("", "same backend, mode, dtype and device: the derivative's cost in f's"),
+    ("peak mem", "peak memory one call adds over its inputs (resident set on the CPU,"),
+    ("", "the allocator's peak on a GPU)"),
+    ("mem x value", "peak mem over that of the function alone, as for x value"),
     ("x hand-written", "median over that of the derivative written out by hand on the"),
     ("", "same backend, mode, dtype and device: the price of autodiff"),
     ("validated", "the result agreed with its oracle before timing (NO: it did not)"),
 ]
 
 HELP_COLUMNS = (
-    "Columns: median is the median time per call over the timed rounds and IQR the "
+    "Columns: median is the median time per call over the timed rounds (C after it: its threads "
+    "waited for CPUs other processes held; S: too widely spread to mean much) and IQR the "
     "interquartile range of those times; x fastest is the median over the fastest median in "
     "the same group; first call is the first call, timed apart (trace + compile + run); GB/s is "
     "the bytes moved per call by the problem's cost model over the median, and of bound that "
     "GB/s over the machine's measured copy bandwidth for the device (the logistic gradient's "
     "cost model reads the N x D inputs twice); x value is the median over that of the function "
     "alone (the loss, or f) on the same backend, mode, dtype and device, and x hand-written over "
-    "that of the derivative written out by hand there; validated says whether the result agreed "
-    "with its oracle before timing."
+    "that of the derivative written out by hand there; peak mem is the peak memory one call adds "
+    "over its inputs, and mem x value that over the function's own; validated says whether the "
+    "result agreed with its oracle before timing."
 )
 """`LEGEND` as one paragraph, for ``compare --help`` (no ``%``: argparse formats help text)."""
 
@@ -113,6 +125,7 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
     for r in rows:
         fastest[r.group] = min(fastest[r.group], r.median)
     x_value, x_hand = _references(rows)
+    mem_value = _references(rows, "peak_memory")[0]
     if fmt == "json":
         records = [
             {
@@ -122,6 +135,7 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
                 "x_fastest": r.median / fastest[r.group],
                 "x_value": x_value(r),
                 "x_hand_written": x_hand(r),
+                "memory_x_value": mem_value(r),
             }
             for r in rows
         ]
@@ -148,6 +162,11 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
                 "x_value",
                 "x_hand_written",
                 "validated",
+                "contention",
+                "run_queue_wait",
+                "flags",
+                "peak_memory_bytes",
+                "memory_x_value",
             ]
         )
         for r in rows:
@@ -169,6 +188,11 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
                     x_value(r),
                     x_hand(r),
                     r.validated,
+                    r.contention,
+                    r.run_queue_wait,
+                    " ".join(r.flags),
+                    r.peak_memory,
+                    mem_value(r),
                 ]
             )
         return out.getvalue()
@@ -177,13 +201,15 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
             r.group,
             r.run,
             r.label,
-            format_seconds(r.median),
+            format_seconds(r.median) + (f" {''.join(f[0].upper() for f in r.flags)}" if r.flags else ""),
             format_seconds(r.iqr),
             f"{r.median / fastest[r.group]:.2f}",
             format_seconds(r.first_call_s),
             f"{r.gbps:.3g}" if r.gbps else "-",
             f"{r.of_bound:.0%}" if r.of_bound else "-",
             _ratio(x_value(r)),
+            format_bytes(r.peak_memory),
+            _ratio(mem_value(r)),
             _ratio(x_hand(r)),
             "yes" if r.validated else "NO",
         ]
@@ -194,19 +220,22 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
     return _fitted(body, shutil.get_terminal_size((0, 0)).columns if width is None else width)
 
 
-def _references(rows: list[Row]) -> tuple[Callable[[Row], float | None], Callable[[Row], float | None]]:
-    """(a row's median over its function's alone, over its hand-written derivative's): the same
-    run, backend, mode, dtype and device; the same problem and size, or the same group."""
-    value = {_place(r) + (r.problem, r.size): r.median for r in rows if r.strategy == VALUE}
-    hand = {_place(r) + (r.group,): r.median for r in rows if r.strategy == HAND_WRITTEN}
+def _references(
+    rows: list[Row], field: str = "median"
+) -> tuple[Callable[[Row], float | None], Callable[[Row], float | None]]:
+    """(a row's ``field`` (median, peak_memory) over its function's alone, over its hand-written
+    derivative's): the same run, backend, mode, dtype and device; the same problem and size, or
+    the same group."""
+    value = {_place(r) + (r.problem, r.size): getattr(r, field) for r in rows if r.strategy == VALUE}
+    hand = {_place(r) + (r.group,): getattr(r, field) for r in rows if r.strategy == HAND_WRITTEN}
 
     def x_value(r: Row) -> float | None:
-        found = value.get(_place(r) + (r.problem, r.size))
-        return r.median / found if found and r.strategy != VALUE else None
+        found, mine = value.get(_place(r) + (r.problem, r.size)), getattr(r, field)
+        return mine / found if found and mine is not None and r.strategy != VALUE else None
 
     def x_hand(r: Row) -> float | None:
-        found = hand.get(_place(r) + (r.group,))
-        return r.median / found if found and r.strategy != HAND_WRITTEN else None
+        found, mine = hand.get(_place(r) + (r.group,)), getattr(r, field)
+        return mine / found if found and mine is not None and r.strategy != HAND_WRITTEN else None
 
     return x_value, x_hand
 
@@ -229,8 +258,10 @@ def _fitted(body: list[list[str]], width: int) -> str:
         return table
     several = len({row[1] for row in body}) > 1
     keep = [i for i, name in enumerate(COLUMNS) if name != "group" and (several or name != "run")]
+    empty = [n for n in DROPPED_FIRST if all(row[COLUMNS.index(n)] == "-" for row in body)]
     dropped = []
-    for name in DROPPED_FIRST:  # while even the narrowest layout is too wide
+    for name in sorted(DROPPED_FIRST, key=lambda n: n not in empty):  # empty ones first, while
+        # even the narrowest layout is too wide
         least = _widths([COLUMNS[i] for i in keep], [[row[i] for i in keep] for row in body], 1)
         if sum(least) + 2 * (len(keep) - 1) <= width:
             break
@@ -356,51 +387,3 @@ def fidelity(rows: list[Row], fmt: str = "table") -> str:
     return tabulate(
         body, headers=headers, tablefmt="github" if fmt == "md" else "simple", disable_numparse=True
     )
-
-
-def parse_threshold(text: str) -> tuple[str, float]:
-    """``"median:10%"`` as ``("median", 0.10)``."""
-    match = re.fullmatch(r"(median|min):(\d+(?:\.\d+)?)%", text.strip())
-    if not match:
-        raise ValueError(f"--fail-on takes STAT:N% with STAT median or min, e.g. median:10%, not {text!r}")
-    return match[1], float(match[2]) / 100
-
-
-def gate_rule(row: Row, old: Row) -> str:
-    """How the gate tells a slowdown from noise for this pair of rows: ``Mann-Whitney`` when
-    both have `TEST_ROUNDS` rounds or more, else ``quartiles`` (apart: slower)."""
-    enough = row.data and old.data and min(len(row.data), len(old.data)) >= TEST_ROUNDS
-    return "Mann-Whitney" if enough else "quartiles"
-
-
-def gate_rules(current: list[Row], baseline: list[Row]) -> dict[str, int]:
-    """How many of the rows both runs have each rule judges."""
-    base = {r.key: r for r in baseline}
-    rules = [gate_rule(row, base[row.key]) for row in current if row.key in base]
-    return {rule: rules.count(rule) for rule in ("Mann-Whitney", "quartiles")}
-
-
-def regressions(current: list[Row], baseline: list[Row], stat: str, threshold: float) -> list[str]:
-    """Rows slower than the baseline by more than ``threshold`` and beyond noise, described."""
-    from scipy.stats import mannwhitneyu
-
-    base = {r.key: r for r in baseline}
-    found = []
-    for row in current:
-        old = base.get(row.key)
-        if old is None:
-            continue
-        ratio = getattr(row, stat) / getattr(old, stat)
-        if ratio <= 1 + threshold:
-            continue
-        if gate_rule(row, old) == "Mann-Whitney":
-            p = mannwhitneyu(row.data, old.data, alternative="greater").pvalue
-            noise, evidence = p >= NOISE_P, f"Mann-Whitney p={p:.2g}"
-        else:
-            noise, evidence = row.q1 <= old.q3, "quartiles " + ("overlap" if row.q1 <= old.q3 else "apart")
-        if not noise:
-            found.append(
-                f"{row.group} | {row.label}: {stat} {format_seconds(getattr(row, stat))} vs "
-                f"{format_seconds(getattr(old, stat))} in {old.run} (x{ratio:.2f}, {evidence})"
-            )
-    return found

@@ -4,7 +4,12 @@ A saved run is pytest-benchmark's JSON (its statistics and layout) whose
 benchmarks carry gradient-harness fields in ``extra_info`` (``harness_format``
 and the case: backend, device, dtype, mode, strategy, problem, size, order, ...;
 ``scale`` runs add world, scaling, engine, processes and devices, with the engine as
-the mode) and whose ``machine_info.harness`` says where it ran (`harness.machine`).
+the mode) and whose ``machine_info.harness`` says where it ran and what the machine was doing
+(`harness.machine`: ``state_before`` and ``state_after`` the run, thread settings). Since
+the contention probe, a benchmark's ``extra_info`` also holds ``contention`` (the share of
+its CPUs others used while it was timed), ``run_queue_wait`` (how long its threads waited
+for a CPU, over the wall time), ``flags`` (why its timing is unsound, if it is)
+and ``peak_memory_bytes``; runs saved before lack them and load with none.
 The pytest suite, ``compare --save``, ``scale --save`` and ``compare`` all go through
 this module.
 
@@ -50,6 +55,22 @@ def document(benchmarks: list[dict], machine_info: dict) -> dict:
         "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "version": pytest_benchmark.__version__,
     }
+
+
+def merge_machines(machines: list[tuple[str, dict]]) -> dict:
+    """One ``machine_info.harness`` for backends timed in turn, each in its own process, as
+    (backend, its machine info) in the order they ran: the first's, with the state before the
+    first and after the last, and each backend's thread settings (``threads_by_backend``)."""
+    if not machines:
+        return {}
+    merged = {**machines[0][1]}
+    if "state_after" in machines[-1][1]:
+        merged["state_after"] = machines[-1][1]["state_after"]
+    merged["threads_by_backend"] = {
+        name: (info.get("state_after") or info.get("state_before") or {}).get("threads")
+        for name, info in machines
+    }
+    return merged
 
 
 def entry(group: str, name: str, extra_info: dict, times, iterations: int) -> dict:
@@ -128,6 +149,14 @@ class Row:
     """Devices or processes the data was sharded over (``scale`` runs), else ``None``."""
     scaling: str | None = None
     """``strong`` or ``weak`` (``scale`` runs), else ``None``."""
+    contention: float | None = None
+    """Share of the process's CPUs other processes used while the row was timed (0 to 1)."""
+    run_queue_wait: float | None = None
+    """Time the process's threads waited for a CPU while the row was timed, over the wall time."""
+    flags: tuple[str, ...] = ()
+    """Why the row's timing is unsound: ``contended``, ``spread`` (empty: sound, or not probed)."""
+    peak_memory: float | None = None
+    """Peak bytes one call adds over its inputs (resident set, or the device allocator's)."""
 
     @property
     def key(self) -> tuple:
@@ -237,6 +266,13 @@ def load(path: Path) -> list[Row]:
         ) from None
 
 
+def machine_of(path: Path) -> dict:
+    """The ``machine_info.harness`` of a run that `load` read (empty where there is none)."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    found = doc.get("machine_info", {}).get("harness") if isinstance(doc, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
 class _Damaged(ValueError):
     """A value no saved run holds, said as ``what is VALUE, not WHAT IT SHOULD BE``."""
 
@@ -297,6 +333,9 @@ def _row(run: str, bench: dict, bounds: dict[str, float | None]) -> Row:
         raise _Damaged(f"extra_info.world is {world}, not a world size of 1 or more")
     if scaling not in (None, "strong", "weak"):
         raise _Damaged(f"extra_info.scaling is {reprlib.repr(scaling)}, not 'strong' or 'weak'")
+    flags = e.get("flags") or []
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        raise _Damaged(f"extra_info.flags is {reprlib.repr(flags)}, not a list of strings")
     error = e.get("validation_error")  # NaN where the backend returned NaN: a finding, not damage
     if error is not None and not _is_number(error):
         raise _Damaged(f"extra_info.validation_error is {reprlib.repr(error)}, not a number")
@@ -323,6 +362,10 @@ def _row(run: str, bench: dict, bounds: dict[str, float | None]) -> Row:
         else [_amount(t, f"stats.data[{i}]", zero=False) for i, t in enumerate(data)],
         world=world,
         scaling=scaling,
+        contention=_optional(e, "contention"),
+        run_queue_wait=_optional(e, "run_queue_wait"),
+        flags=tuple(flags),
+        peak_memory=_optional(e, "peak_memory_bytes"),
     )
 
 

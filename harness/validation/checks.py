@@ -9,8 +9,9 @@ grows with the order and with looser dtypes and is never scaled by array size.
 Finite-difference oracles add their own error estimate to the allowed gap.
 
 Each result is judged and classified by `harness.validation.verdicts`. Full Jacobians of
-vector-valued problems are checked in `harness.validation.jacobians`, by the same rule; nested
-optimizations (particle, saddle) in `harness.validation.nested`.
+vector-valued problems are checked in `harness.validation.jacobians`, gradients with their
+Hessian's diagonal in `harness.validation.diagonals`, nested optimizations (particle, saddle) in
+`harness.validation.nested`, by the same rule.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from harness.plugins import BackendEntry
 from harness.problems import GradientProblem, JacobianProblem, NestedProblem, Problem, ScalarProblem
 from harness.pytree import flatten, select, structure, substitute, tree_map, unflatten
 from harness.target import Target
+from harness.validation.diagonals import diagonal_checks
 from harness.validation.jacobians import jacobian_checks
 from harness.validation.nested import nested_checks
 from harness.validation.tolerances import FD_RTOL, tolerance
@@ -179,6 +181,9 @@ def _backend_checks(entry: BackendEntry, plan: Plan, progress: Progress) -> Iter
             )
             yield from _guarded(
                 _hvp_checks(job, problem, plan.orders, plan.strategies), job.head("-", problem.name)
+            )
+            yield from _guarded(
+                diagonal_checks(job, problem, plan.orders, plan.strategies), job.head("-", problem.name)
             )
         else:
             yield from _guarded(

@@ -33,6 +33,12 @@ def jacobian_checks(job: Any, problem: JacobianProblem, orders, strategies) -> I
     and ``unoffered``), for the strategies in ``strategies`` (``None``: both)."""
     if orders is not None and 1 not in orders:
         return
+    missing = problem.unavailable() if problem.unavailable else None
+    if missing:
+        for strategy in JACOBIAN_STRATEGIES:
+            if strategies is None or strategy in strategies:
+                yield job.head(strategy, problem.name)(1, "-", "unsupported", message=missing)
+        return
     target = job.target
     rounded = tree_map(
         lambda a: np.asarray(a, dtype=target.dtype).astype(np.float64), problem.make_args(problem.size)
@@ -97,6 +103,9 @@ def jacobian_checks(job: Any, problem: JacobianProblem, orders, strategies) -> I
             v2,
             value64,
             tolerance(target.dtype, 0),
+            slack=tolerance(target.dtype, 0) * np.asarray(problem.value_magnitude(*rounded), np.float64)
+            if problem.value_magnitude
+            else 0.0,
         )
         rtol = tolerance(target.dtype, 1)
         exact = []

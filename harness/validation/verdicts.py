@@ -164,7 +164,8 @@ def sweep(check: Check, fn, points, claimed, *exact: Check) -> Check:
 
 
 def agreement(results: list[Check]) -> Iterator[Check]:
-    """Each result against the first passing one for the same device, dtype, problem and order.
+    """Each result against the first passing one for the same device, dtype, problem, order and
+    shape.
 
     Only a combination's first check (its primary oracle) takes part, so each
     backend, mode and strategy is compared once with the reference per order.
@@ -186,9 +187,12 @@ def agreement(results: list[Check]) -> Iterator[Check]:
         if own in seen:
             continue
         seen.add(own)
+        # Results of one shape are one quantity: a Hessian's diagonal is not compared with the
+        # products that give the whole Hessian at the same order.
+        quantity = (*own[3:], np.shape(check._raw))
         if check.status == "pass":  # a reference must itself agree with its oracle
-            reference.setdefault(own[3:], check)
-        ref = reference.get(own[3:])
+            reference.setdefault(quantity, check)
+        ref = reference.get(quantity)
         if ref is None:
             continue
         if ref is check:

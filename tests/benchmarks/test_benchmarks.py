@@ -31,3 +31,4 @@ def test_benchmark(harness_benchmark, harness_profile, harness_case):
     events = prepared.event_median(rounds)  # the device's own clock, where the backend has one
     if events is not None:
         harness_benchmark.extra_info["event_median_s"] = events
+    harness_benchmark.extra_info["peak_memory_bytes"] = measure.peak_memory(prepared)

@@ -1,0 +1,272 @@
+"""ba: bundle adjustment (from ADBench), reprojection and weight errors of replicated cameras and
+points; its Jacobian is sparse, each observation's residuals depending on one camera, one point
+and one weight (`sparse_jacobian`, assembled into GradBench's compressed rows by `to_csr`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from harness.problems import JacobianProblem
+
+CAMERA = 11
+"""Camera parameters: Rodrigues rotation (3), centre (3), focal length, principal point (2),
+radial distortion (2)."""
+BLOCK = CAMERA + 3 + 1
+"""Columns of one observation's reprojection block: its camera, its point, its weight."""
+
+ONE = {
+    "cam": [-0.758453, -1.109613, -0.845551, 34.556073, 39.676747, 53.881673, 419.194514, 5.864426]
+    + [-8.51887, 0.087812, 0.002739],
+    "x": [7.203245, 0.001144, 3.023326],
+    "w": 0.417022,
+    "feat": [271.760969, 834.209256],
+}
+"""The one camera, point, weight and feature every file ``evals/ba/data/ba<i>_n_m_p.txt`` holds
+(the twenty files differ only in n, m, p)."""
+FILES = {
+    1: (49, 7776, 31843),
+    2: (21, 11315, 36455),
+    3: (161, 48126, 182072),
+    4: (372, 47423, 204472),
+    5: (257, 65132, 225911),
+    6: (539, 65220, 277273),
+    7: (93, 61203, 287451),
+    8: (88, 64298, 383937),
+    9: (810, 88814, 393775),
+    10: (1197, 126327, 563734),
+    11: (1723, 156502, 678718),
+    12: (253, 163691, 899155),
+    13: (245, 198739, 1091386),
+    14: (356, 226730, 1255268),
+    15: (1102, 780462, 4052340),
+    16: (1544, 942409, 4750193),
+    17: (1778, 993923, 5001946),
+    18: (1936, 649673, 5213733),
+    19: (4585, 1324582, 9125125),
+    20: (13682, 4456117, 2987644),
+}
+"""(n, m, p) of GradBench's files ba1 ... ba20 (its default run: 1 ... 14)."""
+SIZE = (3, 4, 6)
+"""(n, m, p) validated here: every camera and point seen by more than one observation."""
+
+
+def reprojection(xp, cams, X, w, feats):
+    """Each observation's two reprojection errors, ``w (proj - feat)``, from its own camera
+    parameters ``cams`` [p, 11], point ``X`` [p, 3] and weight ``w`` [p]: ``X - C`` rotated by
+    Rodrigues' formula (``cos``, ``sin`` of the angle, the ``sqtheta != 0`` branch of GradBench's
+    ``rodrigues_rotate_point``), divided by its z, radially distorted ``1 + k1 r^2 + k2 r^4``,
+    scaled by f, shifted by the principal point. Returns [p, 2]: row i depends on row i only."""
+    rot = cams[:, 0:3]
+    Xo = X - cams[:, 3:6]
+    theta = xp.sqrt(xp.sum(rot * rot, axis=1))
+    costheta, sintheta = xp.cos(theta), xp.sin(theta)
+    u = rot * (1.0 / theta)[:, None]
+    u0, u1, u2 = u[:, 0], u[:, 1], u[:, 2]
+    p0, p1, p2 = Xo[:, 0], Xo[:, 1], Xo[:, 2]
+    cross = (u1 * p2 - u2 * p1, u2 * p0 - u0 * p2, u0 * p1 - u1 * p0)
+    tmp = (u0 * p0 + u1 * p1 + u2 * p2) * (1.0 - costheta)
+    rotated = [
+        p * costheta + c * sintheta + k * tmp
+        for p, c, k in zip((p0, p1, p2), cross, (u0, u1, u2), strict=True)
+    ]
+    proj = [rotated[0] / rotated[2], rotated[1] / rotated[2]]
+    rsq = proj[0] * proj[0] + proj[1] * proj[1]
+    L = 1.0 + cams[:, 9] * rsq + cams[:, 10] * rsq * rsq
+    errors = [w * ((proj[k] * L) * cams[:, 6] + cams[:, 7 + k] - feats[:, k]) for k in (0, 1)]
+    return xp.stack(errors, axis=1)
+
+
+def value_magnitude(cams, X, w, feats, camera_of, point_of):
+    """What each residual subtracts: ``|w| (|f proj L| + |c| + |feat|)`` (GradBench's errors are
+    about 0.1 of pixel coordinates near 800), then ``1 + w^2``."""
+    cams, X = camera_of @ cams, point_of @ X
+    scaled = reprojection(np, cams, X, np.ones_like(w), 0 * feats) - cams[:, 7:9]  # f proj L
+    terms = np.abs(w)[:, None] * (np.abs(scaled) + np.abs(cams[:, 7:9]) + np.abs(feats))
+    return np.concatenate([terms.ravel(), 1 + w * w])
+
+
+def weight_error(xp, w):
+    """``1 - w^2`` per observation."""
+    return 1.0 - w * w
+
+
+def primal(xp, cams, X, w, feats, camera_of, point_of):
+    """The 3p residuals as GradBench orders its Jacobian's rows: the 2p reprojection errors
+    (observation by observation), then the p weight errors. Observation i's camera and point
+    are picked by the one-hot rows ``camera_of`` [p, n] and ``point_of`` [p, m] (data from
+    `args`: a product with one nonzero term is exact, and no integer indices, which the harness
+    would cast to the target's dtype)."""
+    p = w.shape[0]
+    reproj = reprojection(xp, camera_of @ cams, point_of @ X, w, feats)
+    return xp.concatenate([xp.reshape(reproj, (2 * p,)), weight_error(xp, w)])
+
+
+def gradbench_input(size=None) -> dict:
+    """GradBench's ``input`` for (n, m, p) (`FILES` gives its files' sizes), without Runs."""
+    n, m, p = size or SIZE
+    one = {key: list(value) if isinstance(value, list) else value for key, value in ONE.items()}
+    return {"n": n, "m": m, "p": p, **one}
+
+
+def observations(input: dict) -> tuple:
+    """GradBench's input replicated as its golden ``from_json``: cameras [n, 11], points [m, 3],
+    weights [p], features [p, 2], and each observation's camera ``i mod n`` and point ``i mod m``
+    (integer indices [p])."""
+    n, m, p = (int(input[k]) for k in ("n", "m", "p"))
+    if min(n, m, p) < 1:
+        raise ValueError(f"ba needs n, m, p >= 1 (cameras, points, observations); got {n}, {m}, {p}")
+    cam, x, feat = (np.asarray(input[k], dtype=np.float64) for k in ("cam", "x", "feat"))
+    if cam.shape != (CAMERA,) or x.shape != (3,) or feat.shape != (2,):
+        raise ValueError(
+            f"ba's cam, x, feat have {CAMERA}, 3, 2 entries; got {cam.size}, {x.size}, {feat.size}"
+        )
+    i = np.arange(p)
+    return (
+        np.tile(cam, (n, 1)),
+        np.tile(x, (m, 1)),
+        np.full(p, float(input["w"])),
+        np.tile(feat, (p, 1)),
+        i % n,
+        i % m,
+    )
+
+
+def from_gradbench(input: dict) -> tuple:
+    """The dense problem's arguments from GradBench's input: `observations` with the indices as
+    one-hot rows [p, n] and [p, m] (p (n + m) numbers: for validation sizes, not GradBench's)."""
+    cams, X, w, feats, camera, point = observations(input)
+    return cams, X, w, feats, np.eye(len(cams))[camera], np.eye(len(X))[point]
+
+
+def args(size=None):
+    return from_gradbench(gradbench_input(size))
+
+
+# --- The sparse Jacobian ----------------------------------------------------------------------------
+
+
+def sparse_jacobian(backend: Any, strategy: str, dtype: str = "float64", device: str = "cpu") -> Callable:
+    """``blocks(cams, X, w, feats, camera, point)`` (`observations`; numpy in, numpy out): every observation's
+    2 x 15 reprojection block (d/d its camera, its point, its weight) [p, 2, 15] and its weight
+    error's derivative [p], by ``backend``'s own primitives on the gathered per-observation
+    inputs, whose rows are independent. ``forward``: 15 ``jvp``s, each with the same unit tangent
+    in every observation's row (all p blocks' column k at once, what ``vmap`` of a 15-column
+    ``jacfwd`` computes), and one for the weight error; ``reverse``: 2 ``value_and_grad``s, each
+    with the same unit cotangent in every row (all blocks' row k), and one for the weight error.
+    Gathering the cameras and points (``cams[camera]``) stays in the host: only the
+    per-observation residuals are differentiated."""
+    xp = backend.namespace()
+
+    def array(a):
+        return backend.asarray(np.asarray(a, dtype=np.float64), dtype, device)
+
+    def numpy(a):
+        return np.asarray(backend.to_numpy(a), dtype=np.float64)
+
+    def blocks(cams, X, w, feats, camera, point):
+        p = w.shape[0]
+        gathered = (array(cams[camera]), array(X[point]), array(w))
+        data = array(feats)
+
+        def residuals(chosen):
+            return reprojection(xp, *chosen, data)
+
+        if strategy == "forward":
+            if getattr(backend, "jvp", None) is None:
+                raise NotImplementedError(f"{backend.name} has no jvp: a forward-mode Jacobian needs one")
+            columns = []
+            for k in range(BLOCK):
+                unit = np.zeros(BLOCK)
+                unit[k] = 1.0
+                tangent = (array(np.tile(unit[:CAMERA], (p, 1))), array(np.tile(unit[CAMERA:-1], (p, 1))))
+                tangent += (array(np.full(p, unit[-1])),)
+                columns.append(numpy(backend.jvp(residuals, (gathered,), (tangent,))[1]))
+            block = np.stack(columns, axis=2)
+            weight = numpy(
+                backend.jvp(lambda v: weight_error(xp, v), (gathered[2],), (array(np.ones(p)),))[1]
+            )
+            return block, weight
+        if strategy == "reverse":
+
+            def component(chosen, k):
+                return xp.sum(residuals(chosen)[:, k])
+
+            rows = []
+            for k in (0, 1):
+                cam_rows, point_rows, weight_rows = backend.value_and_grad(lambda c, k=k: component(c, k), 0)(
+                    gathered
+                )[1]
+                rows.append(
+                    np.concatenate([numpy(cam_rows), numpy(point_rows), numpy(weight_rows)[:, None]], axis=1)
+                )
+            block = np.stack(rows, axis=1)
+            weight = numpy(backend.value_and_grad(lambda v: xp.sum(weight_error(xp, v)), 0)(gathered[2])[1])
+            return block, weight
+        raise NotImplementedError(f"no sparse Jacobian strategy {strategy!r} (known: forward, reverse)")
+
+    return blocks
+
+
+def to_csr(block, weight, camera, point, n: int, m: int) -> dict:
+    """GradBench's compressed rows (``rows``: 3p + 1 offsets, ``cols``, ``vals``) of the
+    3p x (11n + 3m + p) Jacobian from the blocks, in the order of its golden ``SparseMat``: per
+    observation i two rows of 15 entries (camera i mod n's 11 columns, point i mod m's 3, weight
+    i's), then one row per weight error (its weight's column)."""
+    p = block.shape[0]
+    observations = np.arange(p)
+    columns = np.concatenate(
+        [
+            CAMERA * camera[:, None] + np.arange(CAMERA),
+            CAMERA * n + 3 * point[:, None] + np.arange(3),
+            (CAMERA * n + 3 * m + observations)[:, None],
+        ],
+        axis=1,
+    )  # [p, 15]
+    rows = np.concatenate([BLOCK * np.arange(2 * p + 1), BLOCK * 2 * p + np.arange(1, p + 1)])
+    cols = np.concatenate([np.repeat(columns, 2, axis=0).ravel(), CAMERA * n + 3 * m + observations])
+    vals = np.concatenate([block.reshape(2 * p * BLOCK), weight])
+    return {"rows": rows, "cols": cols, "vals": vals, "shape": (3 * p, CAMERA * n + 3 * m + p)}
+
+
+def densify(csr: dict) -> np.ndarray:
+    """The dense matrix of `to_csr`'s compressed rows."""
+    J = np.zeros(csr["shape"])
+    for i in range(csr["shape"][0]):
+        lo, hi = csr["rows"][i], csr["rows"][i + 1]
+        J[i, csr["cols"][lo:hi]] = csr["vals"][lo:hi]
+    return J
+
+
+def gradbench_jacobian(csr: dict) -> dict:
+    """The Jacobian as GradBench's golden ``to_json`` reports it: the first 30 entries (two rows
+    of 15) and the last of each of ``rows``, ``cols``, ``vals``."""
+
+    def cut(a):
+        return [*a[: 2 * BLOCK].tolist(), a[-1].item()]
+
+    return {"rows": cut(csr["rows"]), "cols": cut(csr["cols"]), "vals": cut(csr["vals"])}
+
+
+PROBLEMS = (
+    JacobianProblem(
+        "ba",
+        primal,
+        args,
+        argnums=(0, 1, 2),
+        description="GradBench's ba (bundle adjustment): for p observations of m points by n cameras "
+        "(GradBench's replicated input: one camera [11], point [3], weight and feature [2], from "
+        "its data files; observation i uses camera i mod n, point i mod m), the 2p reprojection "
+        "errors w (distort(project(R (X - C))) f + c - feat) (Rodrigues rotation, radial "
+        "distortion) then the p weight errors 1 - w^2; its 3p x (11n + 3m + p) Jacobian w.r.t. "
+        "(cams, points, weights), checked dense here. GradBench's sizes (n, m, p) = (49, 7776, "
+        "31843) ... (356, 226730, 1255268) (ba1 ... ba14); here (3, 4, 6). The sparse Jacobian "
+        "GradBench asks for (compressed rows, per-observation 2 x 15 and 1 x 1 blocks) is "
+        "harness.evals.ba.sparse_jacobian + to_csr. Not in the default run: torch.compile of its "
+        "51 jvps takes minutes on a cold cache",
+        default=False,
+        value_magnitude=value_magnitude,
+    ),
+)

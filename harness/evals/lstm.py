@@ -1,0 +1,117 @@
+"""lstm: ADBench's LSTM language-model loss over a bit-encoded text, differentiated w.r.t. its
+parameters."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from harness.evals.inputs import SEED
+from harness.problems import GradientProblem
+
+SIZE = (2, 4, 14)
+"""(l, c, b) here: 2 layers, 4 characters (3 predictions), GradBench's 14 bits per character:
+8 l b + 3 b = 266 parameters."""
+BITS = 14
+"""Bits per character of GradBench's text (``ceil(log2(max code point))``: it holds a
+character beyond U+2000)."""
+
+
+def primal(xp, main_params, extra_params, state, sequence):
+    """GradBench's ``objective``: ``-1/((c-1) b) sum_t <y_{t+1}, ypred_t - log(2 + sum exp
+    ypred_t)>`` over the characters' bits ``y`` (``sequence``, c x b), ``ypred_t`` the l-layer
+    LSTM's prediction from ``y_t``. Layer i's rows of ``main_params`` (2l x 4b) are its weights
+    and biases, each the forget, input, output and change gates' b entries; its rows of
+    ``state`` (2l x b) its hidden and cell state; ``extra_params`` (3 x b) the input weight,
+    output weight and output bias. Elementwise gates as ADBench's (forget and output gates read
+    the input, input and change gates the hidden state)."""
+    layers, b = state.shape[0] // 2, state.shape[1]
+    hidden = [state[2 * i] for i in range(layers)]
+    cell = [state[2 * i + 1] for i in range(layers)]
+    total = 0.0
+    for t in range(sequence.shape[0] - 1):
+        signal = sequence[t] * extra_params[0]
+        for i in range(layers):
+            weight, bias = main_params[2 * i], main_params[2 * i + 1]
+
+            def gate(g, x, weight=weight, bias=bias):
+                return x * weight[g * b : (g + 1) * b] + bias[g * b : (g + 1) * b]
+
+            forget = _sigmoid(xp, gate(0, signal))
+            ingate = _sigmoid(xp, gate(1, hidden[i]))
+            outgate = _sigmoid(xp, gate(2, signal))
+            change = xp.tanh(gate(3, hidden[i]))
+            cell[i] = cell[i] * forget + ingate * change
+            hidden[i] = outgate * xp.tanh(cell[i])
+            signal = hidden[i]
+        prediction = signal * extra_params[1] + extra_params[2]
+        normalized = prediction - xp.log(xp.sum(xp.exp(prediction)) + 2)
+        total = total + xp.sum(sequence[t + 1] * normalized)
+    return -total / ((sequence.shape[0] - 1) * b)
+
+
+def _sigmoid(xp, x):
+    return 1 / (1 + xp.exp(-x))
+
+
+def text_bits(text: str) -> np.ndarray:
+    """GradBench's encoding of a text: each character's code point in ``ceil(log2(max code
+    point))`` bits, most significant first, one row per character."""
+    bits = math.ceil(math.log2(max(ord(c) for c in text)))
+    return np.array([[int(bit) for bit in bin(ord(c))[2:].zfill(bits)] for c in text], np.float64)
+
+
+def gradbench_input(size=None, text: str | None = None) -> dict:
+    """GradBench's ``input`` at (l, c), b = 14: ``state`` (2l x b), ``main_params`` (2l x 4b) and
+    ``extra_params`` (3 x b) uniform in [0, 1), drawn in that order as its ``gen_lstm`` draws
+    them (GradBench leaves them unseeded; here ``RandomState(31337)``), then the ``sequence``:
+    ``text``'s first c characters encoded as GradBench encodes its text file (`text_bits`), or
+    without one (the file is not public) c x b seeded random bits."""
+    layers, chars, b = size or SIZE
+    rng = np.random.RandomState(SEED)
+    state = rng.random_sample((2 * layers, b))
+    main_params = rng.random_sample((2 * layers, 4 * b))
+    extra_params = rng.random_sample((3, b))
+    sequence = text_bits(text[:chars]) if text else (rng.random_sample((chars, b)) < 0.5).astype(np.float64)
+    if sequence.shape[1] != b:
+        raise ValueError(
+            f"the text's characters take {sequence.shape[1]} bits, not {b}: pass b = {sequence.shape[1]}"
+        )
+    return {
+        "main_params": main_params.tolist(),
+        "extra_params": extra_params.tolist(),
+        "state": state.tolist(),
+        "sequence": sequence.tolist(),
+    }
+
+
+def from_gradbench(input: dict) -> tuple:
+    """``(main_params, extra_params, state, sequence)``; GradBench's ``jacobian`` is the gradient
+    w.r.t. the first two, flattened row by row and joined: [8 l b + 3 b]."""
+    return tuple(
+        np.array(input[name], np.float64) for name in ("main_params", "extra_params", "state", "sequence")
+    )
+
+
+def args(size=None):
+    return from_gradbench(gradbench_input(size))
+
+
+PROBLEMS = (
+    GradientProblem(
+        "lstm",
+        primal,
+        args,
+        argnums=(0, 1),
+        description="GradBench's lstm (ADBench's): an l-layer LSTM's mean log-loss predicting each "
+        "character's b bits from the last, main_params: [2l][4b], extra_params: [3][b], "
+        "state: [2l][b] uniform in [0, 1) (seed 31337), sequence: [c][b] bits (GradBench's "
+        "text file is not public: seeded random bits, b = 14 as its text); gradient w.r.t. "
+        "(main_params, extra_params) (GradBench's jacobian: [8lb + 3b], the two flattened), by "
+        "complex step and central differences. GradBench's sizes l = 2, 4, 6, c = 1024, "
+        "4096, 8192; here (l, c, b) = (2, 4, 14). Not in the default run: torch.compile of "
+        "its gradient took 90 and 135 s (float32, float64; 2-core AMD EPYC, load 10)",
+        default=False,
+    ),
+)

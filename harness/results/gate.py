@@ -1,0 +1,79 @@
+"""The regression gate: rows of a run against a baseline's, slower beyond a threshold and beyond
+noise; and rows it cannot judge (*inconclusive*): either side flagged as timed under contention
+or too widely spread (`harness.benchmark.conditions`), so that a busy machine gives neither a
+regression nor an all-clear."""
+
+from __future__ import annotations
+
+import re
+
+from harness.results.compare import format_seconds
+from harness.results.runs import Row
+
+NOISE_P = 0.01
+"""A slowdown counts only if a one-sided Mann-Whitney U test gives p below this."""
+TEST_ROUNDS = 5
+"""Rounds each side needs for that test: with 5 and 5 its smallest p is 1/252, below `NOISE_P`;
+with 4 and 4 it is 1/70, so the test could never find a slowdown."""
+
+
+def parse_threshold(text: str) -> tuple[str, float]:
+    """``"median:10%"`` as ``("median", 0.10)``."""
+    match = re.fullmatch(r"(median|min):(\d+(?:\.\d+)?)%", text.strip())
+    if not match:
+        raise ValueError(f"--fail-on takes STAT:N% with STAT median or min, e.g. median:10%, not {text!r}")
+    return match[1], float(match[2]) / 100
+
+
+def gate_rule(row: Row, old: Row) -> str:
+    """How the gate tells a slowdown from noise for this pair of rows: ``Mann-Whitney`` when
+    both have `TEST_ROUNDS` rounds or more, else ``quartiles`` (apart: slower)."""
+    enough = row.data and old.data and min(len(row.data), len(old.data)) >= TEST_ROUNDS
+    return "Mann-Whitney" if enough else "quartiles"
+
+
+def gate_rules(current: list[Row], baseline: list[Row]) -> dict[str, int]:
+    """How many of the rows both runs have, neither flagged, each rule judges."""
+    base = {r.key: r for r in baseline}
+    judged = [(row, base[row.key]) for row in current if row.key in base]
+    rules = [gate_rule(row, old) for row, old in judged if not (row.flags or old.flags)]
+    return {rule: rules.count(rule) for rule in ("Mann-Whitney", "quartiles")}
+
+
+def inconclusive(current: list[Row], baseline: list[Row]) -> list[str]:
+    """Rows both runs have whose either side is flagged, described: the gate judges none of them."""
+    base = {r.key: r for r in baseline}
+    found = []
+    for row in current:
+        old = base.get(row.key)
+        if old is not None and (row.flags or old.flags):
+            why = [f"{', '.join(r.flags)} in {r.run}" for r in (row, old) if r.flags]
+            found.append(f"{row.group} | {row.label}: {'; '.join(why)}")
+    return found
+
+
+def regressions(current: list[Row], baseline: list[Row], stat: str, threshold: float) -> list[str]:
+    """Rows slower than the baseline by more than ``threshold`` and beyond noise, described; rows
+    flagged on either side are `inconclusive`, never regressions."""
+    from scipy.stats import mannwhitneyu
+
+    base = {r.key: r for r in baseline}
+    found = []
+    for row in current:
+        old = base.get(row.key)
+        if old is None or row.flags or old.flags:
+            continue
+        ratio = getattr(row, stat) / getattr(old, stat)
+        if ratio <= 1 + threshold:
+            continue
+        if gate_rule(row, old) == "Mann-Whitney":
+            p = mannwhitneyu(row.data, old.data, alternative="greater").pvalue
+            noise, evidence = p >= NOISE_P, f"Mann-Whitney p={p:.2g}"
+        else:
+            noise, evidence = row.q1 <= old.q3, "quartiles " + ("overlap" if row.q1 <= old.q3 else "apart")
+        if not noise:
+            found.append(
+                f"{row.group} | {row.label}: {stat} {format_seconds(getattr(row, stat))} vs "
+                f"{format_seconds(getattr(old, stat))} in {old.run} (x{ratio:.2f}, {evidence})"
+            )
+    return found
