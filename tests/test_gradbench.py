@@ -17,8 +17,8 @@ import pytest
 
 from harness import expected
 from harness.cli.main import main
-from harness.evals import llsq, lse, ode
-from harness.gradbench import protocol
+from harness.evals import llsq, lse, ode, particle, saddle
+from harness.gradbench import problem_of, protocol
 from harness.gradbench.serve import Server
 from harness.validation.tolerances import tolerance
 
@@ -303,3 +303,28 @@ def test_serve_keeps_stdout_to_protocol_lines_when_the_framework_prints(tmp_path
     assert session.close() == ""
     noise = session.process.stderr.read()
     assert "a framework's print" in noise and "fd 1" in noise and "a framework's warning" in noise
+
+
+def test_check_judges_serve_on_the_nested_evals(tmp_path, monkeypatch):
+    # Starts beside the answers, so each descent stops at once (GradBench's own, w = 0 and (1, 1),
+    # take minutes per pair); particle's pairs cost seconds each on autograd, so one is sent.
+    monkeypatch.setattr(particle, "gradbench_input", lambda size=None: {"w": 0.207})
+    monkeypatch.setattr(saddle, "gradbench_input", lambda size=None: {"start": [0.01, 0.01]})
+    monkeypatch.setattr(particle, "GRADBENCH", {"fr": particle.GRADBENCH["fr"]})
+    code, report = check(tmp_path, SERVE, "-p", "particle,saddle")
+    assert code == 0
+    assert [(c["problem"], c["strategy"], c["oracle"], c["status"]) for c in report["checks"]] == [
+        ("particle", "fr", "reference-descent", "pass")
+    ] + [("saddle", pair, "reference-descent", "pass") for pair in ("rr", "ff", "fr", "rf")]
+    assert all(c["max_rel_err"] == 0 for c in report["checks"])  # the same descent, the same stop
+
+
+def test_the_nested_evals_are_judged_against_gradbench_at_its_input_and_run_eagerly_only(registry):
+    function = saddle.GRADBENCH["rr"]
+    oracles = function.oracles(problem_of(saddle), saddle.from_gradbench(saddle.gradbench_input()))
+    assert [o.name for o in oracles] == ["reference-descent", "gradbench"]
+    assert np.array_equal(oracles[1].reference, saddle.EXPECTED)
+    assert function.output(saddle.EXPECTED) == list(saddle.EXPECTED)
+    assert particle.GRADBENCH["rf"].output((0.25,)) == 0.25  # a number, as GradBench's particle
+    jit = Server(registry.backends["jax"], mode="jit").undefined("particle")
+    assert "cannot run in mode 'jit'" in jit and "nested problems run eagerly" in jit

@@ -111,13 +111,16 @@ def reference(w0):
     return np.array(answer, np.float64), gd.stopping_gap(eta, 2 * slope**2)
 
 
+INPUT = {"w": 0.0}
+"""GradBench's evaluate input (its run.py sends the same for each of rr, ff, fr, rf)."""
+
+
 def args(size=None):
-    return (np.array(gradbench_input()["w"]),)
+    return from_gradbench(INPUT)
 
 
 def gradbench_input(size=None) -> dict:
-    """GradBench's evaluate input (its run.py sends the same for each of rr, ff, fr, rf)."""
-    return {"w": 0.0}
+    return dict(INPUT)
 
 
 def from_gradbench(input: dict) -> tuple:
