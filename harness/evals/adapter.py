@@ -212,8 +212,9 @@ def nested(pair: str, shape: tuple[int, ...]) -> Function:
 
 
 def finite(result: Any) -> str | None:
-    """Why a numpy result is no GradBench output (NaN or infinity, and where), or ``None``."""
-    array = np.asarray(result, np.float64)
+    """Why a numpy result (an array or a tuple of them) is no GradBench output (NaN or infinity,
+    and where in it flattened), or ``None``."""
+    array = flatten(result)
     bad = ~np.isfinite(array)
     if not bad.any():
         return None

@@ -4,10 +4,13 @@ GMM), differentiated w.r.t. all its parameters."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
+from harness.evals import adapter
 from harness.problems import GradientProblem
+from harness.validation.verdicts import ShapeMismatch
 
 SIZE = (2, 3, 10)
 """(d, k, n) here: 3 + 6 + 6 + 3 = 18 parameters, so the full gradient is checked."""
@@ -151,3 +154,41 @@ PROBLEMS = (
         default=False,
     ),
 )
+
+
+PARAMETERS = ("alpha", "mu", "q", "l")
+"""The differentiated arguments, in order: GradBench's ``jacobian`` is a dict of their gradients."""
+
+
+def jacobian_output(gradient: tuple) -> dict:
+    return {name: adapter.to_json(part) for name, part in zip(PARAMETERS, gradient, strict=True)}
+
+
+def parse_jacobian(output, shape: tuple[int, ...]) -> np.ndarray:
+    """A tool's ``jacobian`` dict as the flat gradient of ``shape``: alpha [k], mu and q [k][d], l
+    [k][d(d-1)/2], k and d read from alpha and mu; `ShapeMismatch` naming what is off."""
+    if not isinstance(output, dict) or sorted(output) != sorted(PARAMETERS):
+        got = sorted(output) if isinstance(output, dict) else type(output).__name__
+        raise ShapeMismatch(f"expected a dict of {', '.join(PARAMETERS)}, got {got}")
+    try:
+        k, d = len(output["alpha"]), len(output["mu"][0])
+    except (TypeError, IndexError) as exc:
+        raise ShapeMismatch(f"alpha must be [k] and mu [k][d] ({exc})") from None
+    shapes = {"alpha": (k,), "mu": (k, d), "q": (k, d), "l": (k, d * (d - 1) // 2)}
+    parts = []
+    for name in PARAMETERS:
+        try:
+            parts.append(adapter.numbers(output[name], shapes[name]).ravel())
+        except ShapeMismatch as exc:
+            raise ShapeMismatch(f"{name}: {exc}") from None
+    flat = np.concatenate(parts)
+    if flat.shape != shape:
+        raise ShapeMismatch(f"{flat.size} gradient entries (k = {k}, d = {d}), expected {shape[0]}")
+    return flat
+
+
+GRADBENCH = {
+    "objective": adapter.value(),
+    "jacobian": replace(adapter.gradient(), output=jacobian_output, parse=parse_jacobian),
+}
+"""GradBench's ``objective`` (a number) and ``jacobian`` (a dict of alpha, mu, q, l)."""

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness import strategies
+from harness.evals import adapter
 from harness.evals.inputs import draw
 from harness.problems import GradientProblem
+from harness.validation.tolerances import tolerance
 
 SIZE = (3, 12, 2)
 """(k, n, d) here: 12 points whose nearest centroid is unique by at least 0.033 in squared
@@ -112,3 +115,33 @@ PROBLEMS = (
         default=False,
     ),
 )
+
+
+def _dir_prepare(target, problem, args: tuple):
+    """The gradient over the Hessian's diagonal, both from `harness.target.Target.hessian_diagonal`
+    by reverse-mode Hessian-vector products along the one probe of ones (the Hessian is diagonal)."""
+    diagonal = target.hessian_diagonal(problem, "reverse")
+    probes = target.array(strategies.diagonal_probes(args[0], problem.diagonal_hessian))
+
+    def dir(centroids, points):
+        gradient, diag = diagonal(probes, centroids, points)
+        return gradient / diag
+
+    return dir
+
+
+def _dir_oracles(problem, args: tuple) -> list[adapter.Oracle]:
+    """`direction` in closed form, at the tolerance of a second derivative; each entry's allowed
+    gap grows with the terms of its gradient entry (`magnitude`) over its diagonal entry."""
+    rtol = tolerance("float64", 2)
+    slack = rtol * np.ravel(magnitude(*args) / hessian_diagonal(*args))
+    return [
+        adapter.Oracle("closed-form", direction(*args), rtol, slack, points="gradient / Hessian diagonal")
+    ]
+
+
+GRADBENCH = {
+    "cost": adapter.value(),
+    "dir": adapter.Function(2, "reverse-diagonal", _dir_prepare, _dir_oracles),
+}
+"""GradBench's ``cost`` (a number) and ``dir`` (the gradient over the Hessian's diagonal, [k][d])."""

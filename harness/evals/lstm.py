@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from harness.evals import adapter
 from harness.evals.inputs import SEED
 from harness.problems import GradientProblem
 
@@ -115,3 +116,7 @@ PROBLEMS = (
         default=False,
     ),
 )
+
+GRADBENCH = {"objective": adapter.value(), "jacobian": adapter.gradient()}
+"""GradBench's ``objective`` (the loss) and ``jacobian`` (its gradient w.r.t. main_params then
+extra_params, each flattened row by row: [8lb + 3b])."""
