@@ -9,7 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from harness.evals import adapter
 from harness.problems import JacobianProblem
+from harness.validation.tolerances import tolerance
+from harness.validation.verdicts import ShapeMismatch
 
 CAMERA = 11
 """Camera parameters: Rodrigues rotation (3), centre (3), focal length, principal point (2),
@@ -270,3 +273,109 @@ PROBLEMS = (
         value_magnitude=value_magnitude,
     ),
 )
+
+
+# --- GradBench's protocol ----------------------------------------------------------------------------
+
+
+def _indices(args: tuple) -> tuple:
+    """``(cams, X, w, feats, camera, point)`` (`observations`) from the dense arguments."""
+    cams, X, w, feats, camera_of, point_of = args
+    return cams, X, w, feats, np.argmax(camera_of, axis=1), np.argmax(point_of, axis=1)
+
+
+def _objective_output(residuals) -> dict:
+    """GradBench's golden ``to_json``: the first observation's two errors and the first weight
+    error, each with how often it is repeated (every observation is the same)."""
+    r = np.asarray(residuals, np.float64)
+    p = r.size // 3
+    return {
+        "reproj_error": {"elements": r[:2].tolist(), "repeated": p},
+        "w_err": {"element": float(r[2 * p]), "repeated": p},
+    }
+
+
+def _parse_objective(output, shape) -> np.ndarray:
+    """``[e0, e1, repeated, w_err, repeated]`` from GradBench's objective dict."""
+    try:
+        reproj, weight = output["reproj_error"], output["w_err"]
+        flat = [*reproj["elements"], reproj["repeated"], weight["element"], weight["repeated"]]
+    except (TypeError, KeyError) as exc:
+        raise ShapeMismatch(
+            f"expected {{reproj_error: {{elements: [2], repeated}}, w_err: {{element, repeated}}}} ({exc!r})"
+        ) from None
+    return adapter.numbers(flat, shape)
+
+
+def _objective_oracles(problem, args: tuple) -> list[adapter.Oracle]:
+    r, p = problem.fn(np, *args), len(args[2])
+    pick = [0, 1, 2 * p]
+    rtol = tolerance("float64", 0)
+    slack = rtol * value_magnitude(*args)[pick]
+    reference = np.array([r[0], r[1], p, r[2 * p], p], np.float64)
+    where = "first reprojection and weight errors, their repeat counts"
+    return [adapter.Oracle("numpy-float64", reference, rtol, np.insert(slack, [2, 3], 0.0), points=where)]
+
+
+def _jacobian_prepare(target, problem, args: tuple) -> Callable:
+    """The compressed rows by `sparse_jacobian` (reverse mode) on the backend, cut as GradBench's
+    golden ``to_json`` cuts them (`gradbench_jacobian`); rows and columns as float64."""
+    blocks = sparse_jacobian(target.backend, "reverse", target.dtype, target.device)
+    observed = _indices(args)
+
+    def jacobian(*backend_args):
+        csr = to_csr(*blocks(*observed), observed[4], observed[5], len(args[0]), len(args[1]))
+        cut = gradbench_jacobian(csr)
+        return tuple(np.asarray(cut[k], np.float64) for k in ("rows", "cols", "vals"))
+
+    return jacobian
+
+
+def _jacobian_output(cut: tuple) -> dict:
+    rows, cols, vals = (np.asarray(a) for a in cut)
+    return {"rows": rows.astype(int).tolist(), "cols": cols.astype(int).tolist(), "vals": vals.tolist()}
+
+
+def _parse_jacobian(output, shape) -> np.ndarray:
+    """``rows``, ``cols``, ``vals`` joined (each cut to at most 31 entries: rows has but 3p + 1)."""
+    if not isinstance(output, dict) or sorted(output) != ["cols", "rows", "vals"]:
+        got = sorted(output) if isinstance(output, dict) else type(output).__name__
+        raise ShapeMismatch(f"expected a dict of rows, cols, vals, got {got}")
+    parts = [output[k] for k in ("rows", "cols", "vals")]
+    if not all(isinstance(part, list) for part in parts):
+        raise ShapeMismatch("rows, cols and vals must be lists of numbers")
+    flat = adapter.numbers([x for part in parts for x in part], shape)
+    return flat
+
+
+def _jacobian_oracles(problem, args: tuple) -> list[adapter.Oracle]:
+    """The cut's structure from `to_csr`, its values: the first observation's 2 x 15 block by a
+    complex step of `reprojection` along each of its 15 parameters, the last weight error's -2 w."""
+    cams, X, w, feats, camera, point = _indices(args)
+    theta = np.concatenate([cams[camera[0]], X[point[0]], w[:1]])
+    h = 1e-20
+    block = np.empty((2, BLOCK))
+    for k in range(BLOCK):
+        t = theta.astype(complex)
+        t[k] += 1j * h
+        block[:, k] = (
+            np.imag(reprojection(np, t[None, :CAMERA], t[None, CAMERA:-1], t[-1:], feats[:1]))[0] / h
+        )
+    full = np.zeros((len(w), 2, BLOCK))
+    full[0] = block
+    cut = gradbench_jacobian(to_csr(full, -2 * w, camera, point, len(cams), len(X)))
+    reference = np.concatenate([np.asarray(cut[k], np.float64) for k in ("rows", "cols", "vals")])
+    where = "GradBench's cut: 30 + 1 of rows, cols, vals (the first observation's block, the last weight)"
+    return [adapter.Oracle("complex-step", reference, tolerance("float64", 1), points=where)]
+
+
+GRADBENCH = {
+    "objective": adapter.Function(
+        0, "-", lambda t, p, a: t.value(p), _objective_oracles, _objective_output, _parse_objective
+    ),
+    "jacobian": adapter.Function(
+        1, "reverse", _jacobian_prepare, _jacobian_oracles, _jacobian_output, _parse_jacobian
+    ),
+}
+"""GradBench's ``objective`` (the first errors and their repeat counts) and ``jacobian`` (the
+compressed rows cut to their first 30 entries and the last, as its golden code reports them)."""
