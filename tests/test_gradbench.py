@@ -17,10 +17,11 @@ import pytest
 
 from harness import expected
 from harness.cli.main import main
-from harness.evals import llsq, lse, ode, particle, saddle
+from harness.evals import ba, gmm, llsq, lse, ode, particle, saddle
 from harness.gradbench import problem_of, protocol
 from harness.gradbench.serve import Server
 from harness.validation.tolerances import tolerance
+from harness.validation.verdicts import ShapeMismatch
 
 pytest.importorskip("autograd")
 
@@ -328,3 +329,35 @@ def test_the_nested_evals_are_judged_against_gradbench_at_its_input_and_run_eage
     assert particle.GRADBENCH["rf"].output((0.25,)) == 0.25  # a number, as GradBench's particle
     jit = Server(registry.backends["jax"], mode="jit").undefined("particle")
     assert "cannot run in mode 'jit'" in jit and "nested problems run eagerly" in jit
+
+
+def test_check_judges_serve_on_the_evals_with_outputs_of_their_own_shape(tmp_path):
+    code, report = check(tmp_path, SERVE, "-p", "kmeans,gmm,lstm,ba", "--size", "ba=2,3,12")
+    assert code == 0
+    judged = {(c["problem"], c["strategy"]) for c in report["checks"] if c["status"] == "pass"}
+    assert judged == {
+        ("kmeans", "cost"),
+        ("kmeans", "dir"),
+        ("gmm", "objective"),
+        ("gmm", "jacobian"),
+        ("lstm", "objective"),
+        ("lstm", "jacobian"),
+        ("ba", "objective"),
+        ("ba", "jacobian"),
+    }
+    assert all(c["status"] == "pass" for c in report["checks"])
+
+
+def test_the_outputs_of_their_own_shape_are_read_back_or_refused(registry):
+    server = Server(registry.backends["autograd"])
+    input = gmm.gradbench_input((2, 3, 4))
+    jacobian = server.evaluate("gmm", "jacobian", input)["output"]
+    shape = (3 + 6 + 6 + 3,)
+    assert gmm.parse_jacobian(jacobian, shape).shape == shape
+    with pytest.raises(ShapeMismatch, match="mu: expected an array of shape 3 x 2"):
+        gmm.parse_jacobian(jacobian | {"mu": jacobian["mu"][:2]}, shape)
+    with pytest.raises(ShapeMismatch, match="a dict of alpha, mu, q, l"):
+        gmm.parse_jacobian({"alpha": jacobian["alpha"]}, shape)
+    objective = server.evaluate("ba", "objective", ba.gradbench_input((2, 3, 5)))["output"]
+    assert objective["reproj_error"]["repeated"] == objective["w_err"]["repeated"] == 5
+    assert objective["w_err"]["element"] == pytest.approx(1 - ba.ONE["w"] ** 2, rel=1e-15)
