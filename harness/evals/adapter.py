@@ -29,7 +29,7 @@ import numpy as np
 
 from harness import oracles as oracles_mod
 from harness import strategies
-from harness.pytree import flatten
+from harness.pytree import flatten, select
 from harness.validation import nested as nested_checks
 from harness.validation.tolerances import FD_RTOL, tolerance
 from harness.validation.verdicts import ShapeMismatch
@@ -176,6 +176,40 @@ def jacobian_row(row: int, closed_form: Callable | None = None) -> Function:
         return _derivative_oracles(lambda t: F(t)[row], theta, exact, np.zeros_like(theta))
 
     return Function(1, "reverse", prepare, oracles, output=lambda g: to_json(flatten(g)))
+
+
+# --- jacobian: a vector function's whole Jacobian ---------------------------------------------------
+
+
+def jacobian() -> Function:
+    """``jacobian``: a vector function's m x n Jacobian w.r.t. its selected arguments, column by
+    column in forward mode (`harness.strategies.jacobian`), GradBench's ``[m][n]``; judged against
+    a complex step (where the problem allows one) and central differences along each of the n
+    unit vectors."""
+
+    def prepare(target, problem, args: tuple) -> Callable:
+        columns = target.jacobian(problem, "forward")
+        basis = target.array(strategies.jacobian_basis("forward", select(args, problem.argnums), 0))
+        return lambda *backend_args: columns(basis, *backend_args)[1]
+
+    def oracles(problem, args: tuple) -> list[Oracle]:
+        F, theta = oracles_mod.of_flat_parameters(problem.fn, np, args, problem.argnums)
+        rows, rtol, where = np.eye(theta.size), tolerance("float64", 1), f"all {theta.size} columns"
+        found = []
+        if getattr(problem, "complex_step", True):
+            found.append(
+                Oracle("complex-step", oracles_mod.complex_step(F, theta, rows).T, rtol, points=where)
+            )
+        central, error = oracles_mod.central_difference(F, theta, rows)
+        found.append(
+            Oracle("central-difference", central.T, max(rtol, FD_RTOL), 4 * error.T.ravel(), points=where)
+        )
+        return found
+
+    def output(parts) -> Any:
+        return to_json(np.stack([flatten(column) for column in parts], axis=1))
+
+    return Function(1, "forward", prepare, oracles, output=output)
 
 
 # --- a nested optimization's answer, in one mode pair ------------------------------------------------

@@ -4,10 +4,12 @@ the measured points are GradBench's data files, read from the folder ``HARNESS_H
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from harness.evals import adapter
 from harness.problems import JacobianProblem
 
 VARIABLE = "HARNESS_HT_DATA"
@@ -312,3 +314,22 @@ PROBLEMS = (
         unavailable=lambda: missing("complicated"),
     ),
 )
+
+
+def _simple_only(function: adapter.Function) -> adapter.Function:
+    """``function`` for the simple variant's input (``us`` empty), refusing the complicated one."""
+
+    def prepare(target, problem, args: tuple):
+        if len(args) != 8:
+            raise ValueError(
+                "serve answers ht's simple variant only (us empty); run GradBench's ht eval with "
+                "--variant simple (its default is complicated)"
+            )
+        return function.prepare(target, problem, args)
+
+    return replace(function, prepare=prepare)
+
+
+GRADBENCH = {"objective": _simple_only(adapter.value()), "jacobian": _simple_only(adapter.jacobian())}
+"""GradBench's ``objective`` (the residuals [3 npts]) and ``jacobian`` ([3 npts][26]), the simple
+variant; defined only where GradBench's data is (`missing`)."""

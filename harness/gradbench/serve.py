@@ -73,6 +73,10 @@ class Server:
         entry, backend = self.entry, self.entry.backend
         if name not in self.modules:
             return f"the harness has no eval {name!r} (it has {', '.join(sorted(self.modules))})"
+        unavailable = getattr(problem_of(self.modules[name]), "unavailable", None)
+        missing = unavailable() if unavailable else None
+        if missing:
+            return missing
         if entry.unavailable:
             return f"backend {entry.name} is unavailable: {entry.unavailable}"
         for what, value, offered in (("mode", self.mode, backend.modes), ("dtype", DTYPE, backend.dtypes)):
