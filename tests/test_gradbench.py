@@ -17,7 +17,7 @@ import pytest
 
 from harness import expected
 from harness.cli.main import main
-from harness.evals import ba, gmm, llsq, lse, ode, particle, saddle
+from harness.evals import ba, gmm, ht, llsq, lse, ode, particle, saddle
 from harness.gradbench import problem_of, protocol
 from harness.gradbench.serve import Server
 from harness.validation.tolerances import tolerance
@@ -361,3 +361,8 @@ def test_the_outputs_of_their_own_shape_are_read_back_or_refused(registry):
     objective = server.evaluate("ba", "objective", ba.gradbench_input((2, 3, 5)))["output"]
     assert objective["reproj_error"]["repeated"] == objective["w_err"]["repeated"] == 5
     assert objective["w_err"]["element"] == pytest.approx(1 - ba.ONE["w"] ** 2, rel=1e-15)
+
+
+def test_serve_leaves_ht_undefined_without_its_data(registry, monkeypatch):
+    monkeypatch.delenv(ht.VARIABLE, raising=False)
+    assert ht.VARIABLE in Server(registry.backends["autograd"]).undefined("ht")
