@@ -363,6 +363,9 @@ def test_the_outputs_of_their_own_shape_are_read_back_or_refused(registry):
     assert objective["w_err"]["element"] == pytest.approx(1 - ba.ONE["w"] ** 2, rel=1e-15)
 
 
-def test_serve_leaves_ht_undefined_without_its_data(registry, monkeypatch):
+def test_serve_and_check_leave_ht_alone_without_its_data(tmp_path, registry, monkeypatch):
     monkeypatch.delenv(ht.VARIABLE, raising=False)
     assert ht.VARIABLE in Server(registry.backends["autograd"]).undefined("ht")
+    code, report = check(tmp_path, f"{sys.executable} -c pass", "-p", "ht")
+    assert code == 0 and [c["status"] for c in report["checks"]] == ["unsupported"]
+    assert ht.VARIABLE in report["checks"][0]["message"]
