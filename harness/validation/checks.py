@@ -137,6 +137,17 @@ class _TargetChecks:
                 return f"{b.name} does not offer {what} {value!r} (offers {', '.join(offered)})"
         return None
 
+    def offered(self, problem: str, strategies, chosen, order: int, what: str, label=str):
+        """``(strategy, head, unsupported)`` for each of ``strategies`` that ``chosen`` selects (all
+        where ``None``), named current in progress; ``unsupported`` is the Check to give instead
+        where the target is not offered. ``label(strategy)`` names the head's strategy."""
+        for strategy in strategies:
+            if chosen is None or strategy in chosen:
+                head = self.head(label(strategy), problem)
+                self.current(f"{problem} {what} {strategy}")
+                reason = self.unoffered(None)
+                yield strategy, head, reason and head(order, "-", "unsupported", message=reason)
+
 
 def _backend_checks(entry: BackendEntry, plan: Plan, progress: Progress) -> Iterator[Check]:
     backend = entry.backend
@@ -406,14 +417,11 @@ def _hvp_checks(job: _TargetChecks, problem: GradientProblem, orders, strategies
         / oracles.COMPLEX_STEP
     )
     rtol = tolerance(target.dtype, 2)
-    for strategy in strategies_mod.HVP_STRATEGIES:
-        if strategies is not None and strategy not in strategies:
-            continue
-        head = job.head(strategy, problem.name)
-        job.current(f"{problem.name} hvp {strategy}")
-        reason = job.unoffered(None)
-        if reason:
-            yield head(2, "-", "unsupported", message=reason)
+    for strategy, head, unsupported in job.offered(
+        problem.name, strategies_mod.HVP_STRATEGIES, strategies, 2, "hvp"
+    ):
+        if unsupported:
+            yield unsupported
             continue
 
         def twice(strategy=strategy):

@@ -53,14 +53,11 @@ def diagonal_checks(job: Any, problem: GradientProblem, orders, strategies) -> I
             references[name] = _reference(name, problem, rounded, F, theta)
         return references[name]
 
-    for strategy in HVP_STRATEGIES:
-        if strategies is not None and strategy not in strategies:
-            continue
-        head = job.head(LABEL.format(strategy), problem.name)
-        job.current(f"{problem.name} hessian diagonal {strategy}")
-        reason = job.unoffered(None)
-        if reason:
-            yield head(2, "-", "unsupported", message=reason)
+    for strategy, head, unsupported in job.offered(
+        problem.name, HVP_STRATEGIES, strategies, 2, "hessian diagonal", label=LABEL.format
+    ):
+        if unsupported:
+            yield unsupported
             continue
 
         def twice(strategy=strategy):

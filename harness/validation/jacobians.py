@@ -70,14 +70,11 @@ def jacobian_checks(job: Any, problem: JacobianProblem, orders, strategies) -> I
                 references[name] = tuple(a.T.ravel() for a in oracles.central_difference(F, theta, rows))
         return references[name]
 
-    for strategy in JACOBIAN_STRATEGIES:
-        if strategies is not None and strategy not in strategies:
-            continue
-        head = job.head(strategy, problem.name)
-        job.current(f"{problem.name} jacobian {strategy}")
-        reason = job.unoffered(None)
-        if reason:
-            yield head(1, "-", "unsupported", message=reason)
+    for strategy, head, unsupported in job.offered(
+        problem.name, JACOBIAN_STRATEGIES, strategies, 1, "jacobian"
+    ):
+        if unsupported:
+            yield unsupported
             continue
 
         def twice(strategy=strategy):
