@@ -181,11 +181,12 @@ def jacobian_row(row: int, closed_form: Callable | None = None) -> Function:
 # --- jacobian: a vector function's whole Jacobian ---------------------------------------------------
 
 
-def jacobian() -> Function:
+def jacobian(entries: Callable[[np.ndarray], np.ndarray] = lambda J: J) -> Function:
     """``jacobian``: a vector function's m x n Jacobian w.r.t. its selected arguments, column by
-    column in forward mode (`harness.strategies.jacobian`), GradBench's ``[m][n]``; judged against
-    a complex step (where the problem allows one) and central differences along each of the n
-    unit vectors."""
+    column in forward mode (`harness.strategies.jacobian`), GradBench's ``[m][n]`` (or what
+    ``entries`` picks of it: ht's complicated variant wants each row's own few columns); judged
+    against a complex step (where the problem allows one) and central differences along each of
+    the n unit vectors, picked alike."""
 
     def prepare(target, problem, args: tuple) -> Callable:
         columns = target.jacobian(problem, "forward")
@@ -197,17 +198,17 @@ def jacobian() -> Function:
         rows, rtol, where = np.eye(theta.size), tolerance("float64", 1), f"all {theta.size} columns"
         found = []
         if getattr(problem, "complex_step", True):
-            found.append(
-                Oracle("complex-step", oracles_mod.complex_step(F, theta, rows).T, rtol, points=where)
-            )
+            stepped = entries(oracles_mod.complex_step(F, theta, rows).T)
+            found.append(Oracle("complex-step", stepped, rtol, points=where))
         central, error = oracles_mod.central_difference(F, theta, rows)
+        slack = 4 * entries(error.T).ravel()
         found.append(
-            Oracle("central-difference", central.T, max(rtol, FD_RTOL), 4 * error.T.ravel(), points=where)
+            Oracle("central-difference", entries(central.T), max(rtol, FD_RTOL), slack, points=where)
         )
         return found
 
     def output(parts) -> Any:
-        return to_json(np.stack([flatten(column) for column in parts], axis=1))
+        return to_json(entries(np.stack([flatten(column) for column in parts], axis=1)))
 
     return Function(1, "forward", prepare, oracles, output=output)
 

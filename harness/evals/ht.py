@@ -316,20 +316,33 @@ PROBLEMS = (
 )
 
 
-def _simple_only(function: adapter.Function) -> adapter.Function:
-    """``function`` for the simple variant's input (``us`` empty), refusing the complicated one."""
-
-    def prepare(target, problem, args: tuple):
-        if len(args) != 8:
-            raise ValueError(
-                "serve answers ht's simple variant only (us empty); run GradBench's ht eval with "
-                "--variant simple (its default is complicated)"
-            )
-        return function.prepare(target, problem, args)
-
-    return replace(function, prepare=prepare)
+def _own_columns(J: np.ndarray) -> np.ndarray:
+    """GradBench's complicated ``jacobian`` [3 npts][2 + 26] from the full one [3 npts][26 + 2
+    npts]: each row's point's own two ``us`` columns, then theta's; the simple one unchanged."""
+    if J.shape[1] == THETA:
+        return J
+    rows = np.arange(J.shape[0])
+    own = THETA + 2 * (rows // 3)
+    return np.concatenate([J[rows, own][:, None], J[rows, own + 1][:, None], J[:, :THETA]], axis=1)
 
 
-GRADBENCH = {"objective": _simple_only(adapter.value()), "jacobian": _simple_only(adapter.jacobian())}
-"""GradBench's ``objective`` (the residuals [3 npts]) and ``jacobian`` ([3 npts][26]), the simple
-variant; defined only where GradBench's data is (`missing`)."""
+def _either_variant(function: adapter.Function) -> adapter.Function:
+    """``function`` on the simple problem, or on the complicated one for an input with ``us``."""
+
+    def variant(problem, args: tuple):
+        return problem if len(args) == 8 else next(p for p in PROBLEMS if p.name == "ht-complicated")
+
+    return replace(
+        function,
+        prepare=lambda target, problem, args: function.prepare(target, variant(problem, args), args),
+        oracles=lambda problem, args: function.oracles(variant(problem, args), args),
+    )
+
+
+GRADBENCH = {
+    "objective": _either_variant(adapter.value()),
+    "jacobian": _either_variant(adapter.jacobian(_own_columns)),
+}
+"""GradBench's ``objective`` (the residuals [3 npts]) and ``jacobian`` ([3 npts][26]; the
+complicated variant's [3 npts][2 + 26], each point's own ``us`` columns first), defined only
+where GradBench's data is (`missing`)."""
