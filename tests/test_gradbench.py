@@ -369,3 +369,14 @@ def test_serve_and_check_leave_ht_alone_without_its_data(tmp_path, registry, mon
     code, report = check(tmp_path, f"{sys.executable} -c pass", "-p", "ht")
     assert code == 0 and [c["status"] for c in report["checks"]] == ["unsupported"]
     assert ht.VARIABLE in report["checks"][0]["message"]
+
+
+def test_ht_complicated_jacobian_keeps_each_points_own_us_columns_then_thetas():
+    J = np.arange(6 * (ht.THETA + 4), dtype=float).reshape(6, ht.THETA + 4)  # 2 points
+    out = np.array(ht.GRADBENCH["jacobian"].output(tuple(J.T)))
+    assert out.shape == (6, 2 + ht.THETA)
+    assert np.array_equal(out[:3, :2], J[:3, ht.THETA : ht.THETA + 2])
+    assert np.array_equal(out[3:, :2], J[3:, ht.THETA + 2 :])
+    assert np.array_equal(out[:, 2:], J[:, : ht.THETA])
+    simple = J[:, : ht.THETA]
+    assert np.array_equal(ht.GRADBENCH["jacobian"].output(tuple(simple.T)), simple)
