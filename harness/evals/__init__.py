@@ -20,7 +20,8 @@ drawn as GradBench draws them (`harness.evals.inputs`). This package is a built-
   eval sends them. `adapter.value` (``primal``), `adapter.gradient` (a loss's gradient by
   reverse mode, flattened) and `adapter.jacobian_row` (one row of a vector function's
   Jacobian: ode's ``gradient`` is that of ``y_{n-1}``) cover lse, llsq, det and ode,
-  `adapter.nested` (a nested optimization's answer in one mode pair) particle and saddle; an eval
+  `adapter.jacobian` (a whole Jacobian, forward mode) ht, `adapter.nested` (a nested
+  optimization's answer in one mode pair) particle and saddle; an eval
   whose output has a shape of its own (gmm's dict, kmeans's ``dir``, ba's CSR cut) builds its
   `adapter.Function` from a ``prepare`` on `harness.target.Target`, an ``output`` and
   ``parse`` for its JSON, and the float64 `adapter.Oracle` references that judge it.

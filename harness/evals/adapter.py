@@ -10,7 +10,8 @@ An eval module speaks GradBench's protocol (`harness.gradbench`) through three n
 - ``GRADBENCH``: ``{function name: Function}``, one `Function` per GradBench function of the eval
   (``primal``/``gradient``; ode's ``gradient`` is the gradient of ``y_{n-1}``; particle's and
   saddle's ``rr ff fr rf`` their answers in those mode pairs), each built here (`value`,
-  `gradient`, `jacobian_row`, `nested`) or by the module for a shape of its own.
+  `gradient`, `jacobian_row`, `jacobian`, `nested`) or by the module for a shape of its own
+  (kmeans's ``dir``, gmm's dict, ba's golden cuts).
 
 A `Function` says how a backend computes it (``prepare``: through `harness.target.Target` and
 `harness.strategies`, so a third-party backend serves it unchanged), how the result becomes
