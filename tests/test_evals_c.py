@@ -86,7 +86,7 @@ def _run(entry, problem, orders, dtypes=("float64",)):
 
 
 def test_each_backends_four_pairs_pass_saddles_derivative_checks(entry):
-    """10 s on JAX, 6.5 s on PyTorch, 1 s on autograd (2-core Xeon; 3x that at a load of 12).
+    """10 s on JAX, 6.5 s on PyTorch, 1 s on autograd (2-core AMD EPYC; 3x that at a load of 12).
     TensorFlow's eager nested tapes were not measured (it is not installed where this was
     written): it runs the quick end-to-end test below instead."""
     if entry.name == "tensorflow":

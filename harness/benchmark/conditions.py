@@ -17,7 +17,7 @@ Two probes, over the same wall interval (a row's calibration, warm-up and timed 
 
 A row is ``contended`` when its run-queue wait is above `WAITED` (or, where schedstat cannot
 be read, others' share above `CONTENDED`), ``spread`` when its IQR is above `SPREAD` of its
-median. The thresholds come from measurements on a 2-core Xeon (README "Timings you can
+median. The thresholds come from measurements on a 2-core AMD EPYC (README "Timings you can
 trust").
 """
 
