@@ -85,11 +85,13 @@ def test_run_queue_wait_is_the_second_field_summed_and_never_negative():
     ("others", "waited", "iqr", "expected"),
     [
         (0.9, 0.05, 0.1, []),  # others busy on CPUs we did not need: not our harm
-        (0.1, 0.6, 0.1, ["contended"]),
+        (0.5, 0.6, 0.1, ["contended"]),
+        (0.05, 0.9, 0.1, []),  # our threads waited for each other, nobody else was there
         (0.5, None, 0.1, ["contended"]),  # no schedstat: others' share decides
         (0.1, None, 0.1, []),
-        (None, None, 0.6, ["spread"]),
-        (0.1, 0.9, 2.0, ["contended", "spread"]),
+        (None, None, 0.6, []),
+        (None, None, 1.5, ["spread"]),
+        (0.3, 0.9, 2.0, ["contended", "spread"]),
     ],
 )
 def test_flags(others, waited, iqr, expected):
@@ -99,7 +101,8 @@ def test_flags(others, waited, iqr, expected):
 def test_thresholds_sit_between_the_measured_quiet_and_loaded_readings():
     # README: run-queue wait 0.01-0.06 quiet, 0.58-1.34 beside numpy loops
     assert 0.06 < conditions.WAITED < 0.58
-    assert 0 < conditions.SPREAD < 1
+    assert 0.01 < conditions.CONTENDED < 0.52  # others' share: idle median, loaded median
+    assert 0.5 < conditions.SPREAD < 4.3  # idle rows: 18 above 0.5; loaded rows reach 4.3
 
 
 # --- peak memory ---------------------------------------------------------------------------------
@@ -247,7 +250,7 @@ def test_interleaved_passes_pool_each_cases_rounds_and_keep_every_flag():
             "g", name, {"contention": 0.1, "run_queue_wait": 0.0, "flags": [], **extra}, times, 1
         )
 
-    quiet, loaded = [1.0e-3] * 10, [3.0e-3] * 10
+    quiet, loaded = [1.0e-3] * 10, [4.0e-3] * 10
     passes = [
         entry("a", quiet, peak_memory_bytes=10),
         entry("b", quiet),
@@ -258,7 +261,7 @@ def test_interleaved_passes_pool_each_cases_rounds_and_keep_every_flag():
     merged = measure.merge_passes(passes)
     assert [m["name"] for m in merged] == ["a", "b", "c"]
     a, b = merged[0], merged[1]
-    assert len(a["stats"]["data"]) == 20 and a["extra_info"]["pass_medians"] == [1.0e-3, 3.0e-3]
+    assert len(a["stats"]["data"]) == 20 and a["extra_info"]["pass_medians"] == [1.0e-3, 4.0e-3]
     assert a["extra_info"]["run_queue_wait"] == 0.8 and a["extra_info"]["peak_memory_bytes"] == 30
     assert "contended" in a["extra_info"]["flags"] and "contended" not in b["extra_info"]["flags"]
     # the pooled rounds straddle a load that came mid-run: their spread says so

@@ -71,8 +71,9 @@ NARROWEST = 10
 
 LEGEND = [
     ("median", "time per call: the median over the timed rounds; C after it: its"),
-    ("", "threads waited for a CPU other processes held over 25% of the time;"),
-    ("", "S: its IQR is over half the median; its times and ratios may mislead"),
+    ("", "threads waited for a CPU over 25% of the time while other processes"),
+    ("", "used over 20% of its CPUs; S: its IQR is over its median; its times"),
+    ("", "and ratios may mislead"),
     ("IQR", "interquartile range of those times (q3 - q1): their spread"),
     ("x fastest", "median over the fastest median in the same group (1.00: the fastest)"),
     ("first call", "the first call, timed apart: trace + compile + run"),
