@@ -15,7 +15,7 @@ import time
 from harness import __version__, plugins
 from harness.cli import options
 from harness.cli.output import EXIT_FAIL, EXIT_OK, check_destination, deliver
-from harness.cli.validate import _validation_text
+from harness.cli.validate import validation_text
 from harness.gradbench import eval_modules, problem_of, protocol
 from harness.hookspecs import MODES
 from harness.plugins import UsageError
@@ -165,7 +165,7 @@ def _check(args) -> int:
     elif args.format == "json":
         text = json.dumps(document, indent=2, allow_nan=False)
     else:
-        text = _validation_text(checks, [], {}, [], elapsed, failed) + "\n\n" + _timing_text(session.timings)
+        text = validation_text(checks, [], {}, [], elapsed, failed) + "\n\n" + _timing_text(session.timings)
     code = EXIT_FAIL if failed else EXIT_OK
     if args.output:
         return deliver(args.output, text + "\n", "gradbench", code)

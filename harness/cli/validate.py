@@ -227,7 +227,7 @@ def validate(
     elif fmt == "json":
         text = json.dumps(document, indent=2, allow_nan=False)
     else:
-        text = _validation_text(checks, surprises, unavailable, errors, elapsed, failed)
+        text = validation_text(checks, surprises, unavailable, errors, elapsed, failed)
     code = EXIT_FAIL if failed else EXIT_OK
     if output:
         code = deliver(output, text + "\n", "validate", code)
@@ -266,7 +266,7 @@ def _failure_check(entry: plugins.BackendEntry, outcome: Outcome) -> Check:
     )
 
 
-def _validation_text(checks, surprises, unavailable, errors, elapsed, failed) -> str:
+def validation_text(checks, surprises, unavailable, errors, elapsed, failed) -> str:
     parts = [report.summary(checks)] if checks else ["no checks ran"]
     parts += [report.mismatch(c) for c in checks if c.status in ("fail", "error")]
     parts += [f"surprise: {s}" for s in surprises]
