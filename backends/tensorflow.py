@@ -83,6 +83,9 @@ class TensorFlowBackend:
             import tensorflow as tf
 
         tf.experimental.numpy.experimental_enable_numpy_behavior()
+        # float32 means float32 on a GPU too: TensorFlow's default TensorFloat-32 products
+        # (10-bit mantissas) would fail float32's tolerance, as JAX's default did (backends/jax.py)
+        tf.config.experimental.enable_tensor_float_32_execution(False)
         return tf
 
     @functools.cached_property

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU run, in one command, on a machine with no route to a package index.
 #
-#   scripts/gpu-run.sh OUT [--device cuda:0] [--profile gpu] [--top-order 10] [--wheels DIR]
+#   scripts/gpu-run.sh OUT [--device cuda:0] [--profile gpu[,gradbench]] [--top-order 10] [--wheels DIR]
 #                          [--python PY]
 #
 # Uses the torch and JAX already installed for PY (default python3) and installs what the
@@ -12,20 +12,22 @@
 #
 #   pip download --no-deps -d wheels autograd numdifftools array-api-compat
 #
-# Then, on DEVICE: validation of JAX (eager and jit) and torch in float32 and float64 on the
-# default problems and orders, order TOP (10) in float64, the benchmark suite's PROFILE (each row
-# validated before it is timed; the device's copy bandwidth and card in the run; CUDA-event
-# timings of the same calls beside torch's rows), and a summary. Everything goes to OUT:
+# Then, on DEVICE: the benchmark suite's PROFILE (a comma-separated list, e.g. gpu,gradbench:
+# each row validated before it is timed; the device's copy bandwidth and card in the run;
+# CUDA-event timings of the same calls beside torch's rows) and a summary of each, then
+# validation of JAX (eager and jit) and torch in float32 and float64 on the default problems and
+# orders, and order TOP (10) in float64. Benchmarks first: each step's file is written when the
+# step ends, so a run cut short by a time limit still leaves what it finished. Into OUT:
+#   <time>_<card>_<hash>.json                   each profile's saved run (pytest-benchmark's format)
+#   summary.txt                                 python -m harness compare on each saved run
 #   validation.json, validation-top-order.json the checks (python -m harness validate)
-#   <time>_<card>_<hash>.json                   the saved run (pytest-benchmark's format)
-#   summary.txt                                 python -m harness compare on that run
 #   log.txt                                     everything printed
 # `--device cpu --profile quick --top-order 3` runs the same steps on a CPU (as
 # tests/test_gpu_run.py does).
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 OUT [--device cuda:0] [--profile gpu] [--top-order 10] [--wheels DIR] [--python PY]" >&2
+    echo "usage: $0 OUT [--device cuda:0] [--profile gpu[,gradbench]] [--top-order 10] [--wheels DIR] [--python PY]" >&2
     exit 2
 }
 [[ $# -ge 1 && $1 != -* ]] || usage
@@ -65,17 +67,22 @@ mkdir -p "$wheels"
 run() { echo "+ $*"; "$@"; }
 cd "$out"
 export HARNESS_BACKENDS=${HARNESS_BACKENDS:-jax,torch}
+# JAX and torch share the GPU in the benchmark's one process: JAX takes memory as it needs it,
+# as torch's allocator does, rather than 75% of the card up front.
+export XLA_PYTHON_CLIENT_PREALLOCATE=${XLA_PYTHON_CLIENT_PREALLOCATE:-false}
 h() { "$env/bin/python" -m harness "$@"; }
 run h list --refresh
 status=0
+for each in ${profile//,/ }; do
+    run "$env/bin/python" -m pytest "$checkout/tests/benchmarks/test_benchmarks.py" --benchmark-only -q \
+        -p no:cacheprovider --rootdir "$checkout" --harness-profile "$each" --harness-device "$device" \
+        --harness-results "$out" || status=1
+    saved=$(ls -t "$out"/2*.json | head -1)
+    run h compare "$saved" --results "$out" >>summary.txt || status=1
+done
+cat summary.txt
 run h validate -q --device "$device" --dtype float32,float64 --format json --output validation.json || status=1
 run h validate -q --device "$device" --dtype float64 -o "$top" --format json \
     --output validation-top-order.json || status=1
-run "$env/bin/python" -m pytest "$checkout/tests/benchmarks/test_benchmarks.py" --benchmark-only -q \
-    -p no:cacheprovider --rootdir "$checkout" --harness-profile "$profile" --harness-device "$device" \
-    --harness-results "$out" || status=1
-saved=$(ls -t "$out"/2*.json | head -1)
-run h compare "$saved" --results "$out" >summary.txt || status=1
-cat summary.txt
 echo "gpu-run: exit $status; results in $out"
 exit $status

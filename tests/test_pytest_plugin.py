@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 
@@ -93,6 +96,30 @@ def test_the_options_and_saving_work_in_any_project(tmp_path):
     run = json.loads(saved.read_text())
     assert len(run["benchmarks"]) == 1 and run["machine_info"]["harness"]["cpu_model"]
     assert f"saved this run to {saved}" in done.stdout
+
+
+def test_a_benchmark_session_stopped_by_sigterm_saves_what_it_timed(fast, tmp_path):
+    """A time limit's SIGTERM, sent once two cases have passed (read from pytest's progress,
+    not guessed from a clock; the first is recorded when its fixture ends, before the second
+    starts): the session ends early and saves the rows it timed."""
+    out = tmp_path / "runs"
+    bench = Path(__file__).parent / "benchmarks" / "test_benchmarks.py"
+    command = [sys.executable, "-m", "pytest", str(bench), "--benchmark-only", "-q", "-p", "no:cacheprovider"]
+    command += ["--harness-profile", "quick", "--harness-results", str(out), "-k", "tanh and eager"]
+    env = {**os.environ, "HARNESS_BACKENDS": fast.name, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True) as child:
+        seen = ""
+        while seen.split("\n")[-1].count(".") < 2:  # the passed cases' dots
+            char = child.stdout.read(1)
+            assert char, f"pytest ended before a case passed: {seen}"
+            seen += char
+        child.send_signal(signal.SIGTERM)
+        rest, _ = child.communicate(timeout=300)
+    assert "stopped by signal 15" in rest, seen + rest
+    [saved] = out.iterdir()
+    rows = results.load(saved)
+    total = len([c for c in cases.cases([fast], "quick") if c.problem.name == "tanh"])
+    assert 1 <= len(rows) < total and all(r.validated for r in rows)
 
 
 def test_an_unwritable_results_folder_is_a_usage_error(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import itertools
 import json
+import os
 import threading
 import time
 
@@ -422,3 +423,25 @@ def test_a_backends_known_failures_do_not_cover_its_hand_written_or_value_cases(
         Case(target, TANH, (10_000,), 0, cases.VALUE),
     ):
         assert cases.known_failure(case) is None and cases.prepare(case).validated, case
+
+
+def test_cases_that_share_arguments_follow_each_other_and_draw_them_once(installed):
+    """The gpu profile's 4M x 256 arguments are 8 GB: every target's case of one problem and
+    size comes in one block, and the block draws the arguments (and their rounding) once."""
+    found = cases.cases(installed, "quick")
+    blocks = [(c.problem.name, c.size) for c in found]
+    starts = [k for i, k in enumerate(blocks) if i == 0 or blocks[i - 1] != k]
+    assert len(starts) == len(set(starts))  # no problem and size comes back after another
+    big = [c for c in found if c.problem.name == "logistic" and c.size == (100_000, 64)]
+    assert len(big) >= 2
+    assert big[0].arguments() is big[-1].arguments()
+    assert big[0].rounded() is big[1].rounded()  # same dtype: float32
+
+
+def test_float32_matmuls_are_float32_in_jax_unless_the_user_says_otherwise(installed):
+    """JAX's default would let a GPU compute float32 products in TensorFloat-32."""
+    entry = next((e for e in installed if e.name == "jax"), None)
+    if entry is None:
+        pytest.skip("jax is not installed")
+    expected = os.environ.get("JAX_DEFAULT_MATMUL_PRECISION") or "highest"
+    assert entry.backend.jax.config.jax_default_matmul_precision == expected

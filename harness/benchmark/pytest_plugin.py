@@ -12,13 +12,16 @@ pytest-benchmark itself is), so its options work wherever gradient-harness is in
   and the spread give: `harness.benchmark.conditions`) and recorded: at the end
   of the session the recorded benchmarks are saved as one new run under ``results/`` (or
   ``--harness-results DIR``), made with pytest-benchmark's public hooks and written by
-  `harness.results.runs`. Sessions that record nothing save nothing.
+  `harness.results.runs`. Sessions that record nothing save nothing. A benchmark session
+  stopped by SIGTERM (a time limit's ``timeout``, a batch scheduler) ends as Ctrl-C does: the
+  rows it finished are saved.
 - The ``assert_gradients`` fixture is `harness.assert_gradients` (check your own function's
   derivatives, `harness.api`) whose failure shows the mismatch report alone, no traceback.
 """
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -78,6 +81,26 @@ def pytest_generate_tests(metafunc):
     devices = metafunc.config.getoption("--harness-device")
     found = cases.cases(entries, profile, devices, registered=registry.problems.values())
     metafunc.parametrize("harness_case", found, ids=[c.name for c in found])
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+_STOPPED: list[str] = []
+
+
+def _interrupt(signum, frame):
+    """SIGTERM as Ctrl-C: pytest stops and still finishes its session, so what was timed is
+    saved (`pytest_sessionfinish`) rather than lost with the process. Where a framework
+    swallows the KeyboardInterrupt (seen once inside a compile), the session stops after the
+    test in hand (`pytest_runtest_teardown`)."""
+    _STOPPED.append(f"stopped by signal {signum}")
+    raise KeyboardInterrupt(_STOPPED[-1])
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item):
+    if _STOPPED:
+        item.session.shouldstop = _STOPPED[-1]
 
 
 @pytest.fixture
