@@ -422,7 +422,7 @@ def test_md_keeps_every_column_unwrapped(committed):
 COLUMN_WORDS = {
     "median": "median",
     "IQR": "interquartile",
-    "x fastest": "fastest median",
+    "x fastest": "fastest round",
     "first call": "compile",
     "GB/s": "cost model",
     "of bound": "copy bandwidth",

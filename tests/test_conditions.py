@@ -226,6 +226,19 @@ def test_memory_over_the_functions_own_beside_x_value(tmp_path):
     assert "5 MB" in compare.table(rows) and "2.50" in compare.table(rows)
 
 
+def test_ratios_are_of_fastest_rounds_so_a_passing_load_moves_them_least(tmp_path):
+    """A backend whose later rounds a load slowed: its median doubled, its fastest round did
+    not. x fastest and x value compare fastest rounds (README: the drift measurement)."""
+    quiet = bench([1e-4] * 10, backend="a")
+    slowed = bench([2e-4] * 6 + [1e-3] * 10, backend="b")  # median 1e-3, fastest 2e-4
+    value = bench([1e-4] * 6 + [5e-4] * 10, backend="b", strategy="value")
+    rows = results.load(save(tmp_path, "r", run_of([quiet, slowed, value])))
+    records = {(r["backend"], r["strategy"]): r for r in json.loads(compare.table(rows, "json"))}
+    assert records["b", "reverse"]["median"] == pytest.approx(1e-3)
+    assert records["b", "reverse"]["x_fastest"] == pytest.approx(2.0)
+    assert records["b", "reverse"]["x_value"] == pytest.approx(2.0)
+
+
 def test_the_gate_calls_a_row_flagged_on_either_side_inconclusive(capsys, tmp_path):
     base = save(tmp_path, "base", flagged_run(1, []))
     # a planted 2x slowdown, the first row flagged: it is inconclusive, the others regressions

@@ -75,29 +75,33 @@ LEGEND = [
     ("", "used over 20% of its CPUs; S: its IQR is over its median; its times"),
     ("", "and ratios may mislead"),
     ("IQR", "interquartile range of those times (q3 - q1): their spread"),
-    ("x fastest", "median over the fastest median in the same group (1.00: the fastest)"),
+    ("x fastest", "fastest round over that of the group's fastest row (1.00: the"),
+    ("", "fastest); fastest rounds are the least disturbed, so a load that"),
+    ("", "comes and goes moves these ratios less than it moves medians"),
     ("first call", "the first call, timed apart: trace + compile + run"),
     ("GB/s", "bytes moved per call by the problem's cost model, over the median"),
     ("of bound", "that GB/s over the machine's measured copy bandwidth for the device;"),
     ("", "the logistic gradient's cost model reads the N x D inputs twice"),
-    ("x value", "median over that of the function alone (the loss, or f) on the"),
-    ("", "same backend, mode, dtype and device: the derivative's cost in f's"),
+    ("x value", "fastest round over that of the function alone (the loss, or f) on"),
+    ("", "the same backend, mode, dtype and device: the derivative's cost in"),
+    ("", "units of f's own"),
     ("peak mem", "peak memory one call adds over its inputs (resident set on the CPU,"),
     ("", "the allocator's peak on a GPU)"),
     ("mem x value", "peak mem over that of the function alone, as for x value"),
-    ("x hand-written", "median over that of the derivative written out by hand on the"),
-    ("", "same backend, mode, dtype and device: the price of autodiff"),
+    ("x hand-written", "fastest round over that of the derivative written out by hand on"),
+    ("", "the same backend, mode, dtype and device: the price of autodiff"),
     ("validated", "the result agreed with its oracle before timing (NO: it did not)"),
 ]
 
 HELP_COLUMNS = (
     "Columns: median is the median time per call over the timed rounds (C after it: its threads "
     "waited for CPUs other processes held; S: too widely spread to mean much) and IQR the "
-    "interquartile range of those times; x fastest is the median over the fastest median in "
-    "the same group; first call is the first call, timed apart (trace + compile + run); GB/s is "
+    "interquartile range of those times; x fastest is the fastest round over that of the "
+    "fastest row in the same group (the least disturbed rounds: ratios a passing load moves "
+    "least); first call is the first call, timed apart (trace + compile + run); GB/s is "
     "the bytes moved per call by the problem's cost model over the median, and of bound that "
     "GB/s over the machine's measured copy bandwidth for the device (the logistic gradient's "
-    "cost model reads the N x D inputs twice); x value is the median over that of the function "
+    "cost model reads the N x D inputs twice); x value is the fastest round over that of the function "
     "alone (the loss, or f) on the same backend, mode, dtype and device, and x hand-written over "
     "that of the derivative written out by hand there; peak mem is the peak memory one call adds "
     "over its inputs, and mem x value that over the function's own; validated says whether the "
@@ -122,10 +126,13 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
     lines; ``md`` keeps every column on one line. ``json`` is strict: NaN and infinity as null.
     """
     rows = sorted(rows, key=lambda r: (r.problem, r.size, r.order, r.group, r.median))
+    # the ratios are of fastest rounds (Chen & Revels 2016, BenchmarkTools.jl's judgements; what
+    # pytest-benchmark sorts by): a load that comes and goes shifts a median more than a minimum
+    # (README: the drift measurement)
     fastest = defaultdict(lambda: float("inf"))
     for r in rows:
-        fastest[r.group] = min(fastest[r.group], r.median)
-    x_value, x_hand = _references(rows)
+        fastest[r.group] = min(fastest[r.group], r.min)
+    x_value, x_hand = _references(rows, "min")
     mem_value = _references(rows, "peak_memory")[0]
     if fmt == "json":
         records = [
@@ -133,7 +140,7 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
                 **{k: v for k, v in asdict(r).items() if k != "data"},
                 "gbps": r.gbps,
                 "of_bound": r.of_bound,
-                "x_fastest": r.median / fastest[r.group],
+                "x_fastest": r.min / fastest[r.group],
                 "x_value": x_value(r),
                 "x_hand_written": x_hand(r),
                 "memory_x_value": mem_value(r),
@@ -182,7 +189,7 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
                     r.device,
                     r.median,
                     r.iqr,
-                    r.median / fastest[r.group],
+                    r.min / fastest[r.group],
                     r.first_call_s,
                     r.gbps,
                     r.of_bound,
@@ -204,7 +211,7 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
             r.label,
             format_seconds(r.median) + (f" {''.join(f[0].upper() for f in r.flags)}" if r.flags else ""),
             format_seconds(r.iqr),
-            f"{r.median / fastest[r.group]:.2f}",
+            f"{r.min / fastest[r.group]:.2f}",
             format_seconds(r.first_call_s),
             f"{r.gbps:.3g}" if r.gbps else "-",
             f"{r.of_bound:.0%}" if r.of_bound else "-",
@@ -222,9 +229,9 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
 
 
 def _references(
-    rows: list[Row], field: str = "median"
+    rows: list[Row], field: str = "min"
 ) -> tuple[Callable[[Row], float | None], Callable[[Row], float | None]]:
-    """(a row's ``field`` (median, peak_memory) over its function's alone, over its hand-written
+    """(a row's ``field`` (min, peak_memory) over its function's alone, over its hand-written
     derivative's): the same run, backend, mode, dtype and device; the same problem and size, or
     the same group."""
     value = {_place(r) + (r.problem, r.size): getattr(r, field) for r in rows if r.strategy == VALUE}
