@@ -222,3 +222,26 @@ def test_list_shows_a_plugins_jacobian_problem(capsys, with_plugin):
     assert cli.main(["list", "--no-devices", "--format", "json"]) == 0
     listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)["problems"]}
     assert listed["coupled"]["kind"] == "JacobianProblem" and listed["coupled"]["default"]
+
+
+@pytest.mark.parametrize("name", ["ode", "ba"])
+def test_the_gradbench_profile_times_full_jacobians_validated_first(fast, name):
+    """ode and ba in the gradbench profile: the function alone and its Jacobian by each
+    strategy, eager; each validated before timing (ode: closed form, ba: complex step along
+    directions), and a jvp or a vjp off by 1e-6 relative is not timed."""
+    from harness.benchmark import cases
+    from harness.evals import PROBLEMS
+
+    problem = next(p for p in PROBLEMS if p.name == name)
+    found = [c for c in cases.cases([fast], "gradbench", registered=PROBLEMS) if c.problem is problem]
+    assert sorted(c.strategy for c in found) == sorted([cases.VALUE, *strategies.JACOBIAN_STRATEGIES])
+    assert {c.target.mode for c in found} == {"eager"}
+    assert {c.group.split()[1] for c in found} == {"value", "jacobian"}
+    for case in found:  # at the problem's small default size
+        prepared = cases.prepare(cases.Case(case.target, problem, (), case.order, case.strategy))
+        assert prepared.validated, prepared.detail
+    for primitive, strategy in (("jvp", "forward"), ("value_and_grad", "reverse")):
+        scaled = Scaled(fast.backend, primitive, 1e-6)
+        entry = plugins.load(extra=[("scaled", plugin_of(scaled))], entry_points=False).backends[scaled.name]
+        prepared = cases.prepare(cases.Case(Target(entry, dtype="float64"), problem, (), 1, strategy))
+        assert not prepared.validated, f"{strategy} off by 1e-6 passed {prepared.detail}"

@@ -28,7 +28,7 @@ import numpy as np
 
 from harness import oracles, problems, strategies
 from harness.plugins import BackendEntry
-from harness.problems import GradientProblem, ScalarProblem
+from harness.problems import GradientProblem, JacobianProblem, ScalarProblem
 from harness.pytree import flatten, select, tree_map
 from harness.results import runs
 from harness.target import Target
@@ -83,7 +83,11 @@ PROFILES: dict[str, dict[str, Any]] = {
     # its gradient, and k-means' gradient with its Hessian's diagonal (GradBench's dir, as
     # GradBench's JAX tool computes it). GradBench's smallest sizes but lstm's, whose c steps
     # are an unrolled Python loop: compilers trace every step (jax.jit's first value+grad
-    # call at c = 16 took 72 s on a 2-core AMD EPYC under load), so it runs eager, c = 64
+    # call at c = 16 took 72 s on a 2-core AMD EPYC under load), so it runs eager, c = 64.
+    # The full Jacobians (ode, ba) are composed of a jvp per input or a vjp per output, which
+    # compilers would trace one by one: eager, ode at GradBench's smallest size and ba dense
+    # at 5 cameras, 50 points, 100 observations (GradBench's smallest, ba1, would be a dense
+    # 95529 x 55710 matrix: 42 GB in float64; its sparse form is harness.evals.ba's)
     "gradbench": {
         "logistic": [],
         "points": [],
@@ -98,6 +102,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             "kmeans": ((10, 1000, 8), None),
             "gmm": ((2, 5, 1000), None),
             "lstm": ((2, 64, 14), ("eager",)),
+            "ode": ((1000, 1), ("eager",)),
+            "ba": ((5, 50, 100), ("eager",)),
         },
     },
 }
@@ -130,7 +136,7 @@ class Case:
     """One thing to time: a problem on a target, at a size (and order, for derivatives)."""
 
     target: Target
-    problem: ScalarProblem | GradientProblem
+    problem: ScalarProblem | GradientProblem | JacobianProblem
     size: tuple[int, ...]
     order: int = 1
     strategy: str = "reverse"
@@ -138,8 +144,9 @@ class Case:
     @property
     def group(self) -> str:
         value = self.strategy == VALUE
-        if isinstance(self.problem, GradientProblem):
+        if isinstance(self.problem, (GradientProblem, JacobianProblem)):
             what = "value" if value else "grad+diagonal" if self.strategy == DIAGONAL else "value+grad"
+            what = "jacobian" if isinstance(self.problem, JacobianProblem) and not value else what
             return f"{self.problem.name} {what} {'x'.join(map(str, self.size)) or 'default size'}"
         what = "scalar latency" if self.size == () else f"over {self.size[0]} points"
         return f"{self.problem.name} {'value' if value else f'd^{self.order}'} {what}"
@@ -159,7 +166,7 @@ class Case:
         return _last(("arguments", self.problem, self.size), self._make_arguments)
 
     def _make_arguments(self) -> tuple:
-        if isinstance(self.problem, GradientProblem):
+        if isinstance(self.problem, (GradientProblem, JacobianProblem)):
             return self.problem.make_args(self.size or None)
         return (np.array(2.0) if self.size == () else np.linspace(-3.0, 3.0, self.size[0]),)
 
@@ -283,12 +290,17 @@ def cases(
 def _eval_cases(target: Target, spec: dict, registered: Iterable[problems.Problem]) -> list[Case]:
     """The profile's ``evals`` (name: (size, modes)) among the registered problems, default or
     not, in ``target``'s mode if listed: each timed alone and with its gradient, and with its
-    Hessian's diagonal where it has one."""
-    named = {p.name: p for p in registered if isinstance(p, GradientProblem)}
+    Hessian's diagonal where it has one; a vector-valued one alone and with its full Jacobian by
+    each of `strategies.JACOBIAN_STRATEGIES`."""
+    named = {p.name: p for p in registered if isinstance(p, (GradientProblem, JacobianProblem))}
     found = []
     for name, (size, modes) in spec.get("evals", {}).items():
         if name in named and (modes is None or target.mode in modes):
             p = named[name]
+            if isinstance(p, JacobianProblem):
+                found += [Case(target, p, size, 0, VALUE)]
+                found += [Case(target, p, size, 1, s) for s in strategies.JACOBIAN_STRATEGIES]
+                continue
             found += [Case(target, p, size, 0, VALUE), Case(target, p, size)]
             found += [Case(target, p, size, 2, DIAGONAL)] if p.hessian_diagonal else []
     return found
@@ -309,15 +321,21 @@ def prepare(case: Case) -> Prepared:
         fn = partial(
             target.hessian_diagonal(problem, DIAGONAL.removesuffix("-diagonal")), target.array(probes)
         )
+    elif isinstance(problem, JacobianProblem):
+        outputs = np.size(problem.fn(np, *args64))
+        basis = strategies.jacobian_basis(case.strategy, select(args64, problem.argnums), outputs)
+        fn = partial(target.jacobian(problem, case.strategy), target.array(basis))
     elif isinstance(problem, GradientProblem):
         fn = target.value_and_grad(problem)
     else:
         fn = target.derivative(problem, case.order, case.strategy)
-    if isinstance(problem, GradientProblem):
+    if isinstance(problem, JacobianProblem):
+        cost = (None, None)  # no cost model: x value is its measure
+    elif isinstance(problem, GradientProblem):
         cost = problem.bytes_and_flops(args64, itemsize)
     else:
         cost = problem.bytes_and_flops(args64[0], itemsize)
-    if case.strategy == VALUE:
+    if case.strategy == VALUE and cost[0] is not None:
         cost = (cost[0] / 2 if isinstance(problem, GradientProblem) else cost[0], None)  # one pass
 
     def launch():
@@ -340,8 +358,21 @@ def _validate(case: Case, result: Any) -> tuple[bool, str, float]:
     problem = case.problem
     if case.strategy == VALUE:
         reference = np.asarray(problem.fn(np, *rounded), dtype=np.float64)
-        ok = tolerances.agrees(result, reference, dtype, 1)
+        cancelled = getattr(problem, "value_magnitude", None)
+        magnitude = np.asarray(cancelled(*rounded), np.float64) if cancelled else 0.0
+        ok = tolerances.agrees(result, reference, dtype, 1, magnitude)
         return ok, "float64 numpy", tolerances.relative_error(result, reference)
+    if isinstance(problem, JacobianProblem):  # as harness.validation.jacobians, one oracle
+        J = strategies.jacobian_matrix(case.strategy, *result)[1]
+        if problem.jacobian is not None:
+            reference = np.asarray(problem.jacobian(*rounded), np.float64)
+            ok = tolerances.agrees(J, reference, dtype, 1)
+            return ok, "closed-form Jacobian", tolerances.relative_error(J, reference)
+        F, theta = oracles.of_flat_parameters(problem.fn, np, rounded, problem.argnums)
+        rows = oracles.directions(theta.size)
+        claimed, reference = rows @ J.T, oracles.complex_step(F, theta, rows)
+        ok = tolerances.agrees(claimed, reference, dtype, 1)
+        return ok, f"complex step along {len(rows)} directions", tolerances.relative_error(claimed, reference)
     if case.strategy == DIAGONAL:
         claimed, reference = flatten(result[1]), flatten(problem.hessian_diagonal(*rounded))
         ok = tolerances.agrees(claimed, reference, dtype, 2) and tolerances.agrees(
