@@ -28,8 +28,12 @@ def softmax(x):
 
 def magnitude(x):
     """Each gradient entry ``exp(x_i - A) / s`` divides by the sum ``s`` of positive terms: a
-    correct reduction is off by about eps times the entry itself."""
-    return softmax(x)
+    correct reduction is off by about eps times the entry itself. The entry where ``x`` is
+    largest also carries the max's own path, ``dA/dx_k (1 - sum p)``: terms of size 1 that
+    cancel (torch.compile's gradient at n = 2500 is off there by 1.1e-16, eager's by 0)."""
+    found = softmax(x)
+    found[np.argmax(x)] += 2.0
+    return found
 
 
 def hvp(v, x):
