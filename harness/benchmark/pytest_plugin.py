@@ -103,6 +103,24 @@ def pytest_runtest_teardown(item):
         item.session.shouldstop = _STOPPED[-1]
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_keyboard_interrupt(excinfo):
+    """A signal can land between bytecodes that have no line number (CPython 3.11+ then gives a
+    traceback entry ``tb_lineno = None``), and pytest's report of the interrupt crashes on such an
+    entry (its ``lineno - 1``; pytest-xdist#1196 shows the same crash), losing the "stopped by
+    signal" line and the exit status. Keep only the entries that have a line; ours, where the
+    KeyboardInterrupt is raised, always does."""
+    if _STOPPED:
+        excinfo.traceback = excinfo.traceback.filter(_has_line)
+
+
+def _has_line(entry) -> bool:
+    try:
+        return entry.lineno >= 0
+    except TypeError:
+        return False
+
+
 @pytest.fixture
 def harness_profile(request) -> dict:
     """The chosen profile's settings (`harness.benchmark.cases.PROFILES`)."""
