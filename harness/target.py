@@ -43,9 +43,14 @@ class Target:
         )
 
     def numpy(self, tree: Any) -> Any:
-        """Wait for a backend pytree and bring it back as float64 numpy."""
+        """Wait for a backend pytree and bring it back as float64 numpy (a leaf already numpy, one a
+        function computed in the host from the backend's parts, as ba's compressed rows, stays)."""
         ready = self.backend.block_until_ready(tree)
-        return tree_map(lambda y: np.asarray(self.backend.to_numpy(y), dtype=np.float64), ready)
+
+        def host(y):
+            return np.asarray(y if isinstance(y, np.ndarray) else self.backend.to_numpy(y), dtype=np.float64)
+
+        return tree_map(host, ready)
 
     def derivative(self, problem: ScalarProblem, order: int, strategy: str) -> Callable:
         """``problem``'s ``order``-th derivative, compiled for this mode, on backend arrays."""

@@ -52,15 +52,10 @@ def perturbed(size=(3, 4, 5)):
     return cams, X, w, feats, camera, point
 
 
-def one_hot(cams, X, w, feats, camera, point):
-    """The dense problem's arguments (`ba.from_gradbench`'s form) from `perturbed`'s."""
-    return cams, X, w, feats, np.eye(len(cams))[camera], np.eye(len(X))[point]
-
-
 def test_ba_replicates_gradbench_input_and_matches_a_direct_computation():
     cams, X, w, feats, camera, point = perturbed()
     assert camera.tolist() == [0, 1, 2, 0, 1] and point.tolist() == [0, 1, 2, 3, 0]  # i mod n, i mod m
-    residuals = ba.primal(np, *one_hot(cams, X, w, feats, camera, point))
+    residuals = ba.primal(np, *ba.dense(cams, X, w, feats, camera, point))
     direct = [ba_direct(cams[camera[i]], X[point[i]], w[i], feats[i]) for i in range(5)]
     np.testing.assert_allclose(residuals[:10], [e for d in direct for e in d[0]], rtol=1e-13)
     np.testing.assert_allclose(residuals[10:], [d[1] for d in direct], rtol=1e-15)
@@ -106,7 +101,7 @@ def test_each_backends_sparse_ba_jacobian_equals_the_dense_one(entry, strategy):
     given = perturbed((3, 4, 7))
     block, weight = ba.sparse_jacobian(entry.backend, strategy)(*given)
     sparse = ba.densify(ba.to_csr(block, weight, given[4], given[5], 3, 4))
-    args = one_hot(*given)
+    args = ba.dense(*given)
     cams, X = args[0], args[1]
 
     def F(theta):

@@ -354,6 +354,14 @@ def test_check_judges_serve_on_the_evals_with_outputs_of_their_own_shape(tmp_pat
     assert all(c["status"] == "pass" for c in report["checks"])
 
 
+def test_serve_answers_ba_at_gradbench_smallest_file_on_each_backend(entry, tmp_path):
+    """ba1's 31843 observations by their indices (the dense problem's one-hot selections would
+    be 2 GB), the compressed rows host numpy on every backend."""
+    tool = f"{sys.executable} -m harness gradbench serve --backend {entry.name}"
+    code, report = check(tmp_path, tool, "-p", "ba", "--size", "ba=49,7776,31843")
+    assert code == 0 and [c["status"] for c in report["checks"]] == ["pass", "pass"], report["checks"]
+
+
 def test_the_outputs_of_their_own_shape_are_read_back_or_refused(registry):
     server = Server(registry.backends["autograd"])
     input = gmm.gradbench_input((2, 3, 4))

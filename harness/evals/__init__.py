@@ -14,8 +14,10 @@ drawn as GradBench draws them (`harness.evals.inputs`). This package is a built-
 
 - ``gradbench_input(size=None) -> dict``: GradBench's ``evaluate`` input at ``size`` (the size
   tuple ``args`` takes), without ``min_runs``/``min_seconds``, drawn as GradBench draws it;
-- ``from_gradbench(input) -> tuple``: the problem's arguments in float64 numpy from such an
-  input, GradBench's own included (``from_gradbench(gradbench_input(s))`` equals ``args(s)``);
+- ``from_gradbench(input) -> tuple``: what its ``GRADBENCH`` functions take, in float64 numpy,
+  from such an input, GradBench's own included: the problem's arguments
+  (``from_gradbench(gradbench_input(s))`` equals ``args(s)``), but for ba its observations with
+  integer indices (the dense problem's one-hot selections would be 2 GB at GradBench's ba1);
 - ``GRADBENCH``: ``{GradBench's function name: adapter.Function}``, in the order GradBench's
   eval sends them. `adapter.value` (``primal``), `adapter.gradient` (a loss's gradient by
   reverse mode, flattened) and `adapter.jacobian_row` (one row of a vector function's

@@ -5,8 +5,9 @@ An eval module speaks GradBench's protocol (`harness.gradbench`) through three n
 - ``gradbench_input(size=None) -> dict``: GradBench's ``evaluate`` input at ``size`` (the
   module's ``args`` size tuple), without ``min_runs``/``min_seconds``, drawn as GradBench
   draws it.
-- ``from_gradbench(input) -> tuple``: the problem's arguments (float64 numpy) from such an
-  input, GradBench's or the harness's own.
+- ``from_gradbench(input) -> tuple``: the arguments its functions take (float64 numpy) from
+  such an input, GradBench's or the harness's own: the problem's (ba's: its observations with
+  integer indices).
 - ``GRADBENCH``: ``{function name: Function}``, one `Function` per GradBench function of the eval
   (``primal``/``gradient``; ode's ``gradient`` is the gradient of ``y_{n-1}``; particle's and
   saddle's ``rr ff fr rf`` their answers in those mode pairs), each built here (`value`,
@@ -86,7 +87,8 @@ class Function:
 
     ``order`` (0 the value, 1 a derivative) and ``strategy`` name it in checks and expected
     outcomes. ``prepare(target, problem, args)`` returns a callable on the backend's arrays of
-    the problem's arguments (``args``: them in float64 numpy, for what depends on their sizes);
+    ``from_gradbench``'s arguments (``args``: them in float64 numpy, for what depends on their
+    sizes, or all a function needs: ba's ignore the backend's arrays);
     ``oracles(problem, args)`` the references for float64 ``args`` (the first one's shape, or
     its ``along``'s columns, is the output's shape); ``output`` turns the numpy result into
     GradBench's JSON and ``parse(output, shape)`` reads a tool's JSON back.

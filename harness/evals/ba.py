@@ -5,6 +5,7 @@ and one weight (`sparse_jacobian`, assembled into GradBench's compressed rows by
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -85,7 +86,11 @@ def reprojection(xp, cams, X, w, feats):
 def value_magnitude(cams, X, w, feats, camera_of, point_of):
     """What each residual subtracts: ``|w| (|f proj L| + |c| + |feat|)`` (GradBench's errors are
     about 0.1 of pixel coordinates near 800), then ``1 + w^2``."""
-    cams, X = camera_of @ cams, point_of @ X
+    return _magnitude(camera_of @ cams, point_of @ X, w, feats)
+
+
+def _magnitude(cams, X, w, feats):
+    """`value_magnitude` of each observation's own camera [p, 11] and point [p, 3]."""
     scaled = reprojection(np, cams, X, np.ones_like(w), 0 * feats) - cams[:, 7:9]  # f proj L
     terms = np.abs(w)[:, None] * (np.abs(scaled) + np.abs(cams[:, 7:9]) + np.abs(feats))
     return np.concatenate([terms.ravel(), 1 + w * w])
@@ -102,9 +107,13 @@ def primal(xp, cams, X, w, feats, camera_of, point_of):
     are picked by the one-hot rows ``camera_of`` [p, n] and ``point_of`` [p, m] (data from
     `args`: a product with one nonzero term is exact, and no integer indices, which the harness
     would cast to the target's dtype)."""
-    p = w.shape[0]
-    reproj = reprojection(xp, camera_of @ cams, point_of @ X, w, feats)
-    return xp.concatenate([xp.reshape(reproj, (2 * p,)), weight_error(xp, w)])
+    return residuals(xp, camera_of @ cams, point_of @ X, w, feats)
+
+
+def residuals(xp, cams, X, w, feats):
+    """`primal` of each observation's own camera [p, 11] and point [p, 3]."""
+    reproj = reprojection(xp, cams, X, w, feats)
+    return xp.concatenate([xp.reshape(reproj, (2 * w.shape[0],)), weight_error(xp, w)])
 
 
 def gradbench_input(size=None) -> dict:
@@ -138,14 +147,20 @@ def observations(input: dict) -> tuple:
 
 
 def from_gradbench(input: dict) -> tuple:
-    """The dense problem's arguments from GradBench's input: `observations` with the indices as
-    one-hot rows [p, n] and [p, m] (p (n + m) numbers: for validation sizes, not GradBench's)."""
-    cams, X, w, feats, camera, point = observations(input)
+    """What GradBench's functions take (`GRADBENCH`): `observations`, with integer indices. Not
+    the dense problem's one-hot form (`dense`): p (n + m) numbers, 2 GB at GradBench's smallest
+    file (ba1)."""
+    return observations(input)
+
+
+def dense(cams, X, w, feats, camera, point) -> tuple:
+    """The dense problem's arguments: `observations` with the indices as one-hot rows [p, n] and
+    [p, m] (for validation sizes, not GradBench's)."""
     return cams, X, w, feats, np.eye(len(cams))[camera], np.eye(len(X))[point]
 
 
 def args(size=None):
-    return from_gradbench(gradbench_input(size))
+    return dense(*observations(gradbench_input(size)))
 
 
 # --- The sparse Jacobian ----------------------------------------------------------------------------
@@ -278,10 +293,12 @@ PROBLEMS = (
 # --- GradBench's protocol ----------------------------------------------------------------------------
 
 
-def _indices(args: tuple) -> tuple:
-    """``(cams, X, w, feats, camera, point)`` (`observations`) from the dense arguments."""
-    cams, X, w, feats, camera_of, point_of = args
-    return cams, X, w, feats, np.argmax(camera_of, axis=1), np.argmax(point_of, axis=1)
+def _objective_prepare(target, problem, args: tuple) -> Callable:
+    """The 3p residuals on the backend, compiled for the target's mode, of each observation's
+    camera and point gathered in the host (``cams[camera]``), as `sparse_jacobian` gathers them."""
+    cams, X, w, feats, camera, point = args
+    compute = target.compiled(partial(residuals, target.backend.namespace()))
+    return lambda *_: compute(*target.array((cams[camera], X[point], w, feats)))
 
 
 def _objective_output(residuals) -> dict:
@@ -308,10 +325,12 @@ def _parse_objective(output, shape) -> np.ndarray:
 
 
 def _objective_oracles(problem, args: tuple) -> list[adapter.Oracle]:
-    r, p = problem.fn(np, *args), len(args[2])
+    cams, X, w, feats, camera, point = args
+    gathered = (cams[camera], X[point], w, feats)
+    r, p = residuals(np, *gathered), len(w)
     pick = [0, 1, 2 * p]
     rtol = tolerance("float64", 0)
-    slack = rtol * value_magnitude(*args)[pick]
+    slack = rtol * _magnitude(*gathered)[pick]
     reference = np.array([r[0], r[1], p, r[2 * p], p], np.float64)
     where = "first reprojection and weight errors, their repeat counts"
     return [adapter.Oracle("numpy-float64", reference, rtol, np.insert(slack, [2, 3], 0.0), points=where)]
@@ -321,10 +340,10 @@ def _jacobian_prepare(target, problem, args: tuple) -> Callable:
     """The compressed rows by `sparse_jacobian` (reverse mode) on the backend, cut as GradBench's
     golden ``to_json`` cuts them (`gradbench_jacobian`); rows and columns as float64."""
     blocks = sparse_jacobian(target.backend, "reverse", target.dtype, target.device)
-    observed = _indices(args)
+    cams, X, camera, point = args[0], args[1], args[4], args[5]
 
-    def jacobian(*backend_args):
-        csr = to_csr(*blocks(*observed), observed[4], observed[5], len(args[0]), len(args[1]))
+    def jacobian(*_):
+        csr = to_csr(*blocks(*args), camera, point, len(cams), len(X))
         cut = gradbench_jacobian(csr)
         return tuple(np.asarray(cut[k], np.float64) for k in ("rows", "cols", "vals"))
 
@@ -351,7 +370,7 @@ def _parse_jacobian(output, shape) -> np.ndarray:
 def _jacobian_oracles(problem, args: tuple) -> list[adapter.Oracle]:
     """The cut's structure from `to_csr`, its values: the first observation's 2 x 15 block by a
     complex step of `reprojection` along each of its 15 parameters, the last weight error's -2 w."""
-    cams, X, w, feats, camera, point = _indices(args)
+    cams, X, w, feats, camera, point = args
     theta = np.concatenate([cams[camera[0]], X[point[0]], w[:1]])
     h = 1e-20
     block = np.empty((2, BLOCK))
@@ -371,7 +390,7 @@ def _jacobian_oracles(problem, args: tuple) -> list[adapter.Oracle]:
 
 GRADBENCH = {
     "objective": adapter.Function(
-        0, "-", lambda t, p, a: t.value(p), _objective_oracles, _objective_output, _parse_objective
+        0, "-", _objective_prepare, _objective_oracles, _objective_output, _parse_objective
     ),
     "jacobian": adapter.Function(
         1, "reverse", _jacobian_prepare, _jacobian_oracles, _jacobian_output, _parse_jacobian
