@@ -194,3 +194,28 @@ def test_an_answer_of_the_wrong_length_is_a_wrong_shape_error(quick):
     found = _run(quick, short, (0,))
     assert {(c.status, c.classification) for c in found} == {("error", "wrong shape")}
     assert "expected 4 scalars" in found[0].message
+
+
+def test_the_gradbench_profile_times_the_outer_derivative_validated_first(quick, monkeypatch):
+    """particle and saddle in the gradbench profile: the outer derivative at GradBench's start in
+    each pair, eager, NESTED_MIN_ROUNDS rounds; saddle's validated before timing, and an outer
+    gradient off by 1e-8 relative is not timed. ht only where its data is."""
+    from harness.benchmark import cases
+    from harness.target import Target
+
+    monkeypatch.delenv("HARNESS_HT_DATA", raising=False)
+    found = [c for c in cases.cases([quick], "gradbench", registered=evals.PROBLEMS)]
+    nested = [c for c in found if c.problem.name in ("particle", "saddle")]
+    assert sorted((c.problem.name, c.strategy) for c in nested) == sorted(
+        (name, pair) for name in ("particle", "saddle") for pair in strategies.NESTED_PAIRS
+    )
+    assert {(c.target.mode, c.order, c.min_rounds) for c in nested} == {("eager", 2, cases.NESTED_MIN_ROUNDS)}
+    assert nested[-1].group == "saddle outer derivative at the start"
+    assert "ht" not in {c.problem.name for c in found}
+    for case in (c for c in nested if c.problem.name == "saddle"):
+        prepared = cases.prepare(case)
+        assert prepared.validated and prepared.detail == "closed-form outer gradient", prepared.detail
+    backend = Scaled(quick.backend, "value_and_grad", 1e-8)
+    entry = plugins.load(extra=[("scaled", plugin_of(backend))], entry_points=False).backends[backend.name]
+    planted = cases.prepare(cases.Case(Target(entry), saddle.PROBLEMS[0], (), 2, "rr"))
+    assert not planted.validated and planted.error > 1e-9

@@ -28,7 +28,7 @@ import numpy as np
 
 from harness import oracles, problems, strategies
 from harness.plugins import BackendEntry
-from harness.problems import GradientProblem, JacobianProblem, ScalarProblem
+from harness.problems import GradientProblem, JacobianProblem, NestedProblem, ScalarProblem
 from harness.pytree import flatten, select, tree_map
 from harness.results import runs
 from harness.target import Target
@@ -87,7 +87,11 @@ PROFILES: dict[str, dict[str, Any]] = {
     # The full Jacobians (ode, ba) are composed of a jvp per input or a vjp per output, which
     # compilers would trace one by one: eager, ode at GradBench's smallest size and ba dense
     # at 5 cameras, 50 points, 100 observations (GradBench's smallest, ba1, would be a dense
-    # 95529 x 55710 matrix: 42 GB in float64; its sparse form is harness.evals.ba's)
+    # 95529 x 55710 matrix: 42 GB in float64; its sparse form is harness.evals.ba's); ht's
+    # (simple, hand1 of its small model) where HARNESS_HT_DATA names GradBench's data. The
+    # nested evals (particle, saddle), whose whole descents take minutes, are timed by their
+    # unit of work: the outer derivative at GradBench's start, through the inner one, in each
+    # mode pair, eager (a call takes up to some 20 s on JAX eager: NESTED_MIN_ROUNDS rounds)
     "gradbench": {
         "logistic": [],
         "points": [],
@@ -104,9 +108,15 @@ PROFILES: dict[str, dict[str, Any]] = {
             "lstm": ((2, 64, 14), ("eager",)),
             "ode": ((1000, 1), ("eager",)),
             "ba": ((5, 50, 100), ("eager",)),
+            "ht": ((1,), ("eager",)),
+            "particle": ((), ("eager",)),
+            "saddle": ((), ("eager",)),
         },
     },
 }
+NESTED_MIN_ROUNDS = 3
+"""Rounds of a nested eval's outer derivative (`Case.min_rounds`): JAX eager takes about 20 s a
+call on particle (2-core AMD EPYC), ten rounds of each pair would take over ten minutes."""
 DIAGONAL = "forward-over-reverse-diagonal"
 """A gradient with its Hessian's diagonal (`harness.strategies.hessian_diagonal`), by
 forward-over-reverse Hessian-vector products."""
@@ -136,14 +146,18 @@ class Case:
     """One thing to time: a problem on a target, at a size (and order, for derivatives)."""
 
     target: Target
-    problem: ScalarProblem | GradientProblem | JacobianProblem
+    problem: ScalarProblem | GradientProblem | JacobianProblem | NestedProblem
     size: tuple[int, ...]
     order: int = 1
     strategy: str = "reverse"
+    min_rounds: int | None = None
+    """At least this many rounds, in place of the profile's (`NESTED_MIN_ROUNDS`)."""
 
     @property
     def group(self) -> str:
         value = self.strategy == VALUE
+        if isinstance(self.problem, NestedProblem):
+            return f"{self.problem.name} outer derivative at the start"
         if isinstance(self.problem, (GradientProblem, JacobianProblem)):
             what = "value" if value else "grad+diagonal" if self.strategy == DIAGONAL else "value+grad"
             what = "jacobian" if isinstance(self.problem, JacobianProblem) and not value else what
@@ -166,7 +180,7 @@ class Case:
         return _last(("arguments", self.problem, self.size), self._make_arguments)
 
     def _make_arguments(self) -> tuple:
-        if isinstance(self.problem, (GradientProblem, JacobianProblem)):
+        if isinstance(self.problem, (GradientProblem, JacobianProblem, NestedProblem)):
             return self.problem.make_args(self.size or None)
         return (np.array(2.0) if self.size == () else np.linspace(-3.0, 3.0, self.size[0]),)
 
@@ -291,12 +305,21 @@ def _eval_cases(target: Target, spec: dict, registered: Iterable[problems.Proble
     """The profile's ``evals`` (name: (size, modes)) among the registered problems, default or
     not, in ``target``'s mode if listed: each timed alone and with its gradient, and with its
     Hessian's diagonal where it has one; a vector-valued one alone and with its full Jacobian by
-    each of `strategies.JACOBIAN_STRATEGIES`."""
-    named = {p.name: p for p in registered if isinstance(p, (GradientProblem, JacobianProblem))}
+    each of `strategies.JACOBIAN_STRATEGIES`; a nested one by its outer derivative in each of
+    `strategies.NESTED_PAIRS`; one whose data is absent not at all."""
+    kinds = (GradientProblem, JacobianProblem, NestedProblem)
+    named = {p.name: p for p in registered if isinstance(p, kinds)}
     found = []
     for name, (size, modes) in spec.get("evals", {}).items():
         if name in named and (modes is None or target.mode in modes):
             p = named[name]
+            if getattr(p, "unavailable", None) and p.unavailable():  # its data is absent (ht's)
+                continue
+            if isinstance(p, NestedProblem):
+                found += [
+                    Case(target, p, size, 2, pair, NESTED_MIN_ROUNDS) for pair in strategies.NESTED_PAIRS
+                ]
+                continue
             if isinstance(p, JacobianProblem):
                 found += [Case(target, p, size, 0, VALUE)]
                 found += [Case(target, p, size, 1, s) for s in strategies.JACOBIAN_STRATEGIES]
@@ -312,7 +335,9 @@ def prepare(case: Case) -> Prepared:
     args64 = case.arguments()
     args = target.array(args64)
     problem, itemsize = case.problem, np.dtype(target.dtype).itemsize
-    if case.strategy == VALUE:
+    if isinstance(problem, NestedProblem):
+        fn = target.nested(problem, case.strategy, "outer")
+    elif case.strategy == VALUE:
         fn = target.value(problem)
     elif case.strategy == HAND_WRITTEN:
         fn = target.hand_written(problem, case.order)
@@ -329,7 +354,7 @@ def prepare(case: Case) -> Prepared:
         fn = target.value_and_grad(problem)
     else:
         fn = target.derivative(problem, case.order, case.strategy)
-    if isinstance(problem, JacobianProblem):
+    if isinstance(problem, (JacobianProblem, NestedProblem)):
         cost = (None, None)  # no cost model: x value is its measure
     elif isinstance(problem, GradientProblem):
         cost = problem.bytes_and_flops(args64, itemsize)
@@ -356,6 +381,11 @@ def _validate(case: Case, result: Any) -> tuple[bool, str, float]:
     dtype = case.target.dtype
     rounded = case.rounded()
     problem = case.problem
+    if isinstance(problem, NestedProblem):  # as harness.validation.nested, order 2
+        claimed = np.array([float(np.asarray(v)) for v in result], np.float64)
+        reference = np.asarray(problem.outer_reference(*rounded), np.float64)
+        ok = claimed.shape == reference.shape and tolerances.agrees(claimed, reference, dtype, 2)
+        return ok, f"{problem.outer_oracle} outer gradient", tolerances.relative_error(claimed, reference)
     if case.strategy == VALUE:
         reference = np.asarray(problem.fn(np, *rounded), dtype=np.float64)
         cancelled = getattr(problem, "value_magnitude", None)

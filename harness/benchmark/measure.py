@@ -95,7 +95,7 @@ def bench(
     cpus = conditions.allowed_cpus()
     try:
         before = conditions.sample(cpus)
-        rounds, iterations = calibrate(prepared.call, budget, min_rounds)
+        rounds, iterations = calibrate(prepared.call, budget, case.min_rounds or min_rounds)
         times = measure(prepared.call, rounds, iterations)
         after = conditions.sample(cpus)
         memory = peak_memory(prepared)

@@ -24,9 +24,8 @@ def test_benchmark(harness_benchmark, harness_profile, harness_case):
         pytest.xfail(f"{known.source}: {known.reason}")
     assert not known, f"{case.name} validated, but {known.source} says it fails: update that file"
     assert prepared.validated, f"{case.name}: result disagrees with {prepared.detail}; not timed"
-    rounds, iterations = measure.calibrate(
-        prepared.call, harness_profile["budget"], harness_profile.get("min_rounds", measure.MIN_ROUNDS)
-    )
+    floor = case.min_rounds or harness_profile.get("min_rounds", measure.MIN_ROUNDS)
+    rounds, iterations = measure.calibrate(prepared.call, harness_profile["budget"], floor)
     harness_benchmark.pedantic(prepared.call, rounds=rounds, iterations=iterations, warmup_rounds=1)
     events = prepared.event_median(rounds)  # the device's own clock, where the backend has one
     if events is not None:
