@@ -14,6 +14,7 @@ from fakes import Scaled, plugin_of
 from harness import evals, plugins, strategies
 from harness.cli import main as cli
 from harness.evals import ba, ht
+from harness.target import Target
 from harness.validation import checks
 
 EVALS = {p.name: p for p in evals.PROBLEMS}
@@ -97,9 +98,13 @@ def test_ba_csr_is_gradbench_layout():
 
 
 @pytest.mark.parametrize("strategy", strategies.JACOBIAN_STRATEGIES)
-def test_each_backends_sparse_ba_jacobian_equals_the_dense_one(entry, strategy):
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_each_backends_sparse_ba_jacobian_equals_the_dense_one(entry, strategy, mode):
+    if mode not in entry.backend.modes:
+        pytest.skip(f"{entry.name} does not compile")
     given = perturbed((3, 4, 7))
-    block, weight = ba.sparse_jacobian(entry.backend, strategy)(*given)
+    compiled = Target(entry, mode=mode).compiled
+    block, weight = ba.sparse_jacobian(entry.backend, strategy, compiled=compiled)(*given)
     sparse = ba.densify(ba.to_csr(block, weight, given[4], given[5], 3, 4))
     args = ba.dense(*given)
     cams, X = args[0], args[1]

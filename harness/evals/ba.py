@@ -166,7 +166,13 @@ def args(size=None):
 # --- The sparse Jacobian ----------------------------------------------------------------------------
 
 
-def sparse_jacobian(backend: Any, strategy: str, dtype: str = "float64", device: str = "cpu") -> Callable:
+def sparse_jacobian(
+    backend: Any,
+    strategy: str,
+    dtype: str = "float64",
+    device: str = "cpu",
+    compiled: Callable[[Callable], Callable] = lambda f: f,
+) -> Callable:
     """``blocks(cams, X, w, feats, camera, point)`` (`observations`; numpy in, numpy out): every observation's
     2 x 15 reprojection block (d/d its camera, its point, its weight) [p, 2, 15] and its weight
     error's derivative [p], by ``backend``'s own primitives on the gathered per-observation
@@ -175,7 +181,8 @@ def sparse_jacobian(backend: Any, strategy: str, dtype: str = "float64", device:
     ``jacfwd`` computes), and one for the weight error; ``reverse``: 2 ``value_and_grad``s, each
     with the same unit cotangent in every row (all blocks' row k), and one for the weight error.
     Gathering the cameras and points (``cams[camera]``) stays in the host: only the
-    per-observation residuals are differentiated."""
+    per-observation residuals are differentiated, each primitive's function wrapped in
+    ``compiled`` (`harness.target.Target.compiled`: the target's mode)."""
     xp = backend.namespace()
 
     def array(a):
@@ -184,46 +191,44 @@ def sparse_jacobian(backend: Any, strategy: str, dtype: str = "float64", device:
     def numpy(a):
         return np.asarray(backend.to_numpy(a), dtype=np.float64)
 
+    if strategy == "forward":
+        if getattr(backend, "jvp", None) is None:
+            raise NotImplementedError(f"{backend.name} has no jvp: a forward-mode Jacobian needs one")
+        column = compiled(
+            lambda chosen, tangent, data: backend.jvp(
+                lambda c: reprojection(xp, *c, data), (chosen,), (tangent,)
+            )[1]
+        )
+        weight_column = compiled(lambda v, t: backend.jvp(lambda u: weight_error(xp, u), (v,), (t,))[1])
+    elif strategy == "reverse":
+        rows_of = [
+            compiled(backend.value_and_grad(lambda c, data, k=k: xp.sum(reprojection(xp, *c, data)[:, k]), 0))
+            for k in (0, 1)
+        ]
+        weight_row = compiled(backend.value_and_grad(lambda v: xp.sum(weight_error(xp, v)), 0))
+    else:
+        raise NotImplementedError(f"no sparse Jacobian strategy {strategy!r} (known: forward, reverse)")
+
     def blocks(cams, X, w, feats, camera, point):
         p = w.shape[0]
         gathered = (array(cams[camera]), array(X[point]), array(w))
         data = array(feats)
-
-        def residuals(chosen):
-            return reprojection(xp, *chosen, data)
-
         if strategy == "forward":
-            if getattr(backend, "jvp", None) is None:
-                raise NotImplementedError(f"{backend.name} has no jvp: a forward-mode Jacobian needs one")
             columns = []
             for k in range(BLOCK):
                 unit = np.zeros(BLOCK)
                 unit[k] = 1.0
                 tangent = (array(np.tile(unit[:CAMERA], (p, 1))), array(np.tile(unit[CAMERA:-1], (p, 1))))
                 tangent += (array(np.full(p, unit[-1])),)
-                columns.append(numpy(backend.jvp(residuals, (gathered,), (tangent,))[1]))
-            block = np.stack(columns, axis=2)
-            weight = numpy(
-                backend.jvp(lambda v: weight_error(xp, v), (gathered[2],), (array(np.ones(p)),))[1]
+                columns.append(numpy(column(gathered, tangent, data)))
+            return np.stack(columns, axis=2), numpy(weight_column(gathered[2], array(np.ones(p))))
+        rows = []
+        for row_of in rows_of:
+            cam_rows, point_rows, weight_rows = row_of(gathered, data)[1]
+            rows.append(
+                np.concatenate([numpy(cam_rows), numpy(point_rows), numpy(weight_rows)[:, None]], axis=1)
             )
-            return block, weight
-        if strategy == "reverse":
-
-            def component(chosen, k):
-                return xp.sum(residuals(chosen)[:, k])
-
-            rows = []
-            for k in (0, 1):
-                cam_rows, point_rows, weight_rows = backend.value_and_grad(lambda c, k=k: component(c, k), 0)(
-                    gathered
-                )[1]
-                rows.append(
-                    np.concatenate([numpy(cam_rows), numpy(point_rows), numpy(weight_rows)[:, None]], axis=1)
-                )
-            block = np.stack(rows, axis=1)
-            weight = numpy(backend.value_and_grad(lambda v: xp.sum(weight_error(xp, v)), 0)(gathered[2])[1])
-            return block, weight
-        raise NotImplementedError(f"no sparse Jacobian strategy {strategy!r} (known: forward, reverse)")
+        return np.stack(rows, axis=1), numpy(weight_row(gathered[2])[1])
 
     return blocks
 
@@ -339,7 +344,7 @@ def _objective_oracles(problem, args: tuple) -> list[adapter.Oracle]:
 def _jacobian_prepare(target, problem, args: tuple) -> Callable:
     """The compressed rows by `sparse_jacobian` (reverse mode) on the backend, cut as GradBench's
     golden ``to_json`` cuts them (`gradbench_jacobian`); rows and columns as float64."""
-    blocks = sparse_jacobian(target.backend, "reverse", target.dtype, target.device)
+    blocks = sparse_jacobian(target.backend, "reverse", target.dtype, target.device, target.compiled)
     cams, X, camera, point = args[0], args[1], args[4], args[5]
 
     def jacobian(*_):
