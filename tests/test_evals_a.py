@@ -250,7 +250,7 @@ def test_the_gradbench_profile_times_the_three_validated(fast):
     ]
     assert {(c.problem.name, c.strategy, c.size) for c in found if c.target.mode == "eager"} == {
         (name, strategy, size)
-        for name, (size, _) in cases.PROFILES["gradbench"]["evals"].items()
+        for name, (size, *_) in cases.PROFILES["gradbench"]["evals"].items()
         if name in NAMES
         for strategy in (cases.VALUE, "reverse", *([cases.DIAGONAL] if name == "kmeans" else []))
     }

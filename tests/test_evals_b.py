@@ -327,3 +327,19 @@ def test_ht_without_its_data_is_listed_and_reported_unsupported(capsys, monkeypa
     found = list(checks.check_plan(checks.Plan([fast], [EVALS["ht"]], dtypes=("float64",), modes=("eager",))))
     assert {c.status for c in found} == {"unsupported"} and "bones.txt is missing" in found[0].message
     assert {c.strategy for c in found} == set(strategies.JACOBIAN_STRATEGIES)
+
+
+def test_the_gradbench_profile_times_hts_forward_jacobian_where_its_data_is(fast):
+    """ht in the gradbench profile: the residuals alone and the forward Jacobian (GradBench's mode;
+    reverse would take 300 vjps), eager; no case where its data is absent."""
+    from dataclasses import replace
+
+    from harness.benchmark import cases
+
+    (problem,) = [p for p in evals.PROBLEMS if p.name == "ht"]
+    present = replace(problem, unavailable=lambda: None)
+    found = [c for c in cases.cases([fast], "gradbench", registered=[present]) if c.problem is present]
+    assert sorted(c.strategy for c in found) == sorted([cases.VALUE, "forward"])
+    assert {(c.target.mode, c.size) for c in found} == {("eager", (1,))}
+    absent = replace(problem, unavailable=lambda: "no data here")
+    assert not [c for c in cases.cases([fast], "gradbench", registered=[absent]) if c.problem is absent]

@@ -79,19 +79,21 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dtype": "float64",
         "min_rounds": 3,
     },
-    # GradBench's evals by name: (size, modes or None for all), float64: the objective alone,
-    # its gradient, and k-means' gradient with its Hessian's diagonal (GradBench's dir, as
-    # GradBench's JAX tool computes it). GradBench's smallest sizes but lstm's, whose c steps
-    # are an unrolled Python loop: compilers trace every step (jax.jit's first value+grad
-    # call at c = 16 took 72 s on a 2-core AMD EPYC under load), so it runs eager, c = 64.
-    # The full Jacobians (ode, ba) are composed of a jvp per input or a vjp per output, which
-    # compilers would trace one by one: eager, ode at GradBench's smallest size and ba dense
-    # at 5 cameras, 50 points, 100 observations (GradBench's smallest, ba1, would be a dense
-    # 95529 x 55710 matrix: 42 GB in float64; its sparse form is harness.evals.ba's); ht's
-    # (simple, hand1 of its small model) where HARNESS_HT_DATA names GradBench's data. The
-    # nested evals (particle, saddle), whose whole descents take minutes, are timed by their
-    # unit of work: the outer derivative at GradBench's start, through the inner one, in each
-    # mode pair, eager (a call takes up to some 20 s on JAX eager: NESTED_MIN_ROUNDS rounds)
+    # GradBench's evals by name: (size, modes or None for all[, Jacobian strategies]), in
+    # float64: the objective alone, its gradient, and k-means' gradient with its Hessian's
+    # diagonal (GradBench's dir, as GradBench's JAX tool computes it). GradBench's smallest
+    # sizes but lstm's, whose c steps are an unrolled Python loop: compilers trace every step
+    # (jax.jit's first value+grad call at c = 16 took 72 s on a 2-core AMD EPYC under load), so
+    # it runs eager, c = 64. The full Jacobians (ode, ba, ht) are composed of a jvp per input or
+    # a vjp per output, which compilers would trace one by one: eager, ode at GradBench's
+    # smallest size and ba dense at 5 cameras, 50 points, 100 observations (GradBench's
+    # smallest, ba1, would be a dense 95529 x 55710 matrix: 42 GB in float64; its sparse form
+    # is harness.evals.ba's); ht's (simple, hand1 of its small model) where HARNESS_HT_DATA
+    # names GradBench's data, forward only as GradBench asks (its 300 x 26 Jacobian: 26 jvps,
+    # where reverse takes 300 vjps, 51 s a call on autograd under load). The nested evals
+    # (particle, saddle), whose whole descents take minutes, are timed by their unit of work:
+    # the outer derivative at GradBench's start, through the inner one, in each mode pair,
+    # eager (a call takes up to some 20 s on JAX eager: NESTED_MIN_ROUNDS rounds)
     "gradbench": {
         "logistic": [],
         "points": [],
@@ -108,7 +110,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "lstm": ((2, 64, 14), ("eager",)),
             "ode": ((1000, 1), ("eager",)),
             "ba": ((5, 50, 100), ("eager",)),
-            "ht": ((1,), ("eager",)),
+            "ht": ((1,), ("eager",), ("forward",)),
             "particle": ((), ("eager",)),
             "saddle": ((), ("eager",)),
         },
@@ -310,7 +312,7 @@ def _eval_cases(target: Target, spec: dict, registered: Iterable[problems.Proble
     kinds = (GradientProblem, JacobianProblem, NestedProblem)
     named = {p.name: p for p in registered if isinstance(p, kinds)}
     found = []
-    for name, (size, modes) in spec.get("evals", {}).items():
+    for name, (size, modes, *chosen) in spec.get("evals", {}).items():
         if name in named and (modes is None or target.mode in modes):
             p = named[name]
             if getattr(p, "unavailable", None) and p.unavailable():  # its data is absent (ht's)
@@ -322,7 +324,9 @@ def _eval_cases(target: Target, spec: dict, registered: Iterable[problems.Proble
                 continue
             if isinstance(p, JacobianProblem):
                 found += [Case(target, p, size, 0, VALUE)]
-                found += [Case(target, p, size, 1, s) for s in strategies.JACOBIAN_STRATEGIES]
+                found += [
+                    Case(target, p, size, 1, s) for s in (chosen or [strategies.JACOBIAN_STRATEGIES])[0]
+                ]
                 continue
             found += [Case(target, p, size, 0, VALUE), Case(target, p, size)]
             found += [Case(target, p, size, 2, DIAGONAL)] if p.hessian_diagonal else []
