@@ -132,6 +132,10 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
     fastest = defaultdict(lambda: float("inf"))
     for r in rows:
         fastest[r.group] = min(fastest[r.group], r.min)
+
+    def x_fastest(r: Row) -> float:
+        return r.min / fastest[r.group]
+
     x_value, x_hand = _references(rows, "min")
     mem_value = _references(rows, "peak_memory")[0]
     if fmt == "json":
@@ -140,7 +144,7 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
                 **{k: v for k, v in asdict(r).items() if k != "data"},
                 "gbps": r.gbps,
                 "of_bound": r.of_bound,
-                "x_fastest": r.min / fastest[r.group],
+                "x_fastest": x_fastest(r),
                 "x_value": x_value(r),
                 "x_hand_written": x_hand(r),
                 "memory_x_value": mem_value(r),
@@ -189,7 +193,7 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
                     r.device,
                     r.median,
                     r.iqr,
-                    r.min / fastest[r.group],
+                    x_fastest(r),
                     r.first_call_s,
                     r.gbps,
                     r.of_bound,
@@ -211,7 +215,7 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
             r.label,
             format_seconds(r.median) + (f" {''.join(f[0].upper() for f in r.flags)}" if r.flags else ""),
             format_seconds(r.iqr),
-            f"{r.min / fastest[r.group]:.2f}",
+            f"{x_fastest(r):.2f}",
             format_seconds(r.first_call_s),
             f"{r.gbps:.3g}" if r.gbps else "-",
             f"{r.of_bound:.0%}" if r.of_bound else "-",
