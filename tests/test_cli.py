@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import types
+from dataclasses import replace
 
 import pytest
 from fakes import Raising, Wrapper, plugin_of
@@ -303,3 +304,24 @@ def test_version(capsys):
         cli.main(["--version"])
     assert exc.value.code == 0
     assert harness.__version__ in capsys.readouterr().out
+
+
+def test_agreement_allows_the_slack_each_side_was_allowed():
+    """Two values of a function that cancels terms near 800 down to 0.1 (ba's residuals): each
+    within its oracle's slack of the exact value, 7e-14 apart (TensorFlow's compiled and eager
+    ba). Their agreement allows twice the slack; without any, one above the other's gap fails."""
+
+    def judged(value, slack):
+        head = verdicts.Check("b", "1", "cpu", "float64", "eager", "-", "ba", 0, "numpy-float64", "pass")
+        return verdicts.judge(head, value, value, [0.1], 1e-14, slack)
+
+    eager, compiled = judged([0.1 + 1e-15], 8e-14), replace(judged([0.1 + 7.2e-14], 8e-14), mode="jit")
+    assert eager.status == compiled.status == "pass"
+    (agreed,) = verdicts.agreement([eager, compiled])
+    assert agreed.status == "pass" and agreed.oracle == "agreement:b/eager/-"
+    eager, compiled = judged([0.1 + 1e-15], 0.0), replace(judged([0.1 + 7.2e-14], 8e-14), mode="jit")
+    assert eager.status == "pass" and compiled.status == "pass"
+    (agreed,) = verdicts.agreement([eager, compiled])
+    assert agreed.status == "pass"  # the larger slack of the two
+    tight = [judged([0.1 + 1e-15], 0.0), replace(judged([0.1 + 1.2e-14], 0.0), mode="jit")]
+    assert [c.status for c in verdicts.agreement(tight)] == ["fail"]
