@@ -93,7 +93,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # where reverse takes 300 vjps, 51 s a call on autograd under load). The nested evals
     # (particle, saddle), whose whole descents take minutes, are timed by their unit of work:
     # the outer derivative at GradBench's start, through the inner one, in each mode pair,
-    # eager (a call takes up to some 20 s on JAX eager: NESTED_MIN_ROUNDS rounds)
+    # eager (a call takes up to 10 s on JAX eager: NESTED_MIN_ROUNDS rounds)
     "gradbench": {
         "logistic": [],
         "points": [],
@@ -117,8 +117,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 NESTED_MIN_ROUNDS = 3
-"""Rounds of a nested eval's outer derivative (`Case.min_rounds`): JAX eager takes about 20 s a
-call on particle (2-core AMD EPYC), ten rounds of each pair would take over ten minutes."""
+"""Rounds of a nested eval's outer derivative (`Case.min_rounds`): JAX eager takes 2.7 to 9.5 s a
+call on particle (2-core AMD EPYC, quiet; 20 s under load): ten rounds of each pair would take
+ten minutes."""
 DIAGONAL = "forward-over-reverse-diagonal"
 """A gradient with its Hessian's diagonal (`harness.strategies.hessian_diagonal`), by
 forward-over-reverse Hessian-vector products."""
