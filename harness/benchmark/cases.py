@@ -322,9 +322,8 @@ def _eval_cases(target: Target, spec: dict, registered: Iterable[problems.Proble
                 continue
             if isinstance(p, JacobianProblem):
                 found += [Case(target, p, size, 0, VALUE)]
-                found += [
-                    Case(target, p, size, 1, s) for s in (chosen or [strategies.JACOBIAN_STRATEGIES])[0]
-                ]
+                jacobians = chosen[0] if chosen else strategies.JACOBIAN_STRATEGIES
+                found += [Case(target, p, size, 1, s) for s in jacobians]
                 continue
             found += [Case(target, p, size, 0, VALUE), Case(target, p, size)]
             found += [Case(target, p, size, 2, DIAGONAL)] if p.hessian_diagonal else []

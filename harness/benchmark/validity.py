@@ -1,7 +1,7 @@
 """Whether a benchmark case's first result is right, before it is timed: one oracle per kind of
 problem, at the tolerance of `harness.validation.tolerances` (``validate``, called by
-`harness.benchmark.cases.prepare`). ``validate`` runs the fuller checks with several oracles; this
-is the one a timing rests on."""
+`harness.benchmark.cases.prepare`). ``python -m harness validate`` runs the fuller checks with
+several oracles; this is the one a timing rests on."""
 
 from __future__ import annotations
 
