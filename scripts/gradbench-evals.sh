@@ -14,6 +14,8 @@
 # GradBench's smallest (its defaults for ba: ba1 ... ba14). Sessions are logged to $OUT (default
 # gradbench-out/) in GradBench's log format; one line per session says its outcome (exit code as
 # GradBench's). $TIMEOUT: seconds a response may take (default 1800: saddle on JAX eager is slow).
+# $SERVE_ARGS: more arguments for serve, e.g. --no-warmup (each evaluate computes once, not twice:
+# particle's and saddle's sessions take half as long).
 set -u
 checkout=$(cd "$1" && pwd) gb_python=$2
 shift 2
@@ -40,7 +42,7 @@ for backend in $backends; do
     start=$SECONDS
     "$python" -m harness gradbench run --timeout "${TIMEOUT:-1800}" \
       --eval "$gb_python python/gradbench/gradbench/evals/$eval/run.py ${sizes[$eval]} --min-seconds 0" \
-      --tool "$python -m harness gradbench serve --backend $backend" \
+      --tool "$python -m harness gradbench serve --backend $backend ${SERVE_ARGS:-}" \
       -o "$out/$backend-$eval.jsonl" 2> "$out/$backend-$eval.err"
     echo "$backend $eval exit=$? $((SECONDS - start)) s: $(tail -1 "$out/$backend-$eval.err")"
   done

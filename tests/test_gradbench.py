@@ -123,6 +123,24 @@ def test_serve_answers_a_result_that_is_not_finite_with_a_failure(registry):
     protocol.dumps(answer)  # strict JSON: no bare NaN
 
 
+@pytest.mark.parametrize("warmup, calls", [(True, 3), (False, 2)])
+def test_serve_times_the_first_call_apart_unless_told_not_to(registry, warmup, calls):
+    server = Server(registry.backends["autograd"], warmup=warmup)
+    assert server.answer({"id": 0, "kind": "start"})["config"]["warmup"] is warmup
+    x = [0.5, 1.5, -2.0]
+    message = {"kind": "evaluate", "module": "lse", "function": "primal"}
+    message["input"] = {"x": x, "min_runs": 2, "min_seconds": 0}
+    server.answer(message | {"id": 1})
+    ((key, compute),) = server.prepared.items()
+    made = []
+    server.prepared[key] = lambda *args: made.append(args) or compute(*args)
+    answer = server.answer(message | {"id": 2})
+    names = [t["name"] for t in answer["timings"]]
+    assert names == ["prepare"] + ["first-call"] * warmup + ["evaluate", "evaluate"]
+    assert len(made) == calls  # no untimed call where the first one is a run
+    assert answer["output"] == pytest.approx(lse.primal(np, np.array(x)), rel=tolerance("float64", 0))
+
+
 def check(tmp_path, tool: str, *extra: str) -> tuple[int, dict]:
     out = tmp_path / "report.json"
     code = main(["gradbench", "check", "--tool", tool, "--format", "json", "--output", str(out), *extra])
@@ -241,8 +259,8 @@ EVAL = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize(("verdict", "code"), [("fair", 0), ("strict", 4)])
-def test_run_pipes_an_eval_to_serve_as_gradbench_run_does(tmp_path, verdict, code):
+@pytest.mark.parametrize(("verdict", "code", "flags"), [("fair", 0, ""), ("strict", 4, " --no-warmup")])
+def test_run_pipes_an_eval_to_serve_as_gradbench_run_does(tmp_path, verdict, code, flags):
     script = tmp_path / "eval.py"
     script.write_text(EVAL)
     log = tmp_path / "log.jsonl"
@@ -254,15 +272,17 @@ def test_run_pipes_an_eval_to_serve_as_gradbench_run_does(tmp_path, verdict, cod
                 "--eval",
                 f"{sys.executable} {script} {verdict}",
                 "--tool",
-                SERVE,
+                SERVE + flags,
                 "-o",
                 str(log),
             ]
         )
         == code
     )
-    sides = [next(iter(set(json.loads(line)) - {"elapsed"})) for line in log.read_text().splitlines()]
-    assert sides == ["message", "response"] * 4
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [next(iter(set(line) - {"elapsed"})) for line in lines] == ["message", "response"] * 4
+    timed = [t["name"] for t in lines[5]["response"]["timings"]]
+    assert ("first-call" in timed) is not flags and timed.count("evaluate") >= 1
 
 
 NOISY = textwrap.dedent(

@@ -33,6 +33,13 @@ def add_parser(sub) -> None:
     serve.add_argument(
         "--log", help="keep the session (messages, answers, GradBench's verdicts) here, as JSON lines"
     )
+    serve.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        help="time the first call as a run, compile and warm-up included, as GradBench's own Python "
+        "tools do (default: it is timed apart, as first-call, and not counted as a run)",
+    )
     serve.set_defaults(handler=_serve)
 
     check = commands.add_parser("check", help="hold a GradBench tool to the harness's oracles")
@@ -107,7 +114,7 @@ def _serve(args) -> int:
     if args.log:
         check_destination(args.log, "--log")
     (entry,) = plugins.load().select_backends([args.backend])
-    return serve(entry, args.mode, args.device, args.log)
+    return serve(entry, args.mode, args.device, args.log, args.warmup)
 
 
 def _check(args) -> int:

@@ -5,7 +5,8 @@ has (`harness.gradbench.eval_modules`) when the backend offers the mode, float64
 and its expected outcomes (`harness.expected`) list no failure for the eval's functions;
 ``evaluate`` computes the eval's function in float64 through `harness.target.Target` (the
 function's ``prepare``, `harness.evals.adapter`), once untimed by the score (``first-call``: a
-compile, a warm-up), then at least ``min_runs`` times and until the runs add up to
+compile, a warm-up; ``warmup=False`` leaves it out and times the first call as a run, as
+GradBench's own Python tools do), then at least ``min_runs`` times and until the runs add up to
 ``min_seconds``, one ``evaluate`` timing each; ``analysis`` is recorded. Whatever goes wrong is
 ``success: false`` with the reason; a NaN or infinity in a result is one of them.
 """
@@ -33,8 +34,10 @@ DTYPE = "float64"
 class Server:
     """Answers one message at a time (`answer`); keeps what the session needs between them."""
 
-    def __init__(self, entry: plugins.BackendEntry, mode: str = "eager", device: str = "cpu") -> None:
-        self.entry, self.mode, self.device = entry, mode, device
+    def __init__(
+        self, entry: plugins.BackendEntry, mode: str = "eager", device: str = "cpu", warmup: bool = True
+    ) -> None:
+        self.entry, self.mode, self.device, self.warmup = entry, mode, device, warmup
         self.target = Target(entry, device, DTYPE, mode)
         self.modules = eval_modules()
         self.prepared: dict[tuple, Any] = {}
@@ -52,6 +55,7 @@ class Server:
                 "mode": self.mode,
                 "device": self.device,
                 "dtype": DTYPE,
+                "warmup": self.warmup,
             }
         elif kind == "define":
             reason = self.undefined(message["module"])
@@ -115,13 +119,11 @@ class Server:
         if key not in self.prepared:
             self.prepared = {key: function.prepare(target, problem, args64)}  # keep one: inputs grow
         compute, args = self.prepared[key], target.array(args64)
-        prepare = time.perf_counter() - started
-        started = time.perf_counter()
-        result = target.numpy(compute(*args))
-        timings = [
-            protocol.timing("prepare", prepare),
-            protocol.timing("first-call", time.perf_counter() - started),
-        ]
+        timings = [protocol.timing("prepare", time.perf_counter() - started)]
+        if self.warmup:
+            started = time.perf_counter()
+            result = target.numpy(compute(*args))
+            timings.append(protocol.timing("first-call", time.perf_counter() - started))
         total, count = 0.0, 0
         while count < min_runs or total < min_seconds:
             started = time.perf_counter()
@@ -141,13 +143,15 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def serve(entry: plugins.BackendEntry, mode: str, device: str, log: str | None = None) -> int:
+def serve(
+    entry: plugins.BackendEntry, mode: str, device: str, log: str | None = None, warmup: bool = True
+) -> int:
     """Answer GradBench's messages on stdin until it closes; only protocol lines reach stdout (fd 1
     is pointed at stderr meanwhile, so a framework's prints and warnings land there)."""
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    server = Server(entry, mode, device)
+    server = Server(entry, mode, device, warmup)
     logfile: IO[str] | None = open(log, "w", buffering=1) if log else None  # noqa: SIM115
     began = time.perf_counter_ns()
 
