@@ -87,7 +87,7 @@ def test_exact_cofactors_are_exact():
 
 
 def test_ode_is_rk4_and_its_jacobian_the_closed_form():
-    x, steps, shift, first = ode.args((7, 3))
+    x, steps = ode.args((7, 3))
     reference = np.zeros(7)  # RK4 written out on plain lists, index by index, as GradBench's C++
     h = steps[0]
 
@@ -100,12 +100,12 @@ def test_ode_is_rk4_and_its_jacobian_the_closed_form():
         k3 = f(reference + h * np.array(k2) / 2)
         k4 = f(reference + h * np.array(k3))
         reference = reference + h * (np.array(k1) + 2 * np.array(k2) + 2 * np.array(k3) + np.array(k4)) / 6
-    np.testing.assert_allclose(ode.primal(np, x, steps, shift, first), reference, rtol=1e-15)
+    np.testing.assert_allclose(ode.primal(np, x, steps), reference, rtol=1e-15)
     q = ode.coefficients(steps, 7)
     closed = [q[i + 1] * np.prod(x[: i + 1]) for i in range(7)]
     np.testing.assert_allclose(reference, closed, rtol=1e-14)
-    jacobian = complex_step(lambda u: ode.primal(np, u, steps, shift, first), x).T
-    np.testing.assert_allclose(ode.jacobian(x, steps, shift, first), jacobian, rtol=1e-14, atol=1e-300)
+    jacobian = complex_step(lambda u: ode.primal(np, u, steps), x).T
+    np.testing.assert_allclose(ode.jacobian(x, steps), jacobian, rtol=1e-14, atol=1e-300)
 
 
 def test_rk4_solves_the_ode_exactly_only_up_to_four_entries():
@@ -113,9 +113,9 @@ def test_rk4_solves_the_ode_exactly_only_up_to_four_entries():
     RK4's equals it while n <= 4 (P's degree) and differs beyond; with s steps RK4's y_i is
     exactly 0 from i = 4s on."""
     for n, s, same in ((4, 1, True), (4, 5, True), (6, 2, False)):
-        x, steps, shift, first = ode.args((n, s))
+        x, steps = ode.args((n, s))
         solution = [2.0 ** (i + 1) / math.factorial(i + 1) * np.prod(x[: i + 1]) for i in range(n)]
-        assert np.allclose(ode.primal(np, x, steps, shift, first), solution, rtol=1e-14) is same
+        assert np.allclose(ode.primal(np, x, steps), solution, rtol=1e-14) is same
     y = ode.primal(np, *ode.args((9, 2)))
     assert np.all(y[:8] > 0) and y[8] == 0.0
 

@@ -12,9 +12,7 @@ from harness.problems import GradientProblem
 def primal(xp, x, t, s):
     """``1/2 sum_i (s_i - sum_j x_j t_i**j)**2``: GradBench's llsq, with ``t_i = -1 + 2 i / (n - 1)``
     and ``s_i = sign(t_i)`` passed in as data (`args`)."""
-    residual = s
-    for j in range(x.shape[0]):
-        residual = residual - x[j] * t**j
+    residual = s - xp.matmul(_powers(xp, x, t), x)
     return xp.sum(residual * residual) / 2
 
 
@@ -25,25 +23,30 @@ def args(size=None):
     return draw(m), t, np.sign(t)
 
 
-def _powers(x, t):
-    return t[:, None] ** np.arange(x.shape[0])  # n x m: t_i**j
+def _powers(xp, x, t):
+    """``V``, n x m: ``V_ij = t_i**j``, one array (a loop over j dispatched or traced m products
+    one by one), by products as GradBench's C++ and JAX tool form them (a cumulative product is 3x
+    faster than ``**`` under ``jax.jit`` at n, m = 1024, 128)."""
+    cumulative_prod = getattr(xp, "cumulative_prod", None) or xp.cumprod  # TensorFlow's numpy: cumprod
+    ones_then_t = xp.where(xp.arange(x.shape[0]) == 0, xp.ones_like(t)[:, None], t[:, None])
+    return cumulative_prod(ones_then_t, axis=1)
 
 
 def gradient(x, t, s):
     """``-V^T (s - V x)``, ``V_ij = t_i**j``."""
-    V = _powers(x, t)
+    V = _powers(np, x, t)
     return -V.T @ (s - V @ x)
 
 
 def magnitude(x, t, s):
     """``|V|^T (|s| + |V| |x|)``: the terms each entry sums, with the residual's own terms."""
-    V = np.abs(_powers(x, t))
+    V = np.abs(_powers(np, x, t))
     return V.T @ (np.abs(s) + V @ np.abs(x))
 
 
 def hvp(v, x, t, s):
     """The Hessian ``V^T V`` (constant) times ``v``."""
-    V = _powers(x, t)
+    V = _powers(np, x, t)
     return V.T @ (V @ v)
 
 

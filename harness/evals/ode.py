@@ -10,20 +10,20 @@ from harness.evals.inputs import draw
 from harness.problems import JacobianProblem
 
 
-def primal(xp, x, steps, shift, first):
+def primal(xp, x, steps):
     """``y(t_f)`` for ``y' = f(x, y)``, ``f_0 = x_0``, ``f_i = x_i y_{i-1}``, ``y(0) = 0``, by
     classical Runge-Kutta with the step sizes ``steps`` (GradBench: ``s`` steps of ``t_f / s``,
-    ``t_f = 2``), the stages in GradBench's order. ``f`` is ``x * (shift @ y + first)``, with
-    ``shift`` the n x n subdiagonal of ones and ``first`` the unit vector e_0 (data, from
-    `args`): exact in floating point (each row sums one nonzero product), and no index
-    assignment, which JAX arrays lack."""
+    ``t_f = 2``), the stages in GradBench's order. ``f`` is ``x`` times ``y`` shifted down one
+    place with a 1 in front: n products, as GradBench's tools form it (not an n x n matrix
+    product), and no index assignment, which JAX arrays lack."""
+    one = xp.ones_like(x[:1])
+
+    def f(y):
+        return x * xp.concatenate([one, y[:-1]])
+
     y = 0 * x
     for k in range(steps.shape[0]):
         h = steps[k]
-
-        def f(y):
-            return x * (shift @ y + first)
-
         k1 = f(y)
         k2 = f(y + h * k1 / 2)
         k3 = f(y + h * k2 / 2)
@@ -34,7 +34,7 @@ def primal(xp, x, steps, shift, first):
 
 def args(size=None):
     n, s = size or (8, 2)
-    return draw(n), np.full(s, 2.0 / s), np.eye(n, k=-1), np.eye(n)[0]
+    return draw(n), np.full(s, 2.0 / s)
 
 
 def coefficients(steps, n: int) -> np.ndarray:
@@ -52,7 +52,7 @@ def coefficients(steps, n: int) -> np.ndarray:
     return q
 
 
-def jacobian(x, steps, shift, first):
+def jacobian(x, steps):
     """``d y_i / d x_k = q_{i+1} prod_{j <= i, j != k} x_j`` for ``k <= i``, else 0."""
     n = x.shape[0]
     q = coefficients(steps, n)
@@ -86,17 +86,16 @@ PROBLEMS = (
 
 def gradbench_input(size=None) -> dict:
     """``{"x": [n], "s": s}``."""
-    x, steps, _, _ = args(size)
+    x, steps = args(size)
     return {"x": x.tolist(), "s": int(steps.size)}
 
 
 def from_gradbench(input: dict) -> tuple:
     x, s = np.asarray(input["x"], np.float64), int(input["s"])
-    n = x.size
-    return x, np.full(s, 2.0 / s), np.eye(n, k=-1), np.eye(n)[0]
+    return x, np.full(s, 2.0 / s)
 
 
-def last_row(x, steps, shift, first):
+def last_row(x, steps):
     """The gradient of ``y_{n-1}`` (GradBench's ode gradient): ``q_n prod_{j != k} x_j``, the last
     row of `jacobian`, by prefix and suffix products (n entries, not n**2)."""
     n = x.shape[0]
