@@ -106,7 +106,7 @@ def test_gmm_alpha_gradient_is_responsibilities_minus_weights():
     a closed form the complex step of the objective must meet."""
     a = gmm.args()
     alpha, mu, q, lower, x = a[:5]
-    Q = [np.diag(np.exp(q[k])) + np.tensordot(lower[k], a[-1], axes=1) for k in range(3)]
+    Q = [np.diag(np.exp(q[k])) + np.tensordot(lower[k], a[-1], axes=1).T for k in range(3)]
     log_terms = np.array(
         [[alpha[k] + q[k].sum() - 0.5 * np.sum((Q[k] @ (xi - mu[k])) ** 2) for k in range(3)] for xi in x]
     )
