@@ -72,7 +72,8 @@ class JaxBackend:
         return self.jax.numpy
 
     def asarray(self, x: Any, dtype: str, device: str) -> Any:
-        return self.jax.device_put(self.jax.numpy.asarray(x, dtype=dtype), self._device(device))
+        # Straight from numpy: jnp.asarray first would make a second copy on the default device.
+        return self.jax.device_put(np.asarray(x, dtype=dtype), self._device(device))
 
     def to_numpy(self, x: Any) -> np.ndarray:
         import numpy as np

@@ -107,20 +107,26 @@ def test_a_rule_off_by_1e_8_is_caught_in_float64_and_its_correct_version_passes(
 
 
 @needs_torch
-def test_an_old_style_autograd_function_is_an_error_that_says_why():
-    class Old(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return torch.sin(x)
+def test_an_old_style_autograd_function_is_checked_and_a_wrong_backward_caught():
+    """PyTorch's tutorial form (``forward(ctx, x)``, no ``setup_context``), which torch.func
+    refuses: reverse mode takes autograd's tape, so it is checked like any function."""
 
-        @staticmethod
-        def backward(ctx, g):
-            return g * torch.cos(ctx.saved_tensors[0])
+    def custom(scale):
+        class Old(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return torch.sin(x)
 
-    found = harness.check(lambda x: torch.sum(Old.apply(x)), torch.asarray(X))
-    assert not found.passed and found.classification == "exception"
-    assert "setup_context" in found.text()
+            @staticmethod
+            def backward(ctx, g):
+                return g * torch.cos(ctx.saved_tensors[0]) * scale
+
+        return lambda x: torch.sum(Old.apply(x))
+
+    found = harness.check(custom(1.0), torch.asarray(X))
+    assert found.passed and {c.strategy for c in found.checks} == {"reverse"}
+    assert not harness.check(custom(1 + 1e-6), torch.asarray(X)).passed
 
 
 @needs_torch

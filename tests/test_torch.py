@@ -126,3 +126,59 @@ def test_many_nests_of_one_closure_all_stay_compiled(torch_entry, torch):
         f = wrap(f)
         got.append(backend.compile(f, "jit")(x).tolist())
     assert got == [[float(k)] * 2 for k in range(1, 11)]
+
+
+# --- reverse mode on autograd's tape -----------------------------------------------------------
+
+
+def test_reverse_on_the_tape_equals_torch_func_alone_and_nested(torch_entry, torch):
+    """The tape's gradient (outside any transform) and torch.func's (inside one) of a pytree
+    argument agree to the last bit, and reverse over reverse (a tape pass inside another) gives
+    the Hessian-vector product that forward over reverse (torch.func all the way) gives."""
+    backend = torch_entry.backend
+
+    def loss(params, x):
+        return torch.sum(torch.tanh(params["w"] * x + params["b"]) ** 2)
+
+    params = {
+        "w": torch.tensor([0.3, -1.2], dtype=torch.float64),
+        "b": torch.tensor(0.7, dtype=torch.float64),
+    }
+    x = torch.tensor([1.5, 2.0], dtype=torch.float64)
+    value, grads = backend.value_and_grad(loss, 0)(params, x)
+    reference, functional = torch.func.grad_and_value(loss)(params, x)[::-1]
+    assert not value.requires_grad and value == reference
+    assert all(torch.equal(grads[k], functional[k]) for k in params)
+
+    def by_tape(v):  # reverse over reverse: the inner pass runs on the outer pass's tape
+        return backend.value_and_grad(
+            lambda w: torch.dot(backend.value_and_grad(loss, 0)({"w": w, "b": params["b"]}, x)[1]["w"], v), 0
+        )(params["w"])[1]
+
+    v = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    forward = torch.func.jvp(
+        lambda w: torch.func.grad(loss)({"w": w, "b": params["b"]}, x)["w"], (params["w"],), (v,)
+    )[1]
+    torch.testing.assert_close(by_tape(v), forward, rtol=1e-14, atol=0)
+
+
+def test_a_custom_function_as_pytorchs_tutorial_writes_it_has_a_gradient(torch_entry, torch):
+    """``forward(ctx, x)`` with ``save_for_backward``, no ``setup_context``: torch.func refuses it,
+    the tape takes it (most custom gradients in the wild are written so)."""
+
+    class Cube(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x**3
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return 3 * x**2 * grad
+
+    x = torch.tensor([0.5, -2.0], dtype=torch.float64)
+    value, grad = torch_entry.backend.value_and_grad(lambda x: Cube.apply(x).sum(), 0)(x)
+    torch.testing.assert_close(grad, 3 * x**2, rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="setup_context"):
+        torch.func.grad(lambda x: Cube.apply(x).sum())(x)
