@@ -414,3 +414,49 @@ def test_ht_complicated_jacobian_keeps_each_points_own_us_columns_then_thetas():
     assert np.array_equal(out[:, 2:], J[:, : ht.THETA])
     simple = J[:, : ht.THETA]
     assert np.array_equal(ht.GRADBENCH["jacobian"].output(tuple(simple.T)), simple)
+
+
+RACER = textwrap.dedent(
+    """
+    import json, math, os, sys
+    ns, skew = int(sys.argv[1]), float(sys.argv[2])  # its own evaluate timings; how wrong it is
+    for line in sys.stdin:
+        m = json.loads(line)
+        r = {"id": m["id"]}
+        if m["kind"] == "start":
+            r["tool"] = f"racer{ns} on {sorted(os.sched_getaffinity(0))}"
+        elif m["kind"] == "define":
+            r["success"] = True
+        elif m["kind"] == "evaluate":
+            x = m["input"]["x"]
+            e = [math.exp(v) for v in x]
+            output = [skew * v / sum(e) for v in e]
+            timings = [{"name": "evaluate", "nanoseconds": ns * k} for k in (3, 1, 2)]
+            r |= {"success": True, "output": output, "timings": timings}
+        print(json.dumps(r), flush=True)
+    """
+)
+
+
+def test_race_runs_each_tool_in_turn_and_sets_their_costs_side_by_side(tmp_path, capsys):
+    """Two rounds, alternating (A B, then B A), both tools pinned to one CPU; per tool and function
+    GradBench's verdicts and the medians of the per-session sums, over the first tool's."""
+    (tmp_path / "eval.py").write_text(EVAL)
+    (tmp_path / "racer.py").write_text(RACER)
+    fast, slow = (f"{sys.executable} {tmp_path / 'racer.py'} {ns}" for ns in ("1000 1", "4000 1.5"))
+    out = tmp_path / "race.json"
+    cpu = min(os.sched_getaffinity(0))
+    argv = ["gradbench", "race", "--eval", f"{sys.executable} {tmp_path / 'eval.py'} fair", "--rounds", "2"]
+    assert main([*argv, "--tool", fast, "--tool", slow, "--cpus", str(cpu), "--output", str(out)]) == 4
+    race = json.loads(out.read_text())
+    assert [s["tool"] for s in race["sessions"]] == [fast, slow, slow, fast]
+    a, b = race["summary"]
+    assert (a["name"], b["name"]) == (f"racer1000 on [{cpu}]", f"racer4000 on [{cpu}]")
+    assert (a["valid"], a["evaluations"], b["valid"], b["evaluations"]) == (2, 2, 0, 2)
+    assert (a["first"], a["fastest"], b["fastest_ratio"], b["first_ratio"]) == (3e-6, 1e-6, 4.0, 4.0)
+    assert a["round_trip_ratio"] == 1.0 and b["round_trip"] > 0
+    table = capsys.readouterr().out
+    assert "racer4000" in table and "(4.00x)" in table and "0/2" in table
+    with pytest.raises(SystemExit, match="2"):
+        main([*argv, "--tool", fast, "--cpus", "99999"])
+    assert "give CPU numbers this process may use" in capsys.readouterr().err

@@ -4,11 +4,14 @@
 a GradBench tool, any language, held to the harness's oracles, reported as ``validate`` reports
 (`harness.gradbench.judge`). ``run``: an eval program piped to a tool, as GradBench's own
 ``gradbench run`` does (`harness.gradbench.drive.intermediary`), for GradBench's Python evals.
+``race``: that for several tools in turn, round after round, and what each cost
+(`harness.gradbench.race`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -89,10 +92,45 @@ def add_parser(sub) -> None:
     run.add_argument("-o", "--log", help="write the session in GradBench's log format (JSON lines) here")
     run.set_defaults(handler=_run)
 
+    race = commands.add_parser(
+        "race", help="pipe an eval to several tools in turn, round after round, and compare their costs"
+    )
+    race.add_argument("--eval", required=True, help="the eval's command, as for run")
+    race.add_argument(
+        "--tool",
+        required=True,
+        action="append",
+        help="a tool's command; give --tool once per tool (the first is what the others are divided by)",
+    )
+    race.add_argument("--rounds", type=int, default=3, help="sessions per tool, alternating (default 3)")
+    race.add_argument(
+        "--cpus",
+        type=_cpus,
+        help="pin every tool to these CPUs, e.g. 0 or 0,1 (default: not pinned; GradBench's JAX tool "
+        "pins itself)",
+    )
+    options.add_timeout(race, 1800.0, "seconds a tool may take to answer one message")
+    race.add_argument("--format", choices=("table", "json"), default="table")
+    race.add_argument("--output", help="write the race (JSON: every session too) to this file, atomically")
+    race.set_defaults(handler=_race)
+
 
 def _device(text: str) -> str:
     (device,) = options.devices(text)[:1]
     return device
+
+
+def _cpus(text: str) -> list[int]:
+    try:
+        cpus = sorted({int(n) for n in options.names(text)})
+    except ValueError:
+        cpus = []
+    allowed = sorted(os.sched_getaffinity(0))
+    if not cpus or not set(cpus) <= set(allowed):
+        raise options.argparse.ArgumentTypeError(
+            f"{text!r}: give CPU numbers this process may use ({','.join(map(str, allowed))}), e.g. 0"
+        )
+    return cpus
 
 
 def _size(text: str) -> tuple[str, tuple[int, ...]]:
@@ -218,3 +256,74 @@ def _run(args) -> int:
         file=sys.stderr,
     )
     return OUTCOMES[outcome]
+
+
+def _race(args) -> int:
+    from harness import machine
+    from harness.gradbench import race
+    from harness.gradbench.drive import OUTCOMES
+
+    if args.rounds < 1:
+        raise UsageError("--rounds must be at least 1")
+    check_destination(args.output, "--output")
+    before = machine.state()
+
+    def said(session: race.Session) -> None:
+        valid = sum(e.valid is True for e in session.evaluations)
+        print(
+            f"round {session.round + 1}, {session.name or session.tool}: {session.outcome}, "
+            f"{valid}/{len(session.evaluations)} valid, {session.seconds:.1f} s"
+            + (f"; {session.why}" if session.why else ""),
+            file=sys.stderr,
+        )
+
+    try:
+        sessions = race.race(args.eval, args.tool, args.rounds, args.timeout, args.cpus, said)
+    except ValueError as exc:  # an empty command
+        raise UsageError(str(exc)) from None
+    conditions = {
+        "cpus_pinned": args.cpus,
+        "rounds": args.rounds,
+        "cpu_model": machine.cpu_model(),
+        **machine.around(before),
+    }
+    document = race.document(sessions, args.tool, args.eval, conditions)
+    text = json.dumps(document, indent=2) if args.format == "json" or args.output else _race_table(document)
+    worst = max((OUTCOMES[s.outcome] for s in sessions), default=0)
+    if args.output:
+        print(_race_table(document))
+        return deliver(args.output, text + "\n", "gradbench-race", worst)
+    print(text)
+    return worst
+
+
+def _race_table(document: dict) -> str:
+    from tabulate import tabulate
+
+    def cost(row: dict, key: str) -> str:
+        value, ratio = row[key], row[f"{key}_ratio"]
+        if value is None:
+            return "-"
+        return f"{value:.4g} s" + (f" ({ratio:.2f}x)" if ratio is not None else "")
+
+    rows = [
+        [
+            row["name"] or row["tool"],
+            row["function"],
+            f"{row['valid']}/{row['evaluations']}" + (f", {row['failed']} failed" if row["failed"] else ""),
+            cost(row, "round_trip"),
+            cost(row, "first"),
+            cost(row, "fastest"),
+        ]
+        for row in document["summary"]
+    ]
+    conditions = document["conditions"]
+    load = [(s["load_average"] or ["?"])[0] for s in (conditions["state_before"], conditions["state_after"])]
+    head = (
+        f"{document['eval']}: {conditions['rounds']} rounds per tool, alternating; pinned to CPUs "
+        f"{conditions['cpus_pinned'] or 'none'}; load {load[0]} before, {load[1]} after; "
+        f"{conditions['cpu_model']}\n"
+        "each cost: the median over rounds of its sum over a session's evaluations (x: over the first tool's)"
+    )
+    headers = ["tool", "function", "valid", "round trip", "first run", "fastest run"]
+    return head + "\n" + tabulate(rows, headers=headers, disable_numparse=True)

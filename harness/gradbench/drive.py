@@ -67,13 +67,19 @@ def _kill(process: subprocess.Popen) -> None:
 class Tool:
     """A GradBench tool process; `ask` one message, get its `protocol.Response`."""
 
-    def __init__(self, command: str, timeout: float | None = None) -> None:
+    def __init__(self, command: str, timeout: float | None = None, cpus: list[int] | None = None) -> None:
         self.command, self.timeout = command, timeout
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close)
         try:
             self.process = _start(command, stderr=self.stderr)
         except OSError as exc:
             raise ToolFailure("crash", f"could not start {command!r}: {exc}") from None
+        try:
+            if cpus:  # its main thread, just started: the threads a framework starts later inherit it
+                os.sched_setaffinity(self.process.pid, cpus)
+        except OSError as exc:
+            _kill(self.process)
+            raise ToolFailure("crash", f"could not pin {command!r} to CPUs {cpus}: {exc}") from None
         self.lines = _lines(self.process.stdout)
 
     def ask(self, message: dict) -> protocol.Response:
@@ -136,9 +142,11 @@ def intermediary(
     tool_command: str,
     timeout: float | None = None,
     record: Callable[[str, Any], None] | None = None,
+    cpus: list[int] | None = None,
 ) -> tuple[str, str, dict[str, int]]:
-    """Pipe an eval program's messages to a tool and the tool's answers back, as GradBench's
-    ``gradbench run`` does; ``record(side, obj)`` sees each message and response. Returns the
+    """Pipe an eval program's messages to a tool (pinned to ``cpus``, if given) and the tool's
+    answers back, as GradBench's ``gradbench run`` does; ``record(side, obj)`` sees each message
+    and response. Returns the
     outcome (a key of `OUTCOMES`, in GradBench's precedence), why (for an error or a timeout)
     and the counts behind it."""
     counts = {"evaluate": 0, "undefined": 0, "failure": 0, "invalid": 0, "valid": 0}
@@ -146,7 +154,7 @@ def intermediary(
     eval_lines = _lines(evaluator.stdout)
     outcome, why = None, ""
     try:
-        with Tool(tool_command, timeout) as tool:
+        with Tool(tool_command, timeout, cpus) as tool:
             while (line := eval_lines.get()) is not None:
                 try:
                     message = protocol.parse_message(line)
