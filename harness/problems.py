@@ -101,6 +101,11 @@ class GradientProblem:
     """The whole Hessian is diagonal (no mixed second derivatives, as k-means' cost in its
     centroids): its diagonal is then one Hessian-vector product along ones, where a general
     Hessian needs one per unit vector (`harness.strategies.diagonal_probes`)."""
+    native: tuple[tuple[str, Callable[..., Any]], ...] = ()
+    """``(backend name, function)`` pairs: a backend's own form of ``fn``, same arguments and
+    result (a ``jax.lax.scan`` where ``fn`` loops in Python), which `harness.target.Target` runs
+    on that backend, held to the same oracles; ``fn`` stays the oracles' twin and runs on the
+    other backends."""
 
     def bytes_and_flops(self, args: tuple, itemsize: int) -> tuple[float | None, float | None]:
         """The cost model benchmarks divide by (`cost`, or its default)."""
@@ -137,6 +142,8 @@ class JacobianProblem:
     unavailable: Callable[[], str | None] | None = None
     """``unavailable()``: why the problem cannot run here (data it reads is absent, and what to
     do), or ``None``; `list` shows it and validation reports the problem unsupported."""
+    native: tuple[tuple[str, Callable[..., Any]], ...] = ()
+    """As `GradientProblem.native`."""
 
 
 @dataclass(frozen=True)

@@ -52,15 +52,21 @@ class Target:
 
         return tree_map(host, ready)
 
+    def function(self, problem: ScalarProblem | GradientProblem | JacobianProblem) -> Callable:
+        """``problem``'s function on this backend's arrays: the backend's own form of it where the
+        problem has one (`GradientProblem.native`), else the one written for every namespace."""
+        fn = dict(getattr(problem, "native", ())).get(self.backend.name, problem.fn)
+        return partial(fn, self.backend.namespace())
+
     def derivative(self, problem: ScalarProblem, order: int, strategy: str) -> Callable:
         """``problem``'s ``order``-th derivative, compiled for this mode, on backend arrays."""
-        f = partial(problem.fn, self.backend.namespace())
+        f = self.function(problem)
         return self.compiled(strategies.derivative(self.backend, f, order, strategy))
 
     def value(self, problem: ScalarProblem | GradientProblem) -> Callable:
         """``problem``'s function alone (the loss, or the elementwise function), compiled for this
         mode: what a gradient's or a derivative's cost is measured against."""
-        return self.compiled(partial(problem.fn, self.backend.namespace()))
+        return self.compiled(self.function(problem))
 
     def hand_written(self, problem: ScalarProblem | GradientProblem, order: int = 1) -> Callable:
         """``problem``'s derivative written out by hand (`GradientProblem.hand_written`), no
@@ -76,19 +82,19 @@ class Target:
         self, problem: GradientProblem, argnums: int | tuple[int, ...] | None = None
     ) -> Callable:
         """``problem``'s value and gradient w.r.t. ``argnums`` (default: the problem's own)."""
-        f = partial(problem.fn, self.backend.namespace())
+        f = self.function(problem)
         chosen = problem.argnums if argnums is None else argnums
         return self.compiled(self.backend.value_and_grad(f, chosen))
 
     def hvp(self, problem: GradientProblem, strategy: str) -> Callable:
         """``hvp(v, *args)``: ``problem``'s Hessian times ``v`` by ``strategy`` (`strategies.hvp`)."""
-        f = partial(problem.fn, self.backend.namespace())
+        f = self.function(problem)
         return self.compiled(strategies.hvp(self.backend, f, problem.argnums, strategy))
 
     def jacobian(self, problem: JacobianProblem, strategy: str) -> Callable:
         """``jac(basis, *args)``: ``problem``'s Jacobian by ``strategy`` (`strategies.jacobian`),
         in parts; `strategies.jacobian_basis` and `strategies.jacobian_matrix` go in and out."""
-        f = partial(problem.fn, self.backend.namespace())
+        f = self.function(problem)
         return self.compiled(strategies.jacobian(self.backend, f, problem.argnums, strategy))
 
     def nested(self, problem: NestedProblem, pair: str, part: str) -> Callable:
@@ -106,5 +112,5 @@ class Target:
     def hessian_diagonal(self, problem: GradientProblem, strategy: str) -> Callable:
         """``diag(probes, *args)``: ``problem``'s gradient and Hessian diagonal by ``strategy``
         (`strategies.hessian_diagonal`); `strategies.diagonal_probes` makes the probes."""
-        f = partial(problem.fn, self.backend.namespace())
+        f = self.function(problem)
         return self.compiled(strategies.hessian_diagonal(self.backend, f, problem.argnums, strategy))

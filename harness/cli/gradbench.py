@@ -288,42 +288,10 @@ def _race(args) -> int:
         **machine.around(before),
     }
     document = race.document(sessions, args.tool, args.eval, conditions)
-    text = json.dumps(document, indent=2) if args.format == "json" or args.output else _race_table(document)
+    text = json.dumps(document, indent=2) if args.format == "json" or args.output else race.text(document)
     worst = max((OUTCOMES[s.outcome] for s in sessions), default=0)
     if args.output:
-        print(_race_table(document))
+        print(race.text(document))
         return deliver(args.output, text + "\n", "gradbench-race", worst)
     print(text)
     return worst
-
-
-def _race_table(document: dict) -> str:
-    from tabulate import tabulate
-
-    def cost(row: dict, key: str) -> str:
-        value, ratio = row[key], row[f"{key}_ratio"]
-        if value is None:
-            return "-"
-        return f"{value:.4g} s" + (f" ({ratio:.2f}x)" if ratio is not None else "")
-
-    rows = [
-        [
-            row["name"] or row["tool"],
-            row["function"],
-            f"{row['valid']}/{row['evaluations']}" + (f", {row['failed']} failed" if row["failed"] else ""),
-            cost(row, "round_trip"),
-            cost(row, "first"),
-            cost(row, "fastest"),
-        ]
-        for row in document["summary"]
-    ]
-    conditions = document["conditions"]
-    load = [(s["load_average"] or ["?"])[0] for s in (conditions["state_before"], conditions["state_after"])]
-    head = (
-        f"{document['eval']}: {conditions['rounds']} rounds per tool, alternating; pinned to CPUs "
-        f"{conditions['cpus_pinned'] or 'none'}; load {load[0]} before, {load[1]} after; "
-        f"{conditions['cpu_model']}\n"
-        "each cost: the median over rounds of its sum over a session's evaluations (x: over the first tool's)"
-    )
-    headers = ["tool", "function", "valid", "round trip", "first run", "fastest run"]
-    return head + "\n" + tabulate(rows, headers=headers, disable_numparse=True)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -164,7 +163,7 @@ def jacobian_row(row: int, closed_form: Callable | None = None) -> Function:
     passed in as data). ``closed_form(*args)``, when given, is that row in float64."""
 
     def prepare(target, problem, args: tuple) -> Callable:
-        f = partial(problem.fn, target.backend.namespace())
+        f = target.function(problem)
         rows = target.compiled(strategies.jacobian(target.backend, f, problem.argnums, "reverse"))
         outputs = np.size(problem.fn(np, *args))
         basis = target.array((np.eye(outputs)[row],))

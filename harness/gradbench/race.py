@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from tabulate import tabulate
+
 from harness.gradbench import drive
 
 
@@ -162,3 +164,35 @@ def document(sessions: list[Session], tools: list[str], eval_command: str, condi
         "summary": summary(sessions, tools),
         "sessions": [asdict(s) for s in sessions],
     }
+
+
+def text(document: dict) -> str:
+    """`document` as a table, the conditions above it."""
+
+    def cost(row: dict, key: str) -> str:
+        value, ratio = row[key], row[f"{key}_ratio"]
+        if value is None:
+            return "-"
+        return f"{value:.4g} s" + (f" ({ratio:.2f}x)" if ratio is not None else "")
+
+    rows = [
+        [
+            row["name"] or row["tool"],
+            row["function"],
+            f"{row['valid']}/{row['evaluations']}" + (f", {row['failed']} failed" if row["failed"] else ""),
+            cost(row, "round_trip"),
+            cost(row, "first"),
+            cost(row, "fastest"),
+        ]
+        for row in document["summary"]
+    ]
+    conditions = document["conditions"]
+    load = [(s["load_average"] or ["?"])[0] for s in (conditions["state_before"], conditions["state_after"])]
+    head = (
+        f"{document['eval']}: {conditions['rounds']} rounds per tool, alternating; pinned to CPUs "
+        f"{conditions['cpus_pinned'] or 'none'}; load {load[0]} before, {load[1]} after; "
+        f"{conditions['cpu_model']}\n"
+        "each cost: the median over rounds of its sum over a session's evaluations (x: over the first tool's)"
+    )
+    headers = ["tool", "function", "valid", "round trip", "first run", "fastest run"]
+    return head + "\n" + tabulate(rows, headers=headers, disable_numparse=True)

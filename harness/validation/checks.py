@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from functools import partial
 
 import numpy as np
 
@@ -224,7 +223,7 @@ def _scalar_checks(job: _TargetChecks, strategy: str, problem: ScalarProblem, or
     x64 = points.astype(np.float64)
     try:
         x = target.array(points)
-        lower = {0: target.compiled(partial(problem.fn, target.backend.namespace()))}
+        lower = {0: target.compiled(target.function(problem))}
     except Exception as exc:
         yield error_check(head, 0, exc)
         return
