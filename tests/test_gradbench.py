@@ -456,7 +456,8 @@ def test_race_runs_each_tool_in_turn_and_sets_their_costs_side_by_side(tmp_path,
     assert (a["first"], a["fastest"], b["fastest_ratio"], b["first_ratio"]) == (3e-6, 1e-6, 4.0, 4.0)
     assert a["round_trip_ratio"] == 1.0 and b["round_trip"] > 0
     table = capsys.readouterr().out
-    assert "racer4000" in table and "(4.00x)" in table and "0/2" in table
+    assert f"#2 racer4000 on [{cpu}]" in table and "(4.00x)" in table and "0/2" in table
+    assert f"#1: {fast}" in table
     with pytest.raises(SystemExit, match="2"):
         main([*argv, "--tool", fast, "--cpus", "99999"])
     assert "give CPU numbers this process may use" in capsys.readouterr().err

@@ -175,9 +175,10 @@ def text(document: dict) -> str:
             return "-"
         return f"{value:.4g} s" + (f" ({ratio:.2f}x)" if ratio is not None else "")
 
+    tools = document["tools"]
     rows = [
         [
-            row["name"] or row["tool"],
+            f"#{tools.index(row['tool']) + 1} {row['name'] or ''}".strip(),
             row["function"],
             f"{row['valid']}/{row['evaluations']}" + (f", {row['failed']} failed" if row["failed"] else ""),
             cost(row, "round_trip"),
@@ -192,7 +193,8 @@ def text(document: dict) -> str:
         f"{document['eval']}: {conditions['rounds']} rounds per tool, alternating; pinned to CPUs "
         f"{conditions['cpus_pinned'] or 'none'}; load {load[0]} before, {load[1]} after; "
         f"{conditions['cpu_model']}\n"
-        "each cost: the median over rounds of its sum over a session's evaluations (x: over the first tool's)"
+        "each cost: the median over rounds of its sum over a session's evaluations (x: over #1's)\n"
+        + "".join(f"#{i}: {command}\n" for i, command in enumerate(tools, 1))
     )
     headers = ["tool", "function", "valid", "round trip", "first run", "fastest run"]
-    return head + "\n" + tabulate(rows, headers=headers, disable_numparse=True)
+    return head + tabulate(rows, headers=headers, disable_numparse=True)
