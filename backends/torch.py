@@ -124,15 +124,14 @@ class TorchBackend:
         try:
             with torch.enable_grad():
                 value = f(*substitute(args, argnums, chosen))
-                grads = iter(
-                    torch.autograd.grad(
-                        value,
-                        list(leaves(chosen)),
-                        create_graph=outer,
-                        allow_unused=True,
-                        materialize_grads=True,
+                inputs = list(leaves(chosen))
+                if value.requires_grad:
+                    found = torch.autograd.grad(
+                        value, inputs, create_graph=outer, allow_unused=True, materialize_grads=True
                     )
-                )
+                else:  # a constant (a cubic's fourth derivative): zeros, as torch.func gives
+                    found = [torch.zeros_like(t) for t in inputs]
+                grads = iter(found)
         finally:
             tape.depth -= 1
         return (value if outer else value.detach()), tree_map(lambda _: next(grads), chosen)

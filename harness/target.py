@@ -100,14 +100,16 @@ class Target:
     def nested(self, problem: NestedProblem, pair: str, part: str) -> Callable:
         """``problem`` with the derivative operators of ``pair`` (`strategies.nested_pair`): its
         ``"answer"`` (``fn``), or its ``"inner"`` or ``"outer"`` probe, a function of the
-        problem's arguments (eager only: `harness.validation.nested`)."""
+        problem's arguments. Its units of work (`NestedProblem.units`) are built once here,
+        compiled in a compiled mode; the descents, which branch on values, stay in Python."""
         xp = self.backend.namespace()
         outer, inner = strategies.nested_pair(self.backend, pair)
+        units = problem.units(xp, inner, self.compiled) if problem.units else None
         if part == "inner":
-            return lambda *args: problem.inner_probe(xp, inner, *args)
+            return lambda *args: problem.inner_probe(xp, inner, *args, units=units)
         if part == "outer":
-            return lambda *args: problem.outer_probe(xp, outer, inner, *args)
-        return lambda *args: problem.fn(xp, outer, inner, *args)
+            return lambda *args: problem.outer_probe(xp, outer, inner, *args, units=units)
+        return lambda *args: problem.fn(xp, outer, inner, *args, units=units)
 
     def hessian_diagonal(self, problem: GradientProblem, strategy: str) -> Callable:
         """``diag(probes, *args)``: ``problem``'s gradient and Hessian diagonal by ``strategy``

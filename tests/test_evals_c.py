@@ -56,9 +56,9 @@ def test_the_closed_form_force_is_the_potentials_gradient():
 
 def test_gd_follows_gd_hpps_rule_on_a_quadratic():
     """From |grad| < 1 the first step is below 1e-5 (eta starts at 1e-5): it stops at once."""
-    grad = lambda f: lambda x: tuple(2 * a for a in x)  # noqa: E731
-    assert gd.descend(lambda x: x[0] ** 2, grad, (0.4,)) == ((0.4,), 1e-5)
-    x, eta = gd.descend(lambda x: x[0] ** 2, grad, (3.0,))
+    gradient = lambda x: tuple(2 * a for a in x)  # noqa: E731
+    assert gd.descend(lambda x: x[0] ** 2, gradient, (0.4,)) == ((0.4,), 1e-5)
+    x, eta = gd.descend(lambda x: x[0] ** 2, gradient, (3.0,))
     assert abs(x[0]) <= gd.stopping_gap(eta, 2.0) / 2 and eta > 1e-5
 
 
@@ -160,15 +160,6 @@ def test_an_inner_error_is_caught_through_particles_outer_derivative(quick):
     assert [(c.order, c.oracle, c.status) for c in found] == [(2, "complex-step", "fail")]
 
 
-def test_compiled_modes_are_unsupported_with_the_reason(installed):
-    compiling = next((e for e in installed if "jit" in e.backend.modes), None)
-    if compiling is None:
-        pytest.skip("no installed backend compiles")
-    plan = checks.Plan([compiling], [saddle.PROBLEMS[0]], dtypes=("float64",), modes=("jit",), orders=(1,))
-    found = list(checks.check_plan(plan))
-    assert {c.status for c in found} == {"unsupported"} and "branch on values" in found[0].message
-
-
 def test_list_shows_particle_and_saddle(capsys):
     assert cli.main(["list", "--no-devices", "--format", "json"]) == 0
     listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)["problems"]}
@@ -188,7 +179,7 @@ def test_validate_shows_the_pairs(capsys, quick):
 def test_an_answer_of_the_wrong_length_is_a_wrong_shape_error(quick):
     short = replace(
         saddle.PROBLEMS[0],
-        fn=lambda xp, outer, inner, s1, s2: (s1, s2, s1),
+        fn=lambda xp, outer, inner, s1, s2, units=None: (s1, s2, s1),
         make_args=lambda size: (np.array(0.3), np.array(0.3)),
     )
     found = _run(quick, short, (0,))
@@ -198,8 +189,9 @@ def test_an_answer_of_the_wrong_length_is_a_wrong_shape_error(quick):
 
 def test_the_gradbench_profile_times_the_outer_derivative_validated_first(quick, monkeypatch):
     """particle and saddle in the gradbench profile: the outer derivative at GradBench's start in
-    each pair, eager, NESTED_MIN_ROUNDS rounds; saddle's validated before timing, and an outer
-    gradient off by 1e-8 relative is not timed. ht only where its data is."""
+    each pair, in each of its modes (autograd: eager), NESTED_MIN_ROUNDS rounds; saddle's
+    validated before timing, and an outer gradient off by 1e-8 relative is not timed. ht only
+    where its data is."""
     from harness.benchmark import cases
     from harness.target import Target
 
@@ -219,3 +211,21 @@ def test_the_gradbench_profile_times_the_outer_derivative_validated_first(quick,
     entry = plugins.load(extra=[("scaled", plugin_of(backend))], entry_points=False).backends[backend.name]
     planted = cases.prepare(cases.Case(Target(entry), saddle.PROBLEMS[0], (), 2, "rr"))
     assert not planted.validated and planted.error > 1e-9
+
+
+def test_a_compiled_mode_compiles_the_units_of_work_and_passes(entry, monkeypatch):
+    """In ``jit`` mode saddle's inner objective and gradient go through the backend's compiler
+    (`saddle.units_of_work`) and every pair's derivative checks pass where it compiles them (JAX:
+    all; torch.compile refuses the forward outer pairs' second order, traced through functorch);
+    what a compiler refuses is unsupported with its reason, never an eager row."""
+    if "jit" not in entry.backend.modes:
+        pytest.skip(f"{entry.name} has no compiled mode")
+    compile, compiled = entry.backend.compile, []
+    monkeypatch.setattr(entry.backend, "compile", lambda fn, mode: compiled.append(fn) or compile(fn, mode))
+    plan = checks.Plan([entry], [saddle.PROBLEMS[0]], dtypes=("float64",), modes=("jit",), orders=(1, 2))
+    found = list(checks.check_plan(plan))
+    assert {c.strategy for c in found} == set(strategies.NESTED_PAIRS) and len(compiled) >= 8
+    assert [c for c in found if c.status not in ("pass", "unsupported")] == []
+    assert all(c.message for c in found if c.status == "unsupported")
+    if entry.name == "jax":
+        assert {c.status for c in found} == {"pass"}

@@ -162,6 +162,15 @@ def test_reverse_on_the_tape_equals_torch_func_alone_and_nested(torch_entry, tor
     torch.testing.assert_close(by_tape(v), forward, rtol=1e-14, atol=0)
 
 
+def test_reverse_on_the_tape_past_a_polynomials_degree_is_zero(torch_entry, torch):
+    """The fourth and fifth derivatives of x**3 by nested reverse mode: the third is a constant
+    that no longer depends on x (no graph to go back through), so the next ones are zeros."""
+    x = torch.tensor([0.5, -2.0], dtype=torch.float64)
+    for order, expected in ((3, 6.0), (4, 0.0), (5, 0.0)):
+        nth = nest(torch_entry.backend, lambda x: x**3, order, "reverse")
+        torch.testing.assert_close(nth(x), torch.full_like(x, expected), rtol=0, atol=0)
+
+
 def test_a_custom_function_as_pytorchs_tutorial_writes_it_has_a_gradient(torch_entry, torch):
     """``forward(ctx, x)`` with ``save_for_backward``, no ``setup_context``: torch.func refuses it,
     the tape takes it (most custom gradients in the wild are written so)."""

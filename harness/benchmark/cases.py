@@ -90,7 +90,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     # where reverse takes 300 vjps, 51 s a call on autograd under load). The nested evals
     # (particle, saddle), whose whole descents take minutes, are timed by their unit of work:
     # the outer derivative at GradBench's start, through the inner one, in each mode pair,
-    # eager (a call takes up to 10 s on JAX eager: NESTED_MIN_ROUNDS rounds)
+    # eager and compiled (their Euler step, their inner objective and gradient compiled: a call
+    # takes up to 10 s on JAX eager: NESTED_MIN_ROUNDS rounds)
     "gradbench": {
         "logistic": [],
         "points": [],
@@ -108,8 +109,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             "ode": ((1000, 1), ("eager",)),
             "ba": ((5, 50, 100), ("eager",)),
             "ht": ((1,), ("eager",), ("forward",)),
-            "particle": ((), ("eager",)),
-            "saddle": ((), ("eager",)),
+            "particle": ((), None),
+            "saddle": ((), None),
         },
     },
 }

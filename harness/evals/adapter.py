@@ -223,7 +223,8 @@ def nested(pair: str, shape: tuple[int, ...]) -> Function:
     `harness.target.Target.nested`), GradBench's JSON of ``shape`` (``()``: one number), judged as
     `harness.validation.nested` judges it: against the descent in float64 numpy and, at the
     problem's own arguments, GradBench's expected answer, both within the gap the descent's
-    stopping rule allows. Eager only (`nested.eager_only`)."""
+    stopping rule allows. In a compiled mode the problem compiles its own units of work (an
+    Euler step, an inner descent's objective and gradient); the descents stay in Python."""
 
     def prepare(target, problem, args: tuple) -> Callable:
         answer = target.nested(problem, pair, "answer")
@@ -244,7 +245,6 @@ def nested(pair: str, shape: tuple[int, ...]) -> Function:
         prepare,
         oracles,
         output=lambda result: to_json(np.reshape(np.asarray(result, np.float64), shape)),
-        unoffered=nested_checks.eager_only,
     )
 
 

@@ -33,12 +33,12 @@ def norm(v: Point) -> Any:
 
 def argmin(f: Callable[[Point], Any], grad: Grad, start: Point) -> Point:
     """The point where gd.hpp's descent on ``f`` from ``start`` stops (``multivariate_argmin``)."""
-    return descend(f, grad, start)[0]
+    return descend(f, grad(f), start)[0]
 
 
-def descend(f: Callable[[Point], Any], grad: Grad, start: Point) -> tuple[Point, float]:
-    """``(point, eta)``: where the descent stops and its step size there."""
-    gradient = grad(f)
+def descend(f: Callable[[Point], Any], gradient: Callable[[Point], Point], start: Point) -> tuple[Point, Any]:
+    """``(point, eta)``: where the descent on ``f`` stops and its step size there, ``gradient`` its
+    gradient as a function of the point (``grad(f)``, or a compiled form of it)."""
     x, fx, gx = tuple(start), f(tuple(start)), gradient(tuple(start))
     eta, run = START_ETA, 0
     while True:

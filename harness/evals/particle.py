@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from harness.evals import adapter, gd
@@ -25,42 +27,56 @@ def potential(xp, position, w):
     return 1 / ((10 - x1) ** 2 + (10 - w - x2) ** 2) ** 0.5 + 1 / ((10 - x1) ** 2 + (0 - x2) ** 2) ** 0.5
 
 
-def landing(xp, grad, w):
-    """``x_1(t_f)``: Euler steps of ``xddot = -grad_x p(x; w)`` (``grad`` the inner operator) from
-    ``x(0)``, stopping before the step that takes ``x_2`` below 0, then a straight line to
-    ``x_2 = 0``, as GradBench's tools do."""
-    x1, x2 = START[0] + 0 * w, START[1] + 0 * w
-    v1, v2 = VELOCITY[0] + 0 * w, VELOCITY[1] + 0 * w
-    force = grad(lambda position: potential(xp, position, w))
+def euler_step(xp, inner, state, w):
+    """One Euler step of ``xddot = -grad_x p(x; w)`` from ``state = (x1, x2, v1, v2)``, the force by
+    the ``inner`` operator: the unit a compiled mode compiles (`landing`'s loop stays in Python)."""
+    x1, x2, v1, v2 = state
+    a1, a2 = inner(lambda position: potential(xp, position, w))((x1, x2))
+    return (x1 + DT * v1, x2 + DT * v2, v1 - DT * a1, v2 - DT * a2)
+
+
+def landing(step, w):
+    """``x_1(t_f)``: Euler ``step``s from ``x(0)``, stopping before the step that takes ``x_2``
+    below 0, then a straight line to ``x_2 = 0``, as GradBench's tools do."""
+    state = (START[0] + 0 * w, START[1] + 0 * w, VELOCITY[0] + 0 * w, VELOCITY[1] + 0 * w)
     for _ in range(MAX_STEPS):
-        a1, a2 = force((x1, x2))
-        moved = (x1 + DT * v1, x2 + DT * v2, v1 - DT * a1, v2 - DT * a2)
+        moved = step(state, w)
         if bool(moved[1] < 0):
             break
-        x1, x2, v1, v2 = moved
+        state = moved
+    x1, x2, v1, v2 = state
     return x1 + (-x2 / v2) * v1
 
 
-def objective(xp, inner, point):
+def objective(step, point):
     """The outer objective ``x_1(t_f)**2`` at ``point = (w,)``."""
     (w,) = point
-    x = landing(xp, inner, w)
+    x = landing(step, w)
     return x * x
 
 
-def primal(xp, outer, inner, w0):
-    """``(w*,)``: gd.hpp's argmin over ``w`` from ``w0``, by the ``outer`` operator."""
-    return gd.argmin(lambda point: objective(xp, inner, point), outer, (w0,))
+def units_of_work(xp, inner, compiled=lambda f: f):
+    """The unit of work a compiled mode compiles: the Euler step with the ``inner`` operator's
+    force (`harness.target.Target.nested` builds it once and hands it to `primal` and the probes)."""
+    return compiled(partial(euler_step, xp, inner))
 
 
-def inner_probe(xp, inner, w0):
+def primal(xp, outer, inner, w0, *, units=None):
+    """``(w*,)``: gd.hpp's argmin over ``w`` from ``w0``, by the ``outer`` operator, each Euler
+    step `units_of_work`'s."""
+    step = units or partial(euler_step, xp, inner)
+    return gd.argmin(lambda point: objective(step, point), outer, (w0,))
+
+
+def inner_probe(xp, inner, w0, *, units=None):
     """The inner derivative where the particle starts: ``grad_x p(x(0); w0)``."""
     return inner(lambda position: potential(xp, position, w0))((START[0] + 0 * w0, START[1] + 0 * w0))
 
 
-def outer_probe(xp, outer, inner, w0):
+def outer_probe(xp, outer, inner, w0, *, units=None):
     """The outer derivative of the objective at ``w0``, through the inner derivative."""
-    return outer(lambda point: objective(xp, inner, point))((w0,))
+    step = units or partial(euler_step, xp, inner)
+    return outer(lambda point: objective(step, point))((w0,))
 
 
 # --- The float64 reference: the potential's gradient in closed form ------------------------------
@@ -103,7 +119,7 @@ def reference(w0):
     """``(answer, gap)``: gd.hpp's descent in float64 numpy with the reference gradient, and the
     gap its stopping rule allows (`gd.stopping_gap`) at the curvature ``phi'' = 2 (dx_1/dw)**2``
     of the true minimizer w* (``x_1(t_f; w*) = 0``, found by Newton's method)."""
-    answer, eta = gd.descend(reference_objective, lambda f: reference_gradient, (float(w0),))
+    answer, eta = gd.descend(reference_objective, reference_gradient, (float(w0),))
     w = answer[0]
     for _ in range(8):
         slope = np.imag(reference_landing(w + 1j * COMPLEX_STEP)) / COMPLEX_STEP
@@ -143,6 +159,7 @@ PROBLEMS = (
         "run: each pair runs ~170 simulations of ~80 steps, each step an inner derivative",
         inner_probe=inner_probe,
         outer_probe=outer_probe,
+        units=units_of_work,
         inner_reference=lambda w0: closed_force(START, float(w0)),
         outer_reference=lambda w0: reference_gradient((float(w0),)),
         reference=reference,

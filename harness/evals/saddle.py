@@ -3,6 +3,8 @@ the inner argmax run (and differentiated through) inside the outer objective."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from harness.evals import adapter, gd
@@ -21,30 +23,49 @@ def f(p1, p2):
     return (p1[0] * p1[0] + p1[1] * p1[1]) - (p2[0] * p2[0] + p2[1] * p2[1])
 
 
-def outer_objective(inner, p1, start):
-    """``max over p2 of f(p1, p2)``: gd.hpp's argmax from ``start``, by the ``inner`` operator."""
-    return f(p1, gd.argmax(lambda p2: f(p1, p2), inner, start))
+def units_of_work(xp, inner, compiled=lambda f: f) -> tuple:
+    """The inner argmax's units of work as functions of ``(p1, p2)``: its descent's objective
+    ``-f`` and that objective's gradient in p2 by the ``inner`` operator, each ``compiled``
+    (`harness.target.Target.nested` builds them once and hands them to `primal` and the probes)."""
+    return compiled(_negated), compiled(partial(_negated_gradient, inner))
 
 
-def primal(xp, outer, inner, s1, s2):
+def _negated(p1, p2):
+    return -f(p1, p2)
+
+
+def _negated_gradient(inner, p1, p2):
+    return inner(lambda q: -f(p1, q))(p2)
+
+
+def outer_objective(units, p1, start):
+    """``max over p2 of f(p1, p2)``: gd.hpp's argmax from ``start`` (its descent on ``-f``), by
+    the `units_of_work`."""
+    value, gradient = units
+    p2 = gd.descend(lambda p2: value(p1, p2), lambda p2: gradient(p1, p2), start)[0]
+    return f(p1, p2)
+
+
+def primal(xp, outer, inner, s1, s2, *, units=None):
     """``(p1*, p2*)``: the argmin over p1 of `outer_objective` by the ``outer`` operator, then the
     argmax over p2 of ``f(p1*, p2)`` by the outer operator too (GradBench's README: step 2 uses
     step 1's mode), both from the start ``(s1, s2)``."""
-    start = (s1, s2)
-    p1 = gd.argmin(lambda p: outer_objective(inner, p, start), outer, start)
+    start, units = (s1, s2), units or units_of_work(xp, inner)
+    p1 = gd.argmin(lambda p: outer_objective(units, p, start), outer, start)
     p2 = gd.argmax(lambda p: f(p1, p), outer, start)
     return (*p1, *p2)
 
 
-def inner_probe(xp, inner, s1, s2):
+def inner_probe(xp, inner, s1, s2, *, units=None):
     """The inner derivative at the start: ``grad_p2 f(s, s) = -2 s``."""
     return inner(lambda p2: f((s1, s2), p2))((s1, s2))
 
 
-def outer_probe(xp, outer, inner, s1, s2):
+def outer_probe(xp, outer, inner, s1, s2, *, units=None):
     """The outer derivative at the start, through the inner argmax: ``2 s`` (the inner descent's
     path does not depend on p1, so differentiating through it adds nothing)."""
-    return outer(lambda p: outer_objective(inner, p, (s1, s2)))((s1, s2))
+    units = units or units_of_work(xp, inner)
+    return outer(lambda p: outer_objective(units, p, (s1, s2)))((s1, s2))
 
 
 def reference(s1, s2):
@@ -59,8 +80,8 @@ def reference(s1, s2):
     def objective(p):
         return f(p, gd.argmax(lambda p2: f(p, p2), lambda g: up(p), start))
 
-    p1, eta1 = gd.descend(objective, lambda g: lambda p: (2 * p[0], 2 * p[1]), start)
-    p2, eta2 = gd.descend(lambda p: -f(p1, p), lambda g: lambda p: (2 * p[0], 2 * p[1]), start)
+    p1, eta1 = gd.descend(objective, lambda p: (2 * p[0], 2 * p[1]), start)
+    p2, eta2 = gd.descend(lambda p: -f(p1, p), lambda p: (2 * p[0], 2 * p[1]), start)
     gap = max(gd.stopping_gap(eta1, CURVATURE), gd.stopping_gap(eta2, CURVATURE))
     return np.array((*p1, *p2), np.float64), gap
 
@@ -97,6 +118,7 @@ PROBLEMS = (
         "default run: each pair runs ~300 inner argmaxes of ~150 steps",
         inner_probe=inner_probe,
         outer_probe=outer_probe,
+        units=units_of_work,
         inner_reference=lambda s1, s2: (-2 * float(s1), -2 * float(s2)),
         outer_reference=lambda s1, s2: (2 * float(s1), 2 * float(s2)),
         reference=reference,

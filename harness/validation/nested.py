@@ -56,7 +56,7 @@ def nested_checks(job: Any, problem: NestedProblem, orders, strategies) -> Itera
         if strategies is not None and pair not in strategies:
             continue
         head = job.head(pair, problem.name)
-        reason = job.unoffered(None) or eager_only(target.mode)
+        reason = job.unoffered(None)
         for order in (INNER_ORDER, OUTER_ORDER, ANSWER_ORDER):
             if order not in wanted:
                 continue
@@ -119,12 +119,3 @@ def _run(target: Any, problem: NestedProblem, pair: str, order: int, size: int) 
             f"{PARTS[order]}: {len(numbers)} values of shapes {shapes}, expected {size} scalars"
         )
     return np.array([float(v) for v in numbers], np.float64)
-
-
-def eager_only(mode: str) -> str | None:
-    if mode == "eager":
-        return None
-    return (
-        "the descent and its objectives branch on values (gd.hpp's while loops, particle's landing "
-        "test): a whole-graph compile cannot trace them; nested problems run eagerly"
-    )
