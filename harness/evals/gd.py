@@ -36,19 +36,30 @@ def argmin(f: Callable[[Point], Any], grad: Grad, start: Point) -> Point:
     return descend(f, grad(f), start)[0]
 
 
-def descend(f: Callable[[Point], Any], gradient: Callable[[Point], Point], start: Point) -> tuple[Point, Any]:
+def trial(x: Point, gx: Point, eta: Any) -> tuple[Any, Point, Any]:
+    """What a step decides on, computed together: ``(|gx|, the point one step of size eta along
+    -gx, that step's length)``. `descend`'s arithmetic between the objective's and the gradient's
+    calls, so that a caller can compile it as one unit (saddle's `units_of_work`)."""
+    moved = tuple(a - eta * g for a, g in zip(x, gx, strict=True))
+    return norm(gx), moved, norm(tuple(a - b for a, b in zip(x, moved, strict=True)))
+
+
+def descend(
+    f: Callable[[Point], Any], gradient: Callable[[Point], Point], start: Point, step: Callable = trial
+) -> tuple[Point, Any]:
     """``(point, eta)``: where the descent on ``f`` stops and its step size there, ``gradient`` its
-    gradient as a function of the point (``grad(f)``, or a compiled form of it)."""
+    gradient as a function of the point (``grad(f)``, or a compiled form of it), ``step`` `trial`
+    or a compiled form of it."""
     x, fx, gx = tuple(start), f(tuple(start)), gradient(tuple(start))
     eta, run = START_ETA, 0
     while True:
-        if bool(norm(gx) <= TOLERANCE):
+        size, moved, length = step(x, gx, eta)
+        if bool(size <= TOLERANCE):
             return x, eta
         if run == RUN:
             eta, run = eta * 2, 0
             continue
-        moved = tuple(a - eta * g for a, g in zip(x, gx, strict=True))
-        if bool(norm(tuple(a - b for a, b in zip(x, moved, strict=True))) <= TOLERANCE):
+        if bool(length <= TOLERANCE):
             return x, eta
         f_moved = f(moved)
         if bool(f_moved < fx):

@@ -24,10 +24,11 @@ def f(p1, p2):
 
 
 def units_of_work(xp, inner, compiled=lambda f: f) -> tuple:
-    """The inner argmax's units of work as functions of ``(p1, p2)``: its descent's objective
-    ``-f`` and that objective's gradient in p2 by the ``inner`` operator, each ``compiled``
+    """The inner argmax's units of work: its descent's objective ``-f`` and that objective's
+    gradient in p2 by the ``inner`` operator, as functions of ``(p1, p2)``, and the descent's
+    arithmetic between them (`gd.trial`), each ``compiled``
     (`harness.target.Target.nested` builds them once and hands them to `primal` and the probes)."""
-    return compiled(_negated), compiled(partial(_negated_gradient, inner))
+    return compiled(_negated), compiled(partial(_negated_gradient, inner)), compiled(gd.trial)
 
 
 def _negated(p1, p2):
@@ -41,8 +42,8 @@ def _negated_gradient(inner, p1, p2):
 def outer_objective(units, p1, start):
     """``max over p2 of f(p1, p2)``: gd.hpp's argmax from ``start`` (its descent on ``-f``), by
     the `units_of_work`."""
-    value, gradient = units
-    p2 = gd.descend(lambda p2: value(p1, p2), lambda p2: gradient(p1, p2), start)[0]
+    value, gradient, step = units
+    p2 = gd.descend(lambda p2: value(p1, p2), lambda p2: gradient(p1, p2), start, step)[0]
     return f(p1, p2)
 
 
