@@ -438,6 +438,15 @@ RACER = textwrap.dedent(
 )
 
 
+def test_an_eval_that_crashes_is_an_error_not_a_success(tmp_path, capsys):
+    """An eval program that exits non-zero before its first message (a missing module, say)."""
+    (tmp_path / "racer.py").write_text(RACER)
+    tool = f"{sys.executable} {tmp_path / 'racer.py'} 1000 1"
+    crash = f"{sys.executable} -c 'import sys; sys.exit(3)'"
+    assert main(["gradbench", "run", "--eval", crash, "--tool", tool]) == 1
+    assert "error: 0 evaluations" in capsys.readouterr().err
+
+
 def test_race_runs_each_tool_in_turn_and_sets_their_costs_side_by_side(tmp_path, capsys):
     """Two rounds, alternating (A B, then B A), both tools pinned to one CPU; per tool and function
     GradBench's verdicts and the medians of the per-session sums, over the first tool's."""

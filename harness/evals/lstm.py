@@ -3,6 +3,7 @@ parameters."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -27,26 +28,61 @@ def primal(xp, main_params, extra_params, state, sequence):
     ``state`` (2l x b) its hidden and cell state; ``extra_params`` (3 x b) the input weight,
     output weight and output bias. Elementwise gates as ADBench's (forget and output gates read
     the input, input and change gates the hidden state)."""
-    layers, b = state.shape[0] // 2, state.shape[1]
+    layers = state.shape[0] // 2
     hidden = [state[2 * i] for i in range(layers)]
     cell = [state[2 * i + 1] for i in range(layers)]
     total = 0.0
     for t in range(sequence.shape[0] - 1):
-        signal = sequence[t] * extra_params[0]
-        for i in range(layers):
-            # All four gates in one product and sum, as ADBench's PyTorch code forms them; the
-            # forget, input and output gates' sigmoid in one call over their 3b entries.
-            gates = xp.concatenate([signal, hidden[i], signal, hidden[i]]) * main_params[2 * i]
-            gates = gates + main_params[2 * i + 1]
-            sigmoids = _sigmoid(xp, gates[: 3 * b])
-            change = xp.tanh(gates[3 * b :])
-            cell[i] = cell[i] * sigmoids[:b] + sigmoids[b : 2 * b] * change
-            hidden[i] = sigmoids[2 * b :] * xp.tanh(cell[i])
-            signal = hidden[i]
-        prediction = signal * extra_params[1] + extra_params[2]
-        normalized = prediction - xp.log(xp.sum(xp.exp(prediction)) + 2)
-        total = total + xp.sum(sequence[t + 1] * normalized)
-    return -total / ((sequence.shape[0] - 1) * b)
+        total = total + step(xp, main_params, extra_params, hidden, cell, sequence[t], sequence[t + 1])
+    return -total / ((sequence.shape[0] - 1) * state.shape[1])
+
+
+def step(xp, main_params, extra_params, hidden, cell, current, following):
+    """One character: every layer's state updated in place in the lists ``hidden`` and ``cell``
+    from the bits ``current``, and the term ``<following, ypred - log(2 + sum exp ypred)>``."""
+    b = current.shape[0]
+    signal = current * extra_params[0]
+    for i in range(len(hidden)):
+        # All four gates in one product and sum, as ADBench's PyTorch code forms them; the
+        # forget, input and output gates' sigmoid in one call over their 3b entries.
+        gates = xp.concatenate([signal, hidden[i], signal, hidden[i]]) * main_params[2 * i]
+        gates = gates + main_params[2 * i + 1]
+        sigmoids = _sigmoid(xp, gates[: 3 * b])
+        change = xp.tanh(gates[3 * b :])
+        cell[i] = cell[i] * sigmoids[:b] + sigmoids[b : 2 * b] * change
+        hidden[i] = sigmoids[2 * b :] * xp.tanh(cell[i])
+        signal = hidden[i]
+    prediction = signal * extra_params[1] + extra_params[2]
+    normalized = prediction - xp.log(xp.sum(xp.exp(prediction)) + 2)
+    return xp.sum(following * normalized)
+
+
+def primal_jax(jnp, main_params, extra_params, state, sequence):
+    """`primal` with its characters in one ``jax.lax.scan`` of `step` (the unrolled loop is c
+    steps for XLA to compile: at (l, c) = (2, 64) jax.jit's first call ran past 10 minutes),
+    jitted once per process, as ode's (`ode.primal_jax`). The terms are summed by ``jnp.sum``,
+    not left to right: a rounding apart, far inside the value's tolerance."""
+    return _scan()(main_params, extra_params, state, sequence)
+
+
+@functools.cache
+def _scan():
+    import jax
+    import jax.numpy as jnp
+
+    def run(main_params, extra_params, state, sequence):
+        layers = state.shape[0] // 2
+
+        def body(carry, bits):
+            hidden, cell = list(carry[0]), list(carry[1])
+            term = step(jnp, main_params, extra_params, hidden, cell, *bits)
+            return (tuple(hidden), tuple(cell)), term
+
+        start = (tuple(state[2 * i] for i in range(layers)), tuple(state[2 * i + 1] for i in range(layers)))
+        _, terms = jax.lax.scan(body, start, (sequence[:-1], sequence[1:]))
+        return -jnp.sum(terms) / ((sequence.shape[0] - 1) * state.shape[1])
+
+    return jax.jit(run)
 
 
 def _sigmoid(xp, x):
@@ -111,6 +147,7 @@ PROBLEMS = (
         "4096, 8192; here (l, c, b) = (2, 4, 14). Not in the default run: torch.compile of "
         "its gradient took 90 and 135 s (float32, float64; 2-core AMD EPYC, load 10)",
         default=False,
+        native=(("jax", primal_jax),),
     ),
 )
 

@@ -177,9 +177,12 @@ def intermediary(
     except (BrokenPipeError, OSError) as exc:
         outcome, why = "error", f"the eval went away ({exc})"
     finally:
-        _finish(evaluator)
+        status = _finish(evaluator)
     if outcome is None:
-        outcome = next((k for k in ("undefined", "failure", "invalid") if counts[k]), "success")
+        outcome = next((k for k in ("undefined", "failure", "invalid") if counts[k]), None)
+    if outcome is None and status:  # it crashed (an import, a missing file): no success
+        outcome, why = "error", f"the eval exited with status {status}"
+    outcome = outcome or "success"
     return outcome, why, counts
 
 
@@ -194,13 +197,17 @@ def _count(counts: dict[str, int], message: dict, response: protocol.Response) -
         counts["valid" if message["valid"] else "invalid"] += 1
 
 
-def _finish(process: subprocess.Popen) -> None:
+def _finish(process: subprocess.Popen) -> int:
+    """End the eval (its stdin closed, 10 s to go, then killed); its exit status, 0 where it was
+    killed here after saying all it had to."""
     with contextlib.suppress(OSError):
         process.stdin.close()
     deadline = time.monotonic() + 10
     while process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    status = process.poll()
     _kill(process)
+    return status or 0
 
 
 def _ignore(side: str, obj: Any) -> None:
