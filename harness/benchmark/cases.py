@@ -79,9 +79,11 @@ PROFILES: dict[str, dict[str, Any]] = {
     # GradBench's evals by name: (size, modes or None for all[, Jacobian strategies]), in
     # float64: the objective alone, its gradient, and k-means' gradient with its Hessian's
     # diagonal (GradBench's dir, as GradBench's JAX tool computes it). GradBench's smallest
-    # sizes but lstm's, whose c steps are an unrolled Python loop: compilers trace every step
-    # (jax.jit's first value+grad call at c = 16 took 72 s on a 2-core AMD EPYC under load), so
-    # it runs eager, c = 64. The full Jacobians (ode, ba, ht) are composed of a jvp per input or
+    # sizes but lstm's, c = 64, its c steps an unrolled Python loop that compilers trace step by
+    # step: eager everywhere, and jit on JAX, whose own form scans them (`lstm.primal_jax`: first
+    # value+grad call 3.7 s; torch.compile's took 87 s at c = 16 and grows with c, 2-core AMD
+    # EPYC, torch 2.13: not worth it). A mode list may name modes per backend ("*": the rest).
+    # The full Jacobians (ode, ba, ht) are composed of a jvp per input or
     # a vjp per output, which compilers would trace one by one: eager, ode at GradBench's
     # smallest size and ba dense at 5 cameras, 50 points, 100 observations (GradBench's
     # smallest, ba1, would be a dense 95529 x 55710 matrix: 42 GB in float64; its sparse form
@@ -105,7 +107,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "det": ((5,), None),
             "kmeans": ((10, 1000, 8), None),
             "gmm": ((2, 5, 1000), None),
-            "lstm": ((2, 64, 14), ("eager",)),
+            "lstm": ((2, 64, 14), {"jax": ("eager", "jit"), "*": ("eager",)}),
             "ode": ((1000, 1), ("eager",)),
             "ba": ((5, 50, 100), ("eager",)),
             "ht": ((1,), ("eager",), ("forward",)),
@@ -312,6 +314,8 @@ def _eval_cases(target: Target, spec: dict, registered: Iterable[problems.Proble
     named = {p.name: p for p in registered if isinstance(p, kinds)}
     found = []
     for name, (size, modes, *chosen) in spec.get("evals", {}).items():
+        if isinstance(modes, dict):
+            modes = modes.get(target.backend.name, modes["*"])
         if name in named and (modes is None or target.mode in modes):
             p = named[name]
             if getattr(p, "unavailable", None) and p.unavailable():  # its data is absent (ht's)
