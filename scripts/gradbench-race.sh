@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GradBench's own JAX and PyTorch tools against `python -m harness gradbench serve` (jit and eager),
 # eval by eval, through `python -m harness gradbench race`: the same eval program, the tools in
-# turn, rounds alternating, every tool pinned to CPU 0.
+# turn, rounds alternating, every tool pinned to CPU $CPUS (default 0: GradBench's JAX tool pins
+# itself there).
 #
 #   scripts/gradbench-race.sh GRADBENCH_CHECKOUT GRADBENCH_PYTHON [jax|pytorch ...]   (default: both)
 #
@@ -10,7 +11,8 @@
 # the harness's own, with GradBench's python/gradbench on PYTHONPATH, so that both sides race on
 # the same framework versions (its PyTorch lstm also imports dataclasses-json). $EVALS chooses
 # the evals (default: every one the tool defines); $ROUNDS the rounds (default 3); races are
-# written to $OUT (default race-out/) as JSON, one per framework and eval.
+# written to $OUT (default race-out/) as JSON, one per framework and eval. $MODES: serve's modes
+# (default "jit eager"; torch.compile of lstm's unrolled steps takes minutes a size).
 set -u
 checkout=$(cd "$1" && pwd) gb_python=$2
 shift 2
@@ -35,11 +37,11 @@ for framework in $frameworks; do
   for eval in ${EVALS:-${defined[$framework]}}; do
     [[ " ${defined[$framework]} " == *" $eval "* ]] || continue
     serve="$python -m harness gradbench serve --backend ${backend[$framework]} --no-warmup"
-    "$python" -m harness gradbench race --rounds "${ROUNDS:-3}" --cpus 0 \
+    tools=(--tool "env PYTHONPATH=$checkout/python/gradbench $python python/gradbench/gradbench/tools/$framework/run.py")
+    for mode in ${MODES:-jit eager}; do tools+=(--tool "$serve --mode $mode"); done
+    "$python" -m harness gradbench race --rounds "${ROUNDS:-3}" --cpus "${CPUS:-0}" \
       --eval "$gb_python python/gradbench/gradbench/evals/$eval/run.py ${flags[$eval]} --min-runs 5 --min-seconds 0" \
-      --tool "env PYTHONPATH=$checkout/python/gradbench $python python/gradbench/gradbench/tools/$framework/run.py" \
-      --tool "$serve --mode jit" --tool "$serve --mode eager" \
-      --output "$out/$framework-$eval.json"
+      "${tools[@]}" --output "$out/$framework-$eval.json"
     echo "$framework $eval exit=$?"
   done
 done
