@@ -124,18 +124,23 @@ PROBLEMS = (
 def _dir_prepare(target, problem, args: tuple):
     """The gradient over the Hessian's diagonal, both from one forward-over-reverse Hessian-vector
     product along the one probe of ones (the Hessian is diagonal; the ``jvp`` of the gradient
-    brings the gradient along), as GradBench's JAX tool does (`harness.target.Target.hessian_diagonal`).
-    A backend without the optional ``jvp`` takes reverse-over-reverse: the gradient, then the
-    product (one more gradient inside it)."""
+    brings the gradient along), the quotient included, compiled as one function in a compiled
+    mode, as GradBench's JAX tool does (`harness.strategies.hessian_diagonal`). A backend without
+    the optional ``jvp`` takes reverse-over-reverse: the gradient, then the product (one more
+    gradient inside it)."""
     strategy = "forward-over-reverse" if hasattr(target.backend, "jvp") else "reverse"
-    diagonal = target.hessian_diagonal(problem, strategy)
+    diagonal = strategies.hessian_diagonal(
+        target.backend, target.function(problem), problem.argnums, strategy
+    )
     probes = target.array(strategies.diagonal_probes(args[0], problem.diagonal_hessian))
 
-    def dir(centroids, points):
+    def dir(probes, centroids, points):
         gradient, diag = diagonal(probes, centroids, points)
         return gradient / diag
 
-    return dir
+    dir.nesting = diagonal.nesting  # what torch.compile is refused on (`backends.torch`)
+    compiled = target.compiled(dir)
+    return lambda centroids, points: compiled(probes, centroids, points)
 
 
 def _dir_oracles(problem, args: tuple) -> list[adapter.Oracle]:
