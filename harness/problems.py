@@ -151,7 +151,7 @@ class NestedProblem:
     """A nested optimization with a derivative inside (GradBench's particle and saddle), answered
     in the four mode pairs ``rr ff fr rf`` (`harness.strategies.NESTED_PAIRS`: outer, inner).
 
-    ``fn(xp, outer, inner, *args, units=None)`` returns the answer, a tuple of scalars; ``outer`` and
+    ``fn(xp, outer, inner, *args)`` returns the answer, a tuple of scalars; ``outer`` and
     ``inner`` are derivative operators, ``grad(f)(x)`` the gradient of scalar ``f`` at ``x`` (a
     tuple of scalars, the gradient a tuple like it), each the backend's own forward or reverse
     mode as the pair says (`harness.strategies.gradient_operator`). ``make_args(size)`` returns
@@ -182,8 +182,8 @@ class NestedProblem:
     """``units(xp, inner, compiled)``: the problem's units of work (particle's Euler step, saddle's
     inner objective and gradient), each passed through ``compiled`` (`harness.target.Target`'s:
     as is in eager mode, the backend's compiler in a compiled one). `Target.nested` builds them
-    once and hands them to ``fn`` and the probes as ``units=``; the descents, which branch on
-    values, stay in Python."""
+    once and hands them to ``fn`` and the probes as the keyword ``units`` (only to a problem that
+    has them); the descents, which branch on values, stay in Python."""
 
 
 Problem = ScalarProblem | GradientProblem | JacobianProblem | NestedProblem

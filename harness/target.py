@@ -104,12 +104,13 @@ class Target:
         compiled in a compiled mode; the descents, which branch on values, stay in Python."""
         xp = self.backend.namespace()
         outer, inner = strategies.nested_pair(self.backend, pair)
-        units = problem.units(xp, inner, self.compiled) if problem.units else None
+        # A problem without units of work keeps the plain signatures.
+        units = {"units": problem.units(xp, inner, self.compiled)} if problem.units else {}
         if part == "inner":
-            return lambda *args: problem.inner_probe(xp, inner, *args, units=units)
+            return lambda *args: problem.inner_probe(xp, inner, *args, **units)
         if part == "outer":
-            return lambda *args: problem.outer_probe(xp, outer, inner, *args, units=units)
-        return lambda *args: problem.fn(xp, outer, inner, *args, units=units)
+            return lambda *args: problem.outer_probe(xp, outer, inner, *args, **units)
+        return lambda *args: problem.fn(xp, outer, inner, *args, **units)
 
     def hessian_diagonal(self, problem: GradientProblem, strategy: str) -> Callable:
         """``diag(probes, *args)``: ``problem``'s gradient and Hessian diagonal by ``strategy``

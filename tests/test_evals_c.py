@@ -179,7 +179,8 @@ def test_validate_shows_the_pairs(capsys, quick):
 def test_an_answer_of_the_wrong_length_is_a_wrong_shape_error(quick):
     short = replace(
         saddle.PROBLEMS[0],
-        fn=lambda xp, outer, inner, s1, s2, units=None: (s1, s2, s1),
+        fn=lambda xp, outer, inner, s1, s2: (s1, s2, s1),
+        units=None,
         make_args=lambda size: (np.array(0.3), np.array(0.3)),
     )
     found = _run(quick, short, (0,))
