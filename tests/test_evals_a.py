@@ -255,7 +255,10 @@ def test_the_gradbench_profile_times_the_three_validated(fast):
         for strategy in (cases.VALUE, "reverse", *([cases.DIAGONAL] if name == "kmeans" else []))
     }
     assert {c.target.dtype for c in found} == {"float64"}
-    assert "lstm" not in {c.problem.name for c in found if c.target.mode != "eager"}
+    # lstm compiles only on JAX, whose own form scans its steps (`cases.PROFILES`' reason)
+    assert {c.target.entry.name for c in found if c.problem.name == "lstm" and c.target.mode != "eager"} <= {
+        "jax"
+    }
     small = cases.Case(Target(fast), PROBLEMS["kmeans"], kmeans.SIZE, 2, cases.DIAGONAL)
     prepared = cases.prepare(small)
     assert prepared.validated and prepared.detail == "closed-form gradient and diagonal"
