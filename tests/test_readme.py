@@ -190,3 +190,14 @@ def test_the_readme_links_to_pages_that_exist():
     links = re.findall(r"\]\(((?:docs/)?[\w.-]+\.md)(?:#[\w-]+)?\)", README)
     assert "docs/checking.md" in links and "CONTRIBUTING.md" in links
     assert all((ROOT / link).is_file() for link in links), links
+
+
+def test_the_excerpts_are_what_compare_prints_at_100_columns():
+    """The README's and the benchmarking page's excerpts of the committed CPU run, as printed now."""
+    printed = compare.table(run_rows("20261126T152556Z_cpu"), width=100)
+    for text in (README, page("benchmarking")):
+        words = " ".join(text.split())  # the machine it was measured on is named beside it
+        assert "compare 20261126T152556Z_cpu" in words and "2-core Intel Xeon" in words
+        excerpt = re.search(r"```\n(logistic value\+grad 1000000x64 .*?)```", text, re.S).group(1)
+        for part in excerpt.split("\n...\n"):
+            assert part.strip() in printed, part
