@@ -142,3 +142,13 @@ def test_every_command_line_in_the_docs_parses():
             build_parser().parse_args(argv[3:])
         except SystemExit as exc:
             pytest.fail(f"{page}: {line!r} does not parse (exit {exc.code})")
+
+
+def test_every_test_file_and_script_the_docs_name_exists():
+    named = set()
+    for path in [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *PAGES]:
+        named |= set(re.findall(r"\b((?:tests|scripts)/[\w/]+\.(?:py|sh))(?:::(\w+))?", path.read_text()))
+    assert len(named) > 10
+    for file, test in named:
+        assert (ROOT / file).is_file(), file
+        assert not test or f"def {test}(" in (ROOT / file).read_text(), f"{file}::{test}"
