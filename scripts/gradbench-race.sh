@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# GradBench's own JAX and PyTorch tools against `python -m harness gradbench serve` (jit and eager),
+# GradBench's own JAX, PyTorch and TensorFlow tools against `python -m harness gradbench serve` (jit and eager),
 # eval by eval, through `python -m harness gradbench race`: the same eval program, the tools in
 # turn, rounds alternating, every tool pinned to CPU $CPUS (default 0: GradBench's JAX tool pins
 # itself there).
 #
-#   scripts/gradbench-race.sh GRADBENCH_CHECKOUT GRADBENCH_PYTHON [jax|pytorch ...]   (default: both)
+#   scripts/gradbench-race.sh GRADBENCH_CHECKOUT GRADBENCH_PYTHON [jax|pytorch|tensorflow ...]
+#   (default: jax pytorch; tensorflow needs tensorflow-cpu in the harness's python)
 #
 # GRADBENCH_CHECKOUT and GRADBENCH_PYTHON as for scripts/gradbench-evals.sh (its golden `manual`
 # tool built, its data in place). GradBench's tools run under the python on PATH (or $PYTHON),
@@ -30,8 +31,9 @@ declare -A flags=(
   [ba]="--min 1 --max 14"
   [ht]="--variant simple --model small --min 1 --max 2"
 )
-declare -A defined=([jax]="lse llsq ode kmeans gmm" [pytorch]="lse kmeans gmm lstm ba ht")
-declare -A backend=([jax]=jax [pytorch]=torch)
+# What each GradBench tool defines (its evals.txt, less `hello` and what it lists as timeout or error).
+declare -A defined=([jax]="lse llsq ode kmeans gmm" [pytorch]="lse kmeans gmm lstm ba ht" [tensorflow]="lse gmm lstm")
+declare -A backend=([jax]=jax [pytorch]=torch [tensorflow]=tensorflow)
 cd "$checkout" || exit 2
 for framework in $frameworks; do
   for eval in ${EVALS:-${defined[$framework]}}; do

@@ -85,6 +85,35 @@ def _scan():
     return jax.jit(run)
 
 
+def primal_tensorflow(tnp, main_params, extra_params, state, sequence):
+    """`primal` with its characters in one ``tf.while_loop`` in a ``tf.function``, as GradBench's
+    TensorFlow tool forms it (eager, each of c steps' ops dispatched one by one: 11x its time at
+    (l, c) = (2, 1024)). The terms are summed left to right, as `primal`'s."""
+    return _while_loop()(main_params, extra_params, state, sequence)
+
+
+@functools.cache
+def _while_loop():
+    import tensorflow as tf
+    import tensorflow.experimental.numpy as tnp
+
+    def run(main_params, extra_params, state, sequence):
+        layers, steps = state.shape[0] // 2, sequence.shape[0] - 1
+
+        def body(t, hidden, cell, total):
+            hidden, cell = list(hidden), list(cell)
+            term = step(tnp, main_params, extra_params, hidden, cell, sequence[t], sequence[t + 1])
+            return t + 1, tuple(hidden), tuple(cell), total + term
+
+        start = (tuple(state[2 * i] for i in range(layers)), tuple(state[2 * i + 1] for i in range(layers)))
+        total = tf.zeros((), main_params.dtype)
+        loop = (tf.constant(0), *start, total)  # maximum_iterations: XLA (jit) needs the bound
+        *_, total = tf.while_loop(lambda t, *_: t < steps, body, loop, maximum_iterations=steps)
+        return -total / (steps * state.shape[1])
+
+    return tf.function(run)  # traced once per shape: the layers are a Python loop
+
+
 def _sigmoid(xp, x):
     return 1 / (1 + xp.exp(-x))
 
@@ -147,7 +176,7 @@ PROBLEMS = (
         "4096, 8192; here (l, c, b) = (2, 4, 14). Not in the default run: torch.compile of "
         "its gradient took 90 and 135 s (float32, float64; 2-core AMD EPYC, load 10)",
         default=False,
-        native=(("jax", primal_jax),),
+        native=(("jax", primal_jax), ("tensorflow", primal_tensorflow)),
     ),
 )
 
