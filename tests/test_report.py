@@ -185,7 +185,7 @@ def test_history_links_each_point_to_its_run(capsys, tmp_path):
     assert report_cli(capsys, "--results", folder, "-o", tmp_path / "site")[0] == 0
     page = (tmp_path / "site" / "history.html").read_text()
     links = [line.count('<a href="run-') for line in page.splitlines() if line.startswith("<tr><th>")]
-    assert links and all(n == 3 for n in links)
+    assert links and all(n == 3 for n in links)  # a median per run, each a link to its run
     assert page.index(names[0]) < page.index(names[1]) < page.index(names[2])
 
 
@@ -199,6 +199,15 @@ def test_scaling_runs_get_time_and_efficiency_against_world_size():
     assert [title.split(":")[0] for title, _ in drawn] == ["strong scaling"] * 2
     efficiency = drawn[1][1].data[0].y
     assert efficiency == pytest.approx([1.0, 2**0.5 / 2, 2 / 4])
+
+
+def test_the_verdicts_on_a_committed_pair_are_compares(capsys, built):
+    base, new = "20261127T113843Z_cpu_40994b6e", TWO[1]
+    page = (built / f"compare-{base}--{new}.html").read_text()
+    _, _, err = compare_cli(capsys, "--results", RESULTS, new, "--baseline", base, "--format", "json")
+    for verdict, word in (("regression", "REGRESSION "), ("inconclusive", "INCONCLUSIVE ")):
+        said = sum(line.startswith(word) for line in err.splitlines())
+        assert page.count(f'data-verdict="{verdict}"') == said, verdict
 
 
 # --- In a browser --------------------------------------------------------------------------------

@@ -19,7 +19,23 @@ from harness.results import runs
 from harness.results.compare import format_seconds
 from harness.results.runs import VALUE, Row
 
-DASH = {"reverse": "solid", "forward": "dash", "forward-over-reverse": "dot", "taylor": "dashdot"}
+DASH = {
+    "reverse": "solid",
+    "forward": "dash",
+    "forward-over-reverse": "dot",
+    "taylor": "dashdot",
+    "hand-written": "longdash",
+}
+"""A line's dash: its strategy; its colour: its backend and mode (as ``compare --plot`` draws)."""
+
+
+def _palette() -> list[str]:
+    """Plotly's 24 distinct colours: more lines than its ten default colours, none repeated."""
+    from plotly.colors import qualitative
+
+    return qualitative.Dark24
+
+
 HOVER = "<b>%{fullData.name}</b><br>%{customdata}<extra></extra>"
 
 
@@ -30,6 +46,7 @@ def _layout(fig, title: str, x: str, y: str, *, log_x: bool = False, log_y: bool
         height=420,
         margin={"l": 60, "r": 20, "t": 50, "b": 50},
         legend={"font": {"size": 10}},
+        colorway=_palette(),
     )
     fig.update_xaxes(title=x, type="log" if log_x else None)
     fig.update_yaxes(title=y, type="log" if log_y else None)
@@ -64,6 +81,8 @@ def by_order(rows: list[Row]) -> list[tuple[str, object]]:
     for (device, problem, size), lines in sorted(series.items()):
         if max(len({r.order for r in group}) for group in lines.values()) < 2:
             continue
+        palette = _palette()
+        colours = {k: palette[i % len(palette)] for i, k in enumerate(sorted({k[:2] for k in lines}))}
         for y, value in panels:
             fig = go.Figure()
             for key, group in sorted(lines.items()):
@@ -75,7 +94,7 @@ def by_order(rows: list[Row]) -> list[tuple[str, object]]:
                             y=[value(r) for r in points],
                             name=" ".join(key),
                             mode="lines+markers",
-                            line={"dash": DASH.get(key[2], "solid")},
+                            line={"dash": DASH.get(key[2], "solid"), "color": colours[key[:2]]},
                             customdata=[_row_text(r) for r in points],
                             hovertemplate=HOVER,
                         )

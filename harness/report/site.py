@@ -192,13 +192,23 @@ def write(
         "history.html",
         title="history across runs",
         figures=plots,
-        cases=list(zip([lines for _, lines in cases], plots, strict=True)),
+        cases=[(*_history_table(lines), fig) for (_, lines), fig in zip(cases, plots, strict=True)],
     )
     for name in STATIC:
         text = resources.files("harness.report").joinpath("static", name).read_text(encoding="utf-8")
         written.append(files.write_text(folder / name, text))
     written.append(_plotly_js(folder / PLOTLY_JS))
     return written
+
+
+def _history_table(lines: dict[str, list]) -> tuple[list[Run], dict[str, dict]]:
+    """A case's table under its figure: the runs that have it, in date order, and per line its
+    row in each (by run name)."""
+    columns = {run.name: run for points in lines.values() for run, _ in points}
+    return (
+        sorted(columns.values(), key=lambda r: (r.saved, r.name)),
+        {name: {run.name: row for run, row in points} for name, points in lines.items()},
+    )
 
 
 def _plotly_js(path: Path) -> Path:
