@@ -24,7 +24,7 @@ pytest.importorskip("jinja2", reason="the report extra is not installed (pip ins
 pytest.importorskip("plotly", reason="the report extra is not installed (pip install '.[report]')")
 
 from harness.cli import main as cli  # noqa: E402
-from harness.report import figures, site  # noqa: E402
+from harness.report import figures, model, site  # noqa: E402
 from harness.results import compare  # noqa: E402
 from harness.results import gate as gating  # noqa: E402
 from harness.results import runs as results  # noqa: E402
@@ -210,6 +210,21 @@ def test_the_verdicts_on_a_committed_pair_are_compares(capsys, built):
         assert page.count(f'data-verdict="{verdict}"') == said, verdict
 
 
+def test_flags_and_validation_say_why_on_hover(built):
+    page = (built / f"run-{TWO[1]}.html").read_text()
+    flagged = [line for line in page.splitlines() if 'class="num flagged"' in line]
+    assert len(flagged) == sum(bool(r.flags) for r in results.load(RESULTS / f"{TWO[1]}.json")) > 0
+    assert all('title="C: its threads waited for CPUs other processes held' in line for line in flagged)
+    assert page.count('title="agreed with its oracle before timing; max error') > 0
+
+
+def test_the_machine_names_its_gpus_and_driver():
+    run = model.Run("gpu", Path("gpu.json"), model.saved_at(RESULTS / f"{TWO[1]}.json"), [], {})
+    run.machine = {"cpu_model": "EPYC", "cpu_count": 16, "gpus": [{"name": "H100", "driver": "580.1"}]}
+    shown = site.machine(run)
+    assert shown["GPUs"].startswith("H100 (driver 580.1") and shown["CPU"] == "EPYC, 16 cores"
+
+
 # --- In a browser --------------------------------------------------------------------------------
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -332,3 +347,17 @@ def test_browser_opens_every_page_without_errors_and_screenshots_the_index(brows
     shot = tmp_path / "index.png"
     assert browser.save_screenshot(str(shot))
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 10_000
+
+
+def test_browser_opens_a_history_points_run_on_click(browser, built):
+    open_page(browser, built / "history.html")
+    page = browser.execute_script(
+        "const plot = document.querySelector(\"[data-figure^='history'] .js-plotly-plot\");"
+        "const trace = plot.data[0];"
+        "plot.emit('plotly_click', {points: [{customdata: trace.customdata[0]}]});"
+        "return trace.customdata[0][1];"
+    )
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert page.startswith("run-")
+    WebDriverWait(browser, 10).until(lambda b: b.current_url == (built / page).as_uri())
