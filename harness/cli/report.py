@@ -38,7 +38,7 @@ def add_parser(sub) -> None:
         metavar="RUN",
         type=options.run_name,
         help="judge every other run against this one (default: each run against the latest "
-        "earlier run that has the same cases)",
+        "earlier run of the same cases on the same machine: CPU model and GPUs)",
     )
     rep.add_argument(
         "--fail-on",
