@@ -208,8 +208,10 @@ def by_world(rows: list[Row]) -> list[tuple[str, object]]:
             if 1 in by:
                 eff = [runs.speedup(by[1].median, by[w].median, w, scaling) / w for w in worlds]
                 efficiency.add_trace(go.Scatter(x=worlds, y=eff, name=name, customdata=text))
+        worlds = sorted({w for by in lines.values() for w in by})
         for fig in (time, efficiency):
             fig.update_traces(mode="lines+markers", hovertemplate=HOVER)
+            fig.update_xaxes(tickvals=worlds)  # the world sizes, not log ticks between them
         title = f"{scaling} scaling: median time per step against world size"
         figures.append((title, _layout(time, title, "world size", "median time per step (s)", log_x=True)))
         if efficiency.data:
