@@ -86,6 +86,7 @@ __all__ = [
 MODES = ("eager", "jit")
 """Execution modes: ``eager`` (required of every backend) and ``jit`` (compiled, `Backend.compile`)."""
 DTYPES = ("float32", "float64")
+"""The dtypes a backend may declare (`Backend.dtypes`); oracles always compute in float64 or higher."""
 STRATEGIES: dict[str, str] = {
     "reverse": "nested reverse mode: grad of grad of ... (n reverse passes)",
     "forward": "nested forward mode: jvp of jvp of ... with unit tangents",

@@ -79,7 +79,7 @@ class GradientProblem:
     """What reports call the ``gradient`` reference: ``"exact"`` where it is computed in rational
     arithmetic and rounded once (det's cofactors)."""
     value_magnitude: Callable[..., Any] | None = None
-    """``value_magnitude(*args)``: the summed |terms| the loss itself reduces, where they cancel
+    """``value_magnitude(*args)``: the summed ``|terms|`` the loss itself reduces, where they cancel
     (a determinant far smaller than its ell! products): the loss value's tolerance grows with
     it as the gradient's does with ``magnitude``."""
     cost: Callable[[tuple, int], tuple[float | None, float | None]] | None = None
@@ -136,7 +136,7 @@ class JacobianProblem:
     complex_step: bool = True
     """As `GradientProblem.complex_step`."""
     value_magnitude: Callable[..., Any] | None = None
-    """``value_magnitude(*args)`` [m]: the summed |terms| each output entry reduces, where they
+    """``value_magnitude(*args)`` [m]: the summed ``|terms|`` each output entry reduces, where they
     cancel (a residual far smaller than what it subtracts): the value's tolerance grows with it,
     as `GradientProblem.value_magnitude`."""
     unavailable: Callable[[], str | None] | None = None

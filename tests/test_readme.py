@@ -1,4 +1,7 @@
-"""The README runs as written and its figures come from the runs they name."""
+"""The README and the docs run as written and their figures come from the runs they name.
+
+The README keeps the two commands and an excerpt; the rest of its text moved into ``docs/``, and
+these checks moved with it, page by page."""
 
 from __future__ import annotations
 
@@ -17,9 +20,16 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
-def section(heading: str) -> str:
-    start = README.index(heading)
-    return README[start : README.index("\n#", start + len(heading))]
+def page(name: str) -> str:
+    """The docs page ``docs/<name>.md``."""
+    return (ROOT / "docs" / f"{name}.md").read_text()
+
+
+def section(heading: str, text: str) -> str:
+    """``text`` from ``heading`` to the next heading (or the end)."""
+    start = text.index(heading)
+    end = text.find("\n#", start + len(heading))
+    return text[start : end if end >= 0 else len(text)]
 
 
 def run_rows(stem: str):
@@ -33,7 +43,7 @@ def run_rows(stem: str):
 def test_the_example_for_another_project_runs_as_written(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("autograd")
-    text = section("### The benchmark suite in another project")
+    text = section("## The benchmark suite in another project", page("benchmarking"))
     (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
     (tmp_path / "test_example.py").write_text(code)
 
@@ -69,7 +79,8 @@ def test_the_example_for_another_project_runs_as_written(tmp_path):
 
 
 def test_the_growth_table_is_computed_from_the_runs_it_names():
-    text = section("The fitted growth per order")
+    benchmarking = page("benchmarking")
+    text = section("The fitted growth per order", benchmarking)
     table = [line for line in text.splitlines() if line.startswith("|")]
     epyc = compare.growth(run_rows("20261126T052338Z_scaling"), "md").splitlines()
     xeon = compare.growth(run_rows("20261126T190017Z_scaling"), "md").splitlines()
@@ -78,7 +89,7 @@ def test_the_growth_table_is_computed_from_the_runs_it_names():
     jit = [row for row in body if re.match(r"\| torch +\| jit ", row)]
     assert [row for row in body if row not in jit] == epyc[2:]
     assert jit and all(row in xeon for row in jit)
-    assert "AMD EPYC" in text or "AMD EPYC" in README[README.index("cost against order") - 600 :]
+    assert "AMD EPYC" in text or "AMD EPYC" in benchmarking[benchmarking.index("cost against order") - 600 :]
 
 
 def test_the_width_runs_noise_is_what_the_run_holds():
@@ -87,7 +98,7 @@ def test_the_width_runs_noise_is_what_the_run_holds():
     match = re.search(
         r"the IQR up to (\d+)% of the median: (\w+)'s eager (\S+) x (\d+) (\w+),\s+"
         r"median ([\d.]+) ms, IQR ([\d.]+) ms",
-        " ".join(README.split()),
+        " ".join(page("benchmarking").split()),
     )
     assert match, "the width run's noise is no longer quoted as the test expects"
     percent, backend, n, d, strategy, median, iqr = match.groups()
@@ -102,7 +113,7 @@ def test_the_width_runs_noise_is_what_the_run_holds():
 
 def test_the_check_example_runs_as_written_and_prints_the_report_shown(tmp_path):
     pytest.importorskip("torch")
-    text = section("### Checking your own function")
+    text = page("checking")
     example, fixture = re.findall(r"```python\n(.*?)```", text, re.S)
     (shown,) = re.findall(r"```\n(FAIL .*?)```", text, re.S)
     done = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True, cwd=tmp_path)
@@ -120,7 +131,7 @@ def test_the_check_example_runs_as_written_and_prints_the_report_shown(tmp_path)
 
 def test_the_detection_tables_harness_row_is_measured():
     pytest.importorskip("torch")
-    text = section("### Checking your own function")
+    text = page("checking")
     command = "python scripts/detection.py"
     assert command in text
     done = subprocess.run(
@@ -145,7 +156,7 @@ def test_the_detection_tables_harness_row_is_measured():
 
 def test_the_problems_file_example_runs_as_written(tmp_path):
     pytest.importorskip("autograd")
-    text = section("### A problem")
+    text = section("# Writing problems and evals", page("problems"))
     (code,) = [c for c in re.findall(r"```python\n(.*?)```", text, re.S) if "PROBLEMS = [" in c]
     (tmp_path / "my_problems.py").write_text(code)
     (command,) = [line.strip() for line in text.splitlines() if "--problems my_problems.py -p" in line]
@@ -161,3 +172,32 @@ def test_the_problems_file_example_runs_as_written(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     for name in ("bump", "quadratic", "softsign"):
         assert re.search(rf"autograd .* {name} ", done.stdout)
+
+
+# --- The README: a front door -------------------------------------------------------------------------
+
+
+def test_the_readme_starts_with_the_two_commands_and_stays_short():
+    commands = [
+        "pip install -c constraints.txt '.[all]' && python -m harness compare",
+        "pip install tox && tox run",
+    ]
+    assert README.startswith("# gradient-harness\n\n```sh\n" + "\n".join(commands) + "\n```\n")
+    assert len(README.splitlines()) <= 200
+
+
+def test_the_readme_links_to_pages_that_exist():
+    links = re.findall(r"\]\(((?:docs/)?[\w.-]+\.md)(?:#[\w-]+)?\)", README)
+    assert "docs/checking.md" in links and "CONTRIBUTING.md" in links
+    assert all((ROOT / link).is_file() for link in links), links
+
+
+def test_the_excerpts_are_what_compare_prints_at_100_columns():
+    """The README's and the benchmarking page's excerpts of the committed CPU run, as printed now."""
+    printed = compare.table(run_rows("20261126T152556Z_cpu"), width=100)
+    for text in (README, page("benchmarking")):
+        words = " ".join(text.split())  # the machine it was measured on is named beside it
+        assert "compare 20261126T152556Z_cpu" in words and "2-core Intel Xeon" in words
+        excerpt = re.search(r"```\n(logistic value\+grad 1000000x64 .*?)```", text, re.S).group(1)
+        for part in excerpt.split("\n...\n"):
+            assert part.strip() in printed, part

@@ -252,7 +252,7 @@ def compare_runs(
         if fmt in ("table", "md"):
             state = [line for name, info in machines.items() for line in soundness.machine_lines(name, info)]
             if state:
-                print("\nwhat the machine was doing:\n\n" + "\n".join(state))
+                print("\nwhat the machine was doing:\n\n" + compare.wrapped(state))
         if fmt == "table":
             print(f"\n{compare.legend()}")
         warning = soundness.flag_warning(rows)

@@ -18,9 +18,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict
 
-from tabulate import SEPARATING_LINE, tabulate
+from tabulate import tabulate
 
 from harness.pytree import tree_map
+from harness.results import terminal
 from harness.results.runs import HAND_WRITTEN, VALUE, Row
 
 
@@ -58,16 +59,6 @@ COLUMNS = [
     "x hand-written",
     "validated",
 ]
-
-WRAPPED = {"run", COLUMNS[2]}
-"""The columns whose text may wrap over lines to fit the terminal; numbers never wrap."""
-
-DROPPED_FIRST = ("IQR", "GB/s", "peak mem", "mem x value", "first call", "x hand-written")
-"""Columns left out, in this order (those with nothing in them first: a run saved before memory
-was measured), when even wrapped text cannot make the table fit."""
-
-NARROWEST = 10
-"""A wrapped column is made no narrower than this (or its text, if shorter)."""
 
 LEGEND = [
     ("median", "time per call: the median over the timed rounds; C after it: its"),
@@ -122,8 +113,9 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
     """Rows grouped by problem, size and order, fastest first, in ``fmt`` (table, md, csv, json).
 
     ``table`` fits ``width`` characters (default: the terminal's, no limit when the output is
-    not a terminal): the run column goes when there is one run, then the text wraps over
-    lines; ``md`` keeps every column on one line. ``json`` is strict: NaN and infinity as null.
+    not a terminal): as it is where it fits, else one table per group with what its rows share
+    in its heading (`harness.results.terminal`); ``md`` keeps every column on one line.
+    ``json`` is strict: NaN and infinity as null.
     """
     rows = sorted(rows, key=lambda r: (r.problem, r.size, r.order, r.group, r.median))
     # the ratios are of fastest rounds (Chen & Revels 2016, BenchmarkTools.jl's judgements; what
@@ -229,7 +221,24 @@ def table(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
     ]
     if fmt == "md":
         return tabulate(body, headers=COLUMNS, tablefmt="github", disable_numparse=True)
-    return _fitted(body, shutil.get_terminal_size((0, 0)).columns if width is None else width)
+    width = terminal_width() if width is None else width
+    text = tabulate(body, headers=COLUMNS, tablefmt="simple", disable_numparse=True)
+    if not width or terminal.widest(text) <= width:
+        return text
+    return terminal.grouped(rows, body, COLUMNS, width)
+
+
+def terminal_width() -> int:
+    """The terminal's width, or 0 (no limit) when the output is not a terminal."""
+    return shutil.get_terminal_size((0, 0)).columns
+
+
+def wrapped(lines: list[str], width: int | None = None) -> str:
+    """``lines`` each wrapped within ``width`` (default: the terminal's), continued indented."""
+    width = terminal_width() if width is None else width
+    if not width:
+        return "\n".join(lines)
+    return "\n".join(part for line in lines for part in textwrap.wrap(line, width, subsequent_indent="  "))
 
 
 def _references(
@@ -260,72 +269,11 @@ def _ratio(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
-def _fitted(body: list[list[str]], width: int) -> str:
-    """``body`` under `COLUMNS` as a plain text table, at most ``width`` wide (0: no limit) as far as
-    the numbers allow. If the table is wider, each group's name goes on a line above its rows, the
-    run column goes if there is one run, and the text columns and headers wrap; if it is still too
-    wide, columns go in the order of `DROPPED_FIRST`, and a line under the table names them."""
-    table = tabulate(body, headers=COLUMNS, tablefmt="simple", disable_numparse=True)
-    if not width or max(map(len, table.splitlines())) <= width:
-        return table
-    several = len({row[1] for row in body}) > 1
-    keep = [i for i, name in enumerate(COLUMNS) if name != "group" and (several or name != "run")]
-    empty = [n for n in DROPPED_FIRST if all(row[COLUMNS.index(n)] == "-" for row in body)]
-    dropped = []
-    for name in sorted(DROPPED_FIRST, key=lambda n: n not in empty):  # empty ones first, while
-        # even the narrowest layout is too wide
-        least = _widths([COLUMNS[i] for i in keep], [[row[i] for i in keep] for row in body], 1)
-        if sum(least) + 2 * (len(keep) - 1) <= width:
-            break
-        keep.remove(COLUMNS.index(name))
-        dropped.append(name)
-    headers = [COLUMNS[i] for i in keep]
-    cells = [[row[i] for i in keep] for row in body]
-    groups = [row[0] for row in body]
-    rows: list = [headers, SEPARATING_LINE]  # the header as a row: tabulate pads real headers by 2
-    for i, row in enumerate(cells):  # and a rule before each group, where its name will go
-        rows += [SEPARATING_LINE, row] if i == 0 or groups[i] != groups[i - 1] else [row]
-    text = tabulate(
-        rows, tablefmt="simple", disable_numparse=True, maxcolwidths=_widths(headers, cells, width)
-    )
-    lines = text.splitlines()[1:-1]  # without headers, "simple" draws a rule above and below
-    head = next(i for i, line in enumerate(lines) if line.startswith("-")) + 1
-    out, names = lines[:head], iter(dict.fromkeys(groups))
-    for line in lines[head:]:
-        if line == lines[head - 1]:
-            out += ([""] if len(out) > head else []) + textwrap.wrap(f"{next(names)}:", width)
-        else:
-            out.append(line)
-    if dropped:
-        out += [
-            "",
-            *textwrap.wrap(
-                f"({', '.join(dropped)} left out to fit {width} columns; --format md has all)", width
-            ),
-        ]
-    return "\n".join(out)
-
-
-def _widths(headers: list[str], cells: list[list[str]], width: int) -> list[int]:
-    """Each column's width to fit ``width``: the least first (the numbers whole, a header's longest
-    word, `NARROWEST` for wrapped text), then what is left shared out, to the wrapped text first."""
-    columns = list(zip(headers, *cells, strict=True))
-    natural = [max(map(len, column)) for column in columns]
-    least = [
-        min(n, NARROWEST) if column[0] in WRAPPED else max(map(len, [*column[0].split(), *column[1:]]))
-        for n, column in zip(natural, columns, strict=True)
-    ]
-    room = width - sum(least) - 2 * (len(headers) - 1)
-    for grow in ([i for i, h in enumerate(headers) if h in WRAPPED], range(len(headers))):
-        while room > 0 and (short := [i for i in grow if least[i] < natural[i]]):
-            for i in short[:room]:
-                least[i] += 1
-            room -= min(room, len(short))
-    return least
-
-
-def growth(rows: list[Row], fmt: str = "table") -> str:
+def growth(rows: list[Row], fmt: str = "table", width: int | None = None) -> str:
     """Per backend/mode/strategy: the fitted cost growth per derivative order, steady and first call.
+
+    ``table`` fits ``width`` as `table` does: where the table is wider, it is one table per
+    backend, dtype and device, those said in its heading, and the headers wrap.
 
     The fit is least squares of log(time) against order over the validated
     orders (3 or more), so ``x3.1`` means each order costs 3.1 times the last.
@@ -373,9 +321,13 @@ def growth(rows: list[Row], fmt: str = "table") -> str:
         "time at last",
         "max rel error",
     ]
-    return tabulate(
+    text = tabulate(
         body, headers=headers, tablefmt="github" if fmt == "md" else "simple", disable_numparse=True
     )
+    width = terminal_width() if width is None else width
+    if fmt == "md" or not width or terminal.widest(text) <= width:
+        return text
+    return terminal.growth_groups(headers, body, width)
 
 
 def fidelity(rows: list[Row], fmt: str = "table") -> str:
