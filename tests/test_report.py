@@ -227,7 +227,10 @@ def test_the_machine_names_its_gpus_and_driver():
 
 # --- In a browser --------------------------------------------------------------------------------
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+"""The distribution's (Debian: apt-get install chromium chromium-driver), named explicitly: Selenium
+Manager would otherwise download a browser and driver, and CI has no network for that."""
 
 
 @pytest.fixture(scope="module")
