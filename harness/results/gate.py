@@ -52,28 +52,45 @@ def inconclusive(current: list[Row], baseline: list[Row]) -> list[str]:
     return found
 
 
+VERDICTS = ("regression", "improvement", "inconclusive", "same")
+"""What the gate says of a row against its baseline's (`judge`)."""
+
+
+def judge(row: Row, old: Row, stat: str, threshold: float) -> tuple[str, str]:
+    """The gate's verdict on ``row`` against the baseline's ``old`` (one of `VERDICTS`) and its
+    evidence: *inconclusive* when either is flagged; *regression* (*improvement*) when ``stat`` is
+    slower (faster) by more than ``threshold`` and beyond noise (`gate_rule`); else *same*."""
+    from scipy.stats import mannwhitneyu
+
+    if row.flags or old.flags:
+        return "inconclusive", "; ".join(f"{', '.join(r.flags)} in {r.run}" for r in (row, old) if r.flags)
+    ratio = getattr(row, stat) / getattr(old, stat)
+    slower = ratio > 1 + threshold
+    if not slower and ratio >= 1 / (1 + threshold):
+        return "same", f"x{ratio:.2f}, within {threshold:.0%}"
+    if gate_rule(row, old) == "Mann-Whitney":
+        p = mannwhitneyu(row.data, old.data, alternative="greater" if slower else "less").pvalue
+        noise, evidence = p >= NOISE_P, f"Mann-Whitney p={p:.2g}"
+    else:
+        apart = row.q1 > old.q3 if slower else row.q3 < old.q1
+        noise, evidence = not apart, "quartiles " + ("apart" if apart else "overlap")
+    verdict = "same" if noise else "regression" if slower else "improvement"
+    return verdict, f"x{ratio:.2f}, {evidence}"
+
+
 def regressions(current: list[Row], baseline: list[Row], stat: str, threshold: float) -> list[str]:
     """Rows slower than the baseline by more than ``threshold`` and beyond noise, described; rows
     flagged on either side are `inconclusive`, never regressions."""
-    from scipy.stats import mannwhitneyu
-
     base = {r.key: r for r in baseline}
     found = []
     for row in current:
         old = base.get(row.key)
-        if old is None or row.flags or old.flags:
+        if old is None:
             continue
-        ratio = getattr(row, stat) / getattr(old, stat)
-        if ratio <= 1 + threshold:
-            continue
-        if gate_rule(row, old) == "Mann-Whitney":
-            p = mannwhitneyu(row.data, old.data, alternative="greater").pvalue
-            noise, evidence = p >= NOISE_P, f"Mann-Whitney p={p:.2g}"
-        else:
-            noise, evidence = row.q1 <= old.q3, "quartiles " + ("overlap" if row.q1 <= old.q3 else "apart")
-        if not noise:
+        verdict, evidence = judge(row, old, stat, threshold)
+        if verdict == "regression":
             found.append(
                 f"{row.group} | {row.label}: {stat} {format_seconds(getattr(row, stat))} vs "
-                f"{format_seconds(getattr(old, stat))} in {old.run} (x{ratio:.2f}, {evidence})"
+                f"{format_seconds(getattr(old, stat))} in {old.run} ({evidence})"
             )
     return found

@@ -206,6 +206,11 @@ def resolve(names: Iterable[str], folder: Path) -> list[Path]:
     return paths
 
 
+def in_folder(folder: Path) -> list[Path]:
+    """The saved runs in ``folder`` (as `resolve` sees them), by name."""
+    return list(_runs(folder))
+
+
 def _modified(path: Path) -> float | None:
     """The modification time of ``path`` if it is a regular file (through links), else ``None``."""
     try:
