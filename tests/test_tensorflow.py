@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from functools import partial
 
 import numpy as np
 import pytest
@@ -117,3 +118,23 @@ def test_loading_is_quiet_and_leaves_the_log_level_alone(tf_entry):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "None"
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_lstm_runs_as_one_while_loop_with_the_reference_s_numbers(tf_entry, mode):
+    """TensorFlow's own form of lstm (`lstm.primal_tensorflow`) is what runs there; at two layer
+    counts in one process (a retrace with unknown shapes would lose the layers' Python loop) its
+    value and gradient are the namespace reference's."""
+    from harness.evals import lstm
+
+    (problem,) = lstm.PROBLEMS
+    target = Target(tf_entry, "cpu", "float64", mode)
+    assert target.function(problem).func is lstm.primal_tensorflow
+    loop = tf_entry.backend.value_and_grad(partial(lstm.primal, tf_entry.backend.namespace()), (0, 1))
+    for size in ((1, 4, 3), (2, 5, 3)):
+        args = target.array(lstm.args(size))
+        value, grads = target.numpy(target.value_and_grad(problem)(*args))
+        want, want_grads = target.numpy(loop(*args))
+        assert value == pytest.approx(want, rel=1e-14)
+        for got, expected in zip(grads, want_grads, strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-16)
