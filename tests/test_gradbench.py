@@ -141,6 +141,25 @@ def test_serve_times_the_first_call_apart_unless_told_not_to(registry, warmup, c
     assert answer["output"] == pytest.approx(lse.primal(np, np.array(x)), rel=tolerance("float64", 0))
 
 
+def test_the_first_define_warms_the_backend_once_and_a_failed_warm_up_is_the_answer(registry, monkeypatch):
+    """As GradBench's PyTorch tool at import: one small gradient, no eval's function called."""
+    backend = registry.backends["autograd"].backend
+    calls = []
+    real = backend.value_and_grad
+    monkeypatch.setattr(backend, "value_and_grad", lambda f, argnums: calls.append(f) or real(f, argnums))
+    server = Server(registry.backends["autograd"], warmup=False)
+    for i, module in enumerate(("lse", "llsq", "nonesuch")):
+        server.answer({"id": i, "kind": "define", "module": module})
+    assert len(calls) == 1 and server.warmed and not server.prepared
+
+    def broken(f, argnums):
+        raise RuntimeError("no kernels")
+
+    monkeypatch.setattr(backend, "value_and_grad", broken)
+    answer = Server(registry.backends["autograd"]).answer({"id": 0, "kind": "define", "module": "lse"})
+    assert answer["success"] is False and "warm-up" in answer["error"] and "no kernels" in answer["error"]
+
+
 def check(tmp_path, tool: str, *extra: str) -> tuple[int, dict]:
     out = tmp_path / "report.json"
     code = main(["gradbench", "check", "--tool", tool, "--format", "json", "--output", str(out), *extra])

@@ -41,7 +41,8 @@ def add_parser(sub) -> None:
         dest="warmup",
         action="store_false",
         help="time the first call as a run, compile and warm-up included, as GradBench's own Python "
-        "tools do (default: it is timed apart, as first-call, and not counted as a run)",
+        "tools do (default: it is timed apart, as first-call, and not counted as a run); the backend "
+        "itself is warmed either way, by one untimed gradient of a 3-element function",
     )
     serve.set_defaults(handler=_serve)
 

@@ -9,6 +9,12 @@ compile, a warm-up; ``warmup=False`` leaves it out and times the first call as a
 GradBench's own Python tools do), then at least ``min_runs`` times and until the runs add up to
 ``min_seconds``, one ``evaluate`` timing each; ``analysis`` is recorded. Whatever goes wrong is
 ``success: false`` with the reason; a NaN or infinity in a result is one of them.
+
+The first ``define`` a backend can serve also warms the backend (`Server.warm`): one eager
+gradient of a 3-element function, untimed, as GradBench's PyTorch tool computes one at import.
+It loads kernels and starts thread pools, which are the process's cost and not any eval's. The
+eval's own functions are not called, so with ``warmup=False`` their first call and its compile
+are still timed.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class Server:
         self.modules = eval_modules()
         self.prepared: dict[tuple, Any] = {}
         self.verdicts: dict[str, int] = {"valid": 0, "invalid": 0}
+        self.warmed = False
 
     def answer(self, message: dict) -> dict:
         """The response to ``message`` (parsed by `protocol.parse_message`)."""
@@ -59,6 +66,11 @@ class Server:
             }
         elif kind == "define":
             reason = self.undefined(message["module"])
+            if reason is None:
+                try:
+                    self.warm()
+                except Exception as exc:
+                    reason = f"{self.entry.name} failed a warm-up, a gradient of sum(exp(x)): {_reason(exc)}"
             reply["success"] = reason is None
             if reason:
                 reply["error"] = reason
@@ -103,6 +115,17 @@ class Server:
                         f"as {exp.outcome}: {exp.reason or 'no reason given'}"
                     )
         return None
+
+    def warm(self) -> None:
+        """Once a session: one untimed eager gradient through the backend (see the module's
+        docstring); no eval's function is called."""
+        if self.warmed:
+            return
+        backend = self.entry.backend
+        xp = backend.namespace()
+        x = backend.asarray(np.arange(1.0, 4.0), DTYPE, self.device)
+        backend.to_numpy(backend.value_and_grad(lambda x: xp.sum(xp.exp(x)), 0)(x)[1])
+        self.warmed = True
 
     def evaluate(self, name: str, function_name: str, input: Any) -> dict:
         if name not in self.modules:
