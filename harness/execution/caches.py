@@ -11,7 +11,9 @@ Benchmark jobs never get it: their first-call time is the compile time, and it m
 TorchInductor's own caches are on by default in every job (``TORCHINDUCTOR_CACHE_DIR``).
 The cache lives beside the remembered devices (``$HARNESS_CACHE_DIR``, default
 ``~/.cache/gradient-harness``). A variable already set wins; ``HARNESS_COMPILE_CACHE=off`` turns
-the cache off (every compile done anew, as on the first run after an install).
+the cache off (every compile done anew, as on the first run after an install). The default run
+writes about 2 MB there; nothing is evicted (JAX's size limit needs the ``filelock`` package and
+takes a lock on every read), and the folder can be deleted at any time.
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ from harness import devices
 from harness.jobs import Job
 
 SWITCH_ENV = "HARNESS_COMPILE_CACHE"
-MAX_BYTES = 1 << 30
-"""JAX evicts the least recently used entries beyond this (the default run writes about 2 MB)."""
 
 
 def environment(job: Job) -> dict[str, str]:
@@ -34,7 +34,6 @@ def environment(job: Job) -> dict[str, str]:
         "JAX_COMPILATION_CACHE_DIR": str(devices.cache_path().parent / "jax-compilation"),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",  # eager primitives compile in ms, often
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
-        "JAX_COMPILATION_CACHE_MAX_SIZE": str(MAX_BYTES),
     }
 
 
