@@ -12,8 +12,8 @@ TorchInductor's own caches are on by default in every job (``TORCHINDUCTOR_CACHE
 The cache lives beside the remembered devices (``$HARNESS_CACHE_DIR``, default
 ``~/.cache/gradient-harness``). A variable already set wins; ``HARNESS_COMPILE_CACHE=off`` turns
 the cache off (every compile done anew, as on the first run after an install). The default run
-writes about 2 MB there; nothing is evicted (JAX's size limit needs the ``filelock`` package and
-takes a lock on every read), and the folder can be deleted at any time.
+writes about 6 MB there. Nothing is evicted (JAX's size limit needs the ``filelock`` package and
+takes a lock on every read); the folder can be deleted at any time.
 """
 
 from __future__ import annotations
