@@ -33,6 +33,7 @@ from pathlib import Path
 GROUPS = {  # (label, function-name matches): cumulative seconds of the outermost matching call
     "framework imports": [("<frozen importlib._bootstrap>", "_find_and_load")],
     "XLA compiles (JAX)": [("jax/_src/compiler.py", "backend_compile_and_load")],
+    "JAX cache reads": [("jax/_src/compiler.py", "_cache_read")],
     "TorchDynamo+Inductor compiles": [("torch/_dynamo/convert_frame.py", "_compile")],
     "tf.function traces+compiles": [("tensorflow/python/eager/polymorphic_function", "_initialize")],
     "oracles": [
@@ -117,7 +118,7 @@ def summary(run: dict) -> str:
         parts = [
             f"{label} {s:.1f} s" + (f" ({n} calls)" if label != "all checks" else "")
             for label, (s, n) in groups.items()
-            if label != "child total" and s > 0.05
+            if label != "child total" and n > 0
         ]
         lines.append(f"  child {name}: {total:.1f} CPU s profiled; " + "; ".join(parts))
     if run["profiles"]:
