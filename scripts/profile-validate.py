@@ -7,8 +7,9 @@ compiling, oracles and the backend's own work; wall time only with the load besi
     python scripts/profile-validate.py --plain               # no cProfile: CPU and wall as users see them
     python scripts/profile-validate.py --runs 3 --plain      # the median of three
     python scripts/profile-validate.py -- -b jax -p tanh     # anything after -- goes to validate
+    python scripts/profile-validate.py --keep prof           # keep the profiles (pstats, snakeviz)
 
-cProfile slows Python-heavy work (TorchDynamo's tracing most) by 2-3x: read its groups as shares
+The groups overlap (an import made inside a check counts in both). cProfile slows Python-heavy work (TorchDynamo's tracing most) by 2-3x: read its groups as shares
 and counts, and take seconds from ``--plain``. ``--cold`` turns off the JAX
 compilation cache of validation jobs (`harness.execution.caches`), so JAX compiles everything
 again as on the first run after an install (TorchInductor's own cache stays as it is).
@@ -69,8 +70,8 @@ def grouped(path: str) -> dict[str, tuple[float, int]]:
     return out
 
 
-def one_run(validate_args: list[str], profile: bool, cold: bool) -> dict:
-    folder = Path(tempfile.mkdtemp(prefix="harness-profile-"))
+def one_run(validate_args: list[str], profile: bool, cold: bool, folder: Path) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
     report = folder / "report.json"
     env = dict(os.environ)
     if profile:
@@ -133,12 +134,17 @@ def main() -> int:
     parser.add_argument("--plain", action="store_true", help="no cProfile in the children")
     parser.add_argument("--runs", type=int, default=1, help="runs in a row (the median is printed)")
     parser.add_argument("--cold", action="store_true", help="an empty compilation cache for each run")
+    parser.add_argument(
+        "--keep", type=Path, help="keep each run's report and profiles in DIR/run-N (default: removed)"
+    )
     parser.add_argument("validate_args", nargs="*", help="after --: options for validate")
     args = parser.parse_args()
     walls, cpus = [], []
     for i in range(args.runs):
-        run = one_run(args.validate_args, not args.plain, args.cold)
-        print(f"run {i + 1}: " + summary(run), flush=True)
+        with tempfile.TemporaryDirectory(prefix="harness-profile-") as scratch:
+            folder = args.keep / f"run-{i + 1}" if args.keep else Path(scratch)
+            run = one_run(args.validate_args, not args.plain, args.cold, folder)
+            print(f"run {i + 1}: " + summary(run), flush=True)
         walls.append(run["wall"])
         cpus.append(run["cpu"])
     if args.runs > 1:
