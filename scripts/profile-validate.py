@@ -9,10 +9,11 @@ compiling, oracles and the backend's own work; wall time only with the load besi
     python scripts/profile-validate.py -- -b jax -p tanh     # anything after -- goes to validate
     python scripts/profile-validate.py --keep prof           # keep the profiles (pstats, snakeviz)
 
-The groups overlap (an import made inside a check counts in both). cProfile slows Python-heavy work (TorchDynamo's tracing most) by 2-3x: read its groups as shares
-and counts, and take seconds from ``--plain``. ``--cold`` turns off the JAX
-compilation cache of validation jobs (`harness.execution.caches`), so JAX compiles everything
-again as on the first run after an install (TorchInductor's own cache stays as it is).
+The groups overlap (an import made inside a check counts in both). cProfile slows Python-heavy
+work (TorchDynamo's tracing most) by 2-3x: read its groups as shares and counts, and take seconds
+from ``--plain``. ``--cold`` turns off the JAX compilation cache of validation jobs
+(`harness.execution.caches`), so JAX compiles everything again as on the first run after an
+install (TorchInductor's own cache stays as it is).
 """
 
 from __future__ import annotations
