@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from fractions import Fraction
+from functools import cache
 from math import isqrt
 from typing import Any
 
-import mpmath
 import numpy as np
 
 from harness.pytree import flatten, select, substitute, unflatten
@@ -25,20 +25,34 @@ FULL_GRADIENT_LIMIT = 32
 DIRECTIONS = 6
 
 
-class MpmathNamespace:
-    """The array-namespace functions scalar problems use, as mpmath functions."""
+@cache
+def _namespace() -> type:
+    """`MpmathNamespace`, made on first use: mpmath takes 0.4 s to import, and the oracles of a
+    gradient (`harness.check` of a framework function, most of `validate`) need none of it."""
+    import mpmath
 
-    tanh = staticmethod(mpmath.tanh)
-    exp = staticmethod(mpmath.exp)
-    log = staticmethod(mpmath.log)
-    log1p = staticmethod(mpmath.log1p)
-    sin = staticmethod(mpmath.sin)
-    cos = staticmethod(mpmath.cos)
-    sqrt = staticmethod(mpmath.sqrt)
+    class MpmathNamespace:
+        """The array-namespace functions scalar problems use, as mpmath functions."""
 
-    @staticmethod
-    def sum(x):
-        return x
+        tanh = staticmethod(mpmath.tanh)
+        exp = staticmethod(mpmath.exp)
+        log = staticmethod(mpmath.log)
+        log1p = staticmethod(mpmath.log1p)
+        sin = staticmethod(mpmath.sin)
+        cos = staticmethod(mpmath.cos)
+        sqrt = staticmethod(mpmath.sqrt)
+
+        @staticmethod
+        def sum(x):
+            return x
+
+    return MpmathNamespace
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MpmathNamespace":
+        return _namespace()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def exact_polynomial(coefficients: Sequence[int], points: np.ndarray, order: int) -> np.ndarray:
@@ -104,12 +118,15 @@ def mpmath_derivative(fn: Callable, points: np.ndarray, order: int) -> np.ndarra
 
 
 def _mpmath_diff(fn: Callable, x: float, order: int) -> float:
+    import mpmath
+
+    namespace = _namespace()
     if not np.isfinite(x):
         return float("nan")
     previous = None
     for dps in (MPMATH_DPS, 2 * MPMATH_DPS, 4 * MPMATH_DPS, 8 * MPMATH_DPS, 16 * MPMATH_DPS):
         with mpmath.workdps(dps):
-            value = mpmath.diff(lambda t: fn(MpmathNamespace, t), mpmath.mpf(x), order)
+            value = mpmath.diff(lambda t: fn(namespace, t), mpmath.mpf(x), order)
             if (
                 previous is not None
                 and value != 0
@@ -129,14 +146,13 @@ def remainder_slope(
     and 1 when it is not (the remainder is h times the error): a diagnosis that
     needs no tolerance. F comes from mpmath at `MPMATH_DPS` digits.
     """
+    import mpmath
+
+    namespace = _namespace()
     with mpmath.workdps(MPMATH_DPS):
 
         def F(t):
-            return (
-                mpmath.diff(lambda u: fn(MpmathNamespace, u), t, order - 1)
-                if order > 1
-                else fn(MpmathNamespace, t)
-            )
+            return mpmath.diff(lambda u: fn(namespace, u), t, order - 1) if order > 1 else fn(namespace, t)
 
         x0 = mpmath.mpf(float(x))
         base = F(x0)

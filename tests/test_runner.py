@@ -376,3 +376,19 @@ def test_runner_refuses_nothing_and_returns_in_order(registry, installed):
         for outcome in outcomes:
             assert outcome.finished and outcome.failure is None
             assert outcome.results and {c.backend for c in outcome.results} == {outcome.job.backend}
+
+
+def test_a_pool_starts_jobs_in_its_order_and_returns_them_in_the_order_given(registry, installed):
+    name = installed[0].name
+    jobs = [Job("validate", name, ("tanh",), (dtype,), orders=(1,)) for dtype in ("float32", "float64")]
+    started = []
+
+    def listen(outcome, event):
+        if event[0] == "start":
+            started.append(outcome.job.dtypes)
+
+    pool = runner.LocalPool(math.inf, parallel=1, first=lambda job: job.dtypes != ("float64",))
+    outcomes = runner.run_jobs(jobs, registry, pool, listener=listen)
+    assert started == [("float64",), ("float32",)]
+    assert [o.job.dtypes for o in outcomes] == [("float32",), ("float64",)]
+    assert all(o.finished and {c.dtype for c in o.results} == set(o.job.dtypes) for o in outcomes)

@@ -8,12 +8,15 @@ from harness.jobs import Interrupted, Job, Outcome
 from harness.plugins import Registry, UsageError
 
 
-def pool(executor: str, address: str | None, timeout: float, parallel: int, isolate: bool) -> runner.Pool:
-    """Where isolated jobs run: children here (``local``) or Ray tasks on a cluster (``ray``)."""
+def pool(
+    executor: str, address: str | None, timeout: float, parallel: int, isolate: bool, first=None
+) -> runner.Pool:
+    """Where isolated jobs run: children here (``local``) or Ray tasks on a cluster (``ray``).
+    ``first``: the local children's start order (`runner.LocalPool`)."""
     if address and executor != "ray":
         raise UsageError("--address names a Ray cluster: use it with --executor ray")
     if executor != "ray":
-        return runner.LocalPool(timeout, parallel)
+        return runner.LocalPool(timeout, parallel, first)
     if not isolate:
         raise UsageError("--executor ray runs every job isolated on a node: leave out --no-isolate")
     try:

@@ -135,8 +135,8 @@ def validate(
     agreement: bool,
     problem_files: tuple[str, ...] = (),
 ) -> int:
-    jobs_pool = pool(executor, address, timeout, os.cpu_count() or 1, isolate)
     registry = loading.load(problem_files)
+    jobs_pool = pool(executor, address, timeout, os.cpu_count() or 1, isolate, _heaviest_first(registry))
     entries = registry.select_backends(backends)
     chosen = registry.select_problems(problems)
     if problems is None and problem_files:  # the file's problems run, default or not
@@ -244,6 +244,17 @@ def validate(
         print(f"interrupted: {len(checks)} checks finished, kept in {kept}", file=sys.stderr)
         return interrupted.exit_code
     return code
+
+
+def _heaviest_first(registry: plugins.Registry):
+    """Start backends with more modes first: a compiled mode is most of a backend's time (JAX's
+    XLA compiles, TorchDynamo's traces: `scripts/profile-validate.py`), so the light ones fill in
+    beside the heavy ones rather than delay them."""
+
+    def key(job: Job) -> int:
+        return -len(getattr(registry.backends[job.backend].backend, "modes", ()))
+
+    return key
 
 
 def _failure_check(entry: plugins.BackendEntry, outcome: Outcome) -> Check:

@@ -1,1 +1,2 @@
-"""Execution: a job's kind to its workload (`kinds`), child processes here (`runner`) or as Ray tasks."""
+"""Execution: a job's kind to its workload (`kinds`), child processes here (`runner`, `child`) or as
+Ray tasks, and the compile caches a validation child may reuse (`caches`)."""

@@ -1,6 +1,10 @@
 """The child interpreter's side of `harness.execution.runner`: ``python -m harness.execution.child
 FOLDER PARENT_PID`` runs the job in ``FOLDER`` and writes its events, length-prefixed and pickled,
-to the events file there; if the parent dies (even by SIGKILL) it ends its own process group."""
+to the events file there; if the parent dies (even by SIGKILL) it ends its own process group.
+
+With ``HARNESS_PROFILE=DIR`` set, each child also writes a cProfile of its job to
+``DIR/<kind>-<backend>-<pid>.prof``, in this process's CPU seconds (the measure of
+``scripts/profile-validate.py``)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import problem_files, threads
+from harness.execution import caches
 from harness.execution.kinds import execute
 from harness.jobs import Job
 
@@ -26,6 +31,7 @@ def main(folder: Path, parent: int) -> int:
     threading.Thread(target=_end_with_parent, args=(parent,), daemon=True).start()
     job = Job.from_json(json.loads((folder / JOB_FILE).read_text()))
     threads.apply(job.threads)  # before any framework is imported: most read it only then
+    caches.apply(job)
     registry = problem_files.load(job.problem_files)
     with open(folder / EVENTS_FILE, "ab") as out:
 
@@ -45,5 +51,23 @@ def _end_with_parent(parent: int) -> None:
     os.killpg(0, signal.SIGKILL)
 
 
+PROFILE_ENV = "HARNESS_PROFILE"
+
+
+def profiled(folder: Path, parent: int) -> int:
+    """`main`, under cProfile when ``HARNESS_PROFILE`` names a folder."""
+    into = os.environ.get(PROFILE_ENV)
+    if not into:
+        return main(folder, parent)
+    import cProfile
+
+    job = json.loads((folder / JOB_FILE).read_text())
+    profile = cProfile.Profile(time.process_time)  # CPU seconds: a busy machine does not inflate them
+    try:
+        return profile.runcall(main, folder, parent)
+    finally:
+        profile.dump_stats(Path(into) / f"{job['kind']}-{job['backend']}-{os.getpid()}.prof")
+
+
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]), int(sys.argv[2])))
+    sys.exit(profiled(Path(sys.argv[1]), int(sys.argv[2])))

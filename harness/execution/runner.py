@@ -33,10 +33,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from harness.execution.child import EVENTS_FILE, JOB_FILE, OUTPUT_FILE
 from harness.execution.kinds import execute, portable
@@ -171,10 +171,11 @@ class _Child:
 
 class LocalPool:
     """Children on this machine side by side, ``parallel`` at a time, each killed after ``timeout``
-    seconds."""
+    seconds. ``first``: a sort key for the order they start in (lowest first; default: as given);
+    outcomes keep the order given either way."""
 
-    def __init__(self, timeout: float = 3600.0, parallel: int = 1):
-        self.timeout, self.parallel = timeout, max(1, parallel)
+    def __init__(self, timeout: float = 3600.0, parallel: int = 1, first: Callable[[Job], Any] | None = None):
+        self.timeout, self.parallel, self.first = timeout, max(1, parallel), first
         self.listen: Listener = lambda outcome, event: None
         self.live: list[_Child] = []
         self.folder: tempfile.TemporaryDirectory | None = None
@@ -185,6 +186,8 @@ class LocalPool:
             return
         self.folder = tempfile.TemporaryDirectory(prefix="harness-jobs-")
         pending = list(enumerate(outcomes))
+        if self.first is not None:
+            pending.sort(key=lambda item: self.first(item[1].job))  # stable: ties keep their order
         while pending or self.live:
             while pending and len(self.live) < self.parallel:
                 index, outcome = pending.pop(0)
