@@ -2,7 +2,7 @@
 
 A validation job checks what compiled code computes, not how long compiling takes, so its child
 turns on JAX's persistent compilation cache (the executables of every computation, eager
-primitives included: on the 2-core Xeon, ``validate -b jax -p cubic,tanh`` took 31 CPU seconds
+primitives included: on the 2-core AMD EPYC, ``validate -b jax -p cubic,tanh`` took 31 CPU seconds
 without it and 10 with it warm). The cache's key covers the computation, jax and jaxlib's versions, the
 XLA flags and the device, so a new version or flag compiles anew, and a cached executable is the
 one XLA built: every check still runs it and compares its result with the oracles.
