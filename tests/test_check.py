@@ -109,7 +109,8 @@ def test_a_rule_off_by_1e_8_is_caught_in_float64_and_its_correct_version_passes(
 @needs_torch
 def test_an_old_style_autograd_function_is_checked_and_a_wrong_backward_caught():
     """PyTorch's tutorial form (``forward(ctx, x)``, no ``setup_context``), which torch.func
-    refuses: reverse mode takes autograd's tape, so it is checked like any function."""
+    refuses: reverse mode takes autograd's tape, so it is checked like any function, and forward
+    mode is ``unsupported`` with torch's reason (not an error, not a failure)."""
 
     def custom(scale):
         class Old(torch.autograd.Function):
@@ -125,8 +126,13 @@ def test_an_old_style_autograd_function_is_checked_and_a_wrong_backward_caught()
         return lambda x: torch.sum(Old.apply(x))
 
     found = harness.check(custom(1.0), torch.asarray(X))
-    assert found.passed and {c.strategy for c in found.checks} == {"reverse"}
-    assert not harness.check(custom(1 + 1e-6), torch.asarray(X)).passed
+    assert found.passed
+    assert {c.strategy for c in found.checks if c.status == "pass"} == {"reverse"}
+    (forward,) = [c for c in found.checks if c.strategy == "forward"]
+    assert forward.status == "unsupported" and "setup_context" in forward.message
+    wrong = harness.check(custom(OFF), torch.asarray(X))
+    assert not wrong.passed and wrong.classification == "wrong derivative"
+    assert {(c.strategy, c.oracle) for c in wrong.failures} == {("reverse", "complex-step")}
 
 
 @needs_torch
