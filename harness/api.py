@@ -16,6 +16,7 @@ against each other.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -124,7 +125,7 @@ def _scalarized(function: user.Function) -> Callable:
     """The problem function ``f(xp, *args)`` of a scalar: ``fn``'s flat output itself where it has
     one entry, else its inner product with a seeded random unit cotangent."""
     size = function.layout.size
-    u = np.ones(1) if size == 1 else oracles.directions(size + oracles.FULL_GRADIENT_LIMIT, seed=5)[0][:size]
+    u = np.ones(1) if size == 1 else oracles.directions(size, seed=5, count=1, dense=0)[0]
 
     def scalar(xp: Any, *args: Any) -> Any:
         flat = function.layout.flat(xp, function.fn(*args))
@@ -155,7 +156,7 @@ def check_xp(
     ``order`` are checked at the points ``args[0]`` by every strategy, against mpmath at 40
     digits (``fn`` may use the functions of `harness.oracles.MpmathNamespace`).
     """
-    registry = plugins.load()
+    registry = _registry()
     entries = [e for e in registry.select_backends(backends) if not e.unavailable]
     if not entries:
         raise UsageError("no backend is installed (python -m harness list shows what to install)")
@@ -200,8 +201,20 @@ def _framework_of(args: tuple) -> str:
     )
 
 
+_REGISTRIES: dict[str | None, plugins.Registry] = {}
+
+
+def _registry() -> plugins.Registry:
+    """`plugins.load`'s registry, loaded once per value of `plugins.BACKENDS_ENV` (loading reads
+    every entry point's metadata: 25 ms, more than a small function's whole check)."""
+    key = os.environ.get(plugins.BACKENDS_ENV)
+    if key not in _REGISTRIES:
+        _REGISTRIES[key] = plugins.load()
+    return _REGISTRIES[key]
+
+
 def _backend(name: str) -> plugins.BackendEntry:
-    registry = plugins.load()
+    registry = _registry()
     (entry,) = registry.select_backends([name])
     if entry.unavailable:
         raise UsageError(f"backend {name!r} is unavailable: {entry.unavailable}")
@@ -218,7 +231,7 @@ def _as_numpy(args: tuple, keep: tuple[int, ...] | None = None) -> tuple:
         nonlocal registry
         framework = FRAMEWORK_MODULES.get(type(a).__module__.split(".")[0])
         if framework is not None:
-            registry = registry or plugins.load()
+            registry = registry or _registry()
             a = registry.backends[framework].backend.to_numpy(a)
         a = np.asarray(a)
         if differentiated and np.iscomplexobj(a):

@@ -185,11 +185,14 @@ def of_flat_parameters(
     return F, flatten(like)
 
 
-def directions(size: int, seed: int = 0) -> np.ndarray:
-    """Rows to project gradients on: the unit basis for small ``size``, else seeded random unit vectors."""
-    if size <= FULL_GRADIENT_LIMIT:
+def directions(
+    size: int, seed: int = 0, count: int = DIRECTIONS, dense: int = FULL_GRADIENT_LIMIT
+) -> np.ndarray:
+    """Rows to project gradients on: the unit basis up to ``dense`` entries, else ``count``
+    seeded random unit vectors."""
+    if size <= dense:
         return np.eye(size)
-    v = np.random.default_rng(seed).standard_normal((DIRECTIONS, size))
+    v = np.random.default_rng(seed).standard_normal((count, size))
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 

@@ -3,8 +3,8 @@ forward and by reverse mode (`harness.strategies.jacobian`) against a complex st
 differences of the same function, evaluated through its own framework in float64.
 
 Whatever the function returns is one flat real vector (`harness.outputs.Layout`), m entries;
-the differentiated arguments are n. Up to `oracles.FULL_GRADIENT_LIMIT` inputs the Jacobian is
-checked column by column (``J e_k``, one ``jvp`` each), beyond along `oracles.DIRECTIONS` seeded
+the differentiated arguments are n. Up to `DENSE_LIMIT` inputs the Jacobian is
+checked column by column (``J e_k``, one ``jvp`` each), beyond along `PROJECTIONS` seeded
 random unit directions ``V`` (``J V``); up to as many outputs the reverse rows are the unit
 cotangents', beyond seeded random ones ``U`` (``U^T J``, n entries each). Forward mode is judged
 on ``J V``, reverse on ``U^T J V``, each against the oracle's ``J V`` (``U^T`` of it), and the two
@@ -37,6 +37,12 @@ from harness.validation.verdicts import AGREEMENT_FACTOR, Check, Head, attempt, 
 PROBE_RTOL = 1e-6
 """The complex step is used as an oracle where it agrees with the differences this well along a
 probe direction (a function with ``abs`` or a branch on values does not)."""
+DENSE_LIMIT, PROJECTIONS = 8, 4
+"""Up to `DENSE_LIMIT` inputs (outputs) the Jacobian is checked by columns (rows), beyond along
+`PROJECTIONS` seeded random unit directions: each strategy's cost is then a few passes whatever
+the size, as gradcheck's fast mode, and an error confined to one entry ``J_ij`` shows in ``u^T J
+v`` scaled by ``u_i v_j`` (about ``1/sqrt(m n)``), still caught where it exceeds the tolerance
+by that factor."""
 PERTURBATION_ULPS = 16
 """The conditioning allowance: the derivative's change when each input moves this many units in
 the last place."""
@@ -123,8 +129,8 @@ def _checks(F: Function, head, strategies) -> list[Check]:
     # rounding residue is measured against (softmax(x + b) w.r.t. b: exactly zero, residue 8e-17).
     scale = float(np.max(np.abs(y0), initial=0.0)) / max(1.0, float(np.max(np.abs(F.theta), initial=0.0)))
     floor = tolerance(target.dtype, 1) * scale
-    V = np.eye(n) if n <= oracles.FULL_GRADIENT_LIMIT else oracles.directions(n)
-    U = np.eye(m) if m <= oracles.FULL_GRADIENT_LIMIT else oracles.directions(m, seed=1)
+    V = oracles.directions(n, count=PROJECTIONS, dense=DENSE_LIMIT)
+    U = oracles.directions(m, seed=1, count=PROJECTIONS, dense=DENSE_LIMIT)
     oracle = _oracle(F, V, scale)
     if isinstance(oracle, Exception):
         found = error_check(head("-"), 1, oracle)
@@ -132,11 +138,7 @@ def _checks(F: Function, head, strategies) -> list[Check]:
         return [found]
     name, R, error, usable, note = oracle
     what = "gradient" if m == 1 else f"{m} x {n} Jacobian"
-    where = (
-        f"full {what}"
-        if n <= oracles.FULL_GRADIENT_LIMIT
-        else f"{what} along {len(V)} seeded random directions"
-    )
+    where = f"full {what}" if n <= DENSE_LIMIT else f"{what} along {len(V)} seeded random directions"
     found, projected = [], {}
     rtol = tolerance(target.dtype, 1)
     if name != "complex-step":
@@ -187,10 +189,7 @@ def _oracle(F: Function, V: np.ndarray, scale: float):
     """``(name, J V, error, usable, note)``: the complex step where it applies, else Richardson
     differences; an `Exception` where ``fn`` fails at every difference step."""
     try:
-        probe = oracles.directions(max(F.theta.size, oracles.FULL_GRADIENT_LIMIT + 1), seed=7)[0][
-            : F.theta.size
-        ]
-        probe /= np.linalg.norm(probe) or 1.0
+        probe = oracles.directions(F.theta.size, seed=7, count=1, dense=0)[0]
         central, error, ok = oracles.richardson_difference(F.at, F.theta, probe[None], scale)
     except Exception as exc:
         return exc

@@ -1,0 +1,232 @@
+"""``harness.check`` against ``torch.autograd.gradcheck`` on PyTorch's own operator samples.
+
+    OMP_NUM_THREADS=1 python scripts/check-corpus.py --out corpus.jsonl          # every sample
+    OMP_NUM_THREADS=1 python scripts/check-corpus.py --limit 40 --out smoke.jsonl
+
+The corpus: ``torch.testing._internal.common_methods_invocations.op_db``, every operator that
+supports autograd in float64 on the CPU, its first sample (``op.sample_inputs("cpu",
+torch.float64, requires_grad=True)``) whose input is a tensor, or a list of tensors, that
+requires grad; the function is ``op(input, *args, **kwargs)`` of the input alone (the other
+arguments closed over), given to ``harness.check(fn, input, backend="torch")`` and to
+``torch.autograd.gradcheck(fn, (input,))`` with their defaults. The first ``--order2`` operators
+that support gradgrad are also checked at order 2 (``check(..., order=2)``, ``gradgradcheck``).
+Each sample whose output is one floating tensor is also wrapped in a custom
+``torch.autograd.Function`` (``setup_context`` style) whose backward and jvp are the true ones
+(``torch.func.vjp``/``jvp``) times 1 + eps, for eps 1e-6 and 1e-9.
+
+Per sample one JSON line; at the end a summary: exceptions escaping ``check``, false alarms (a
+failure of ``check`` where gradcheck passes), planted errors caught (1e-9: where the complex step
+applied), median and p90 of check's time over gradcheck's (same process, one thread), and the
+process's peak resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import statistics
+import time
+import traceback
+import warnings
+
+import numpy as np
+import torch
+from torch.testing._internal.common_methods_invocations import op_db
+
+import harness
+
+EPSILONS = (1e-6, 1e-9)
+
+
+def samples(limit: int | None):
+    """``(name, fn, input, op)`` for each operator's first usable float64 sample."""
+    found = 0
+    for op in op_db:
+        if limit is not None and found >= limit:
+            return
+        if not op.supports_autograd or not op.supports_dtype(torch.float64, "cpu"):
+            continue
+        try:
+            sample = next(
+                s
+                for s in op.sample_inputs("cpu", torch.float64, requires_grad=True)
+                if _differentiable(s.input)
+            )
+        except (StopIteration, Exception):
+            continue
+        found += 1
+        yield _name(op), _function(op, sample), sample.input, op
+
+
+def _name(op) -> str:
+    return op.name + (f".{op.variant_test_name}" if op.variant_test_name else "")
+
+
+def _differentiable(x) -> bool:
+    if isinstance(x, torch.Tensor):
+        return x.dtype == torch.float64 and x.requires_grad
+    return isinstance(x, list | tuple) and len(x) > 0 and all(_differentiable(t) for t in x)
+
+
+def _function(op, sample):
+    args = [a.detach() if isinstance(a, torch.Tensor) else a for a in sample.args]
+    kwargs = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in sample.kwargs.items()}
+    return lambda x: op(x, *args, **kwargs)
+
+
+def planted(fn, eps: float):
+    """``fn`` of one tensor returning one tensor, as an autograd.Function whose backward and jvp
+    are the true ones times 1 + eps."""
+
+    class Planted(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return fn(x)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
+            ctx.x = inputs[0]
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return torch.func.vjp(fn, x)[1](g)[0] * (1 + eps)
+
+        @staticmethod
+        def jvp(ctx, t):
+            return torch.func.jvp(fn, (ctx.x,), (t,))[1] * (1 + eps)
+
+    return Planted.apply
+
+
+def run_check(fn, x, **options) -> dict:
+    started = time.perf_counter()
+    try:
+        report = harness.check(fn, _copy(x), backend="torch", **options)
+    except Exception as exc:
+        return {"escaped": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-2000:],
+                "seconds": time.perf_counter() - started}  # fmt: skip
+    seconds = time.perf_counter() - started
+    statuses = {}
+    for c in report.checks:
+        statuses[c.status] = statuses.get(c.status, 0) + 1
+    return {
+        "passed": report.passed,
+        "classification": report.classification,
+        "complex_step": any(c.oracle == "complex-step" for c in report.checks),
+        "inconclusive": sum(c.classification == "inconclusive" for c in report.checks),
+        "statuses": statuses,
+        "failures": [
+            f"{c.strategy} order {c.order} vs {c.oracle}: {c.classification} "
+            f"(err/allowed {c.err_over_allowed}) {c.message[:200]}"
+            for c in report.failures
+        ],
+        "seconds": seconds,
+    }
+
+
+def run_gradcheck(fn, x, order: int) -> dict:
+    check = torch.autograd.gradcheck if order == 1 else torch.autograd.gradgradcheck
+    started = time.perf_counter()
+    try:
+        ok = bool(check(fn, (_copy(x),), raise_exception=False))
+        error = None
+    except Exception as exc:
+        ok, error = False, f"{type(exc).__name__}: {str(exc)[:300]}"
+    return {"passed": ok, "error": error, "seconds": time.perf_counter() - started}
+
+
+def _copy(x):
+    if isinstance(x, torch.Tensor):
+        return x.detach().clone().requires_grad_()
+    return [_copy(t) for t in x]
+
+
+def _one_float_tensor(fn, x) -> bool:
+    try:
+        with torch.no_grad():
+            y = fn(_copy(x))
+    except Exception:
+        return False
+    return isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and y.dtype == torch.float64
+
+
+def _nonzero_jacobian(fn, x) -> bool:
+    """Whether a planted scale can show: the derivative is not all zero (nor rounding residue,
+    as ``corrcoef`` of one row, the constant 1, gives)."""
+    try:
+        xx = _copy(x)
+        y = fn(xx)
+        (grad,) = torch.autograd.grad((y * torch.randn_like(y)).sum(), xx, allow_unused=True)
+        return grad is not None and bool(grad.abs().max() > 1e-10 * (1 + y.abs().max()))
+    except Exception:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=None, help="at most this many operators")
+    parser.add_argument("--order2", type=int, default=30, help="operators also checked at order 2")
+    parser.add_argument("--out", default="corpus.jsonl")
+    options = parser.parse_args()
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    rows = []
+    second = 0
+    with open(options.out, "w") as out:
+        for name, fn, x, op in samples(options.limit):
+            row = {"op": name, "shape": list(x.shape) if isinstance(x, torch.Tensor) else [list(t.shape) for t in x]}
+            row["gradcheck"] = run_gradcheck(fn, x, 1)
+            row["check"] = run_check(fn, x)
+            if _one_float_tensor(fn, x) and _nonzero_jacobian(fn, x):
+                row["planted"] = {str(eps): run_check(planted(fn, eps), x) for eps in EPSILONS}
+            if second < options.order2 and op.supports_gradgrad:
+                second += 1
+                row["gradgradcheck"] = run_gradcheck(fn, x, 2)
+                row["check2"] = run_check(fn, x, order=2)
+            row["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            rows.append(row)
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            print(name, row["check"].get("passed"), row["gradcheck"]["passed"],
+                  f"{row['check']['seconds'] / max(row['gradcheck']['seconds'], 1e-9):.2f}x", flush=True)  # fmt: skip
+    summarize(rows)
+
+
+def summarize(rows: list[dict]) -> None:
+    runs = [(r["op"], r["check"], r["gradcheck"]) for r in rows]
+    runs += [(r["op"] + " (order 2)", r["check2"], r["gradgradcheck"]) for r in rows if "check2" in r]
+    escaped = [(op, c["escaped"]) for op, c, _ in runs if "escaped" in c]
+    alarms = [(op, c["failures"]) for op, c, g in runs if g["passed"] and not c.get("passed", False)]
+    ratios = [c["seconds"] / g["seconds"] for op, c, g in runs[: len(rows)] if g["seconds"] > 0 and g["passed"]]
+    print(f"\n{len(rows)} samples, {sum('check2' in r for r in rows)} also at order 2")
+    print(f"exceptions escaping check: {len(escaped)}", *[f"  {op}: {e[:200]}" for op, e in escaped], sep="\n")
+    print(f"check fails where gradcheck passes: {len(alarms)}")
+    for op, failures in alarms:
+        print(f"  {op}: {failures[:2]}")
+    for eps in EPSILONS:
+        tried = [(r["op"], r["planted"][str(eps)]) for r in rows if "planted" in r]
+        caught = [op for op, c in tried if c.get("passed") is False]
+        stepped = [(op, c) for op, c in tried if c.get("complex_step")]
+        caught_stepped = [op for op, c in stepped if c.get("passed") is False]
+        print(f"planted {eps:g}: caught {len(caught)} of {len(tried)}; where the complex step applied "
+              f"{len(caught_stepped)} of {len(stepped)}")  # fmt: skip
+        missed = [op for op, c in (stepped if eps < 1e-7 else tried) if c.get("passed") is not False]
+        if missed:
+            print("  missed:", ", ".join(missed[:40]))
+    if ratios:
+        q = statistics.quantiles(ratios, n=10)
+        print(f"time check/gradcheck over {len(ratios)} samples gradcheck passes: median "
+              f"{statistics.median(ratios):.2f}x, p90 {q[-1]:.2f}x, max {max(ratios):.1f}x")  # fmt: skip
+    peak = max((r["maxrss_mb"] for r in rows), default=math.nan)
+    print(f"peak resident memory of the process: {peak:.0f} MB")
+    print(f"gradcheck passes {sum(g['passed'] for _, _, g in runs)} of {len(runs)}; "
+          f"check passes {sum(bool(c.get('passed')) for _, c, _ in runs)}")  # fmt: skip
+    print(f"median check seconds {np.median([c['seconds'] for _, c, _ in runs]):.3f}")
+
+
+if __name__ == "__main__":
+    main()
