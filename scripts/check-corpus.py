@@ -178,7 +178,8 @@ def main() -> None:
     second = 0
     with open(options.out, "w") as out:
         for name, fn, x, op in samples(options.limit):
-            row = {"op": name, "shape": list(x.shape) if isinstance(x, torch.Tensor) else [list(t.shape) for t in x]}
+            shape = list(x.shape) if isinstance(x, torch.Tensor) else [list(t.shape) for t in x]
+            row = {"op": name, "shape": shape}
             row["gradcheck"] = run_gradcheck(fn, x, 1)
             row["check"] = run_check(fn, x)
             if _one_float_tensor(fn, x) and _nonzero_jacobian(fn, x):
@@ -191,8 +192,8 @@ def main() -> None:
             rows.append(row)
             out.write(json.dumps(row) + "\n")
             out.flush()
-            print(name, row["check"].get("passed"), row["gradcheck"]["passed"],
-                  f"{row['check']['seconds'] / max(row['gradcheck']['seconds'], 1e-9):.2f}x", flush=True)  # fmt: skip
+            ratio = row["check"]["seconds"] / max(row["gradcheck"]["seconds"], 1e-9)
+            print(name, row["check"].get("passed"), row["gradcheck"]["passed"], f"{ratio:.2f}x", flush=True)
     summarize(rows)
 
 
@@ -201,9 +202,12 @@ def summarize(rows: list[dict]) -> None:
     runs += [(r["op"] + " (order 2)", r["check2"], r["gradgradcheck"]) for r in rows if "check2" in r]
     escaped = [(op, c["escaped"]) for op, c, _ in runs if "escaped" in c]
     alarms = [(op, c["failures"]) for op, c, g in runs if g["passed"] and not c.get("passed", False)]
-    ratios = [c["seconds"] / g["seconds"] for op, c, g in runs[: len(rows)] if g["seconds"] > 0 and g["passed"]]
+    first = runs[: len(rows)]
+    ratios = [c["seconds"] / g["seconds"] for _, c, g in first if g["seconds"] > 0 and g["passed"]]
     print(f"\n{len(rows)} samples, {sum('check2' in r for r in rows)} also at order 2")
-    print(f"exceptions escaping check: {len(escaped)}", *[f"  {op}: {e[:200]}" for op, e in escaped], sep="\n")
+    print(f"exceptions escaping check: {len(escaped)}")
+    for op, e in escaped:
+        print(f"  {op}: {e[:200]}")
     print(f"check fails where gradcheck passes: {len(alarms)}")
     for op, failures in alarms:
         print(f"  {op}: {failures[:2]}")
