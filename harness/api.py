@@ -51,13 +51,22 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
-        """No check failed or errored, and at least one passed (not all ``unsupported``)."""
-        return any(c.status == "pass" for c in self.checks) and not self.failures
+        """No check failed or errored, and at least one derivative passed against an oracle (not
+        all ``unsupported`` or inconclusive; agreement between strategies alone is no pass)."""
+        return not self.failures and any(
+            c.status == "pass" and c.order >= 1 and not c.oracle.startswith("agreement:") for c in self.checks
+        )
 
     @property
     def classification(self) -> str | None:
-        """The first failure's classification (``wrong derivative``, ...), ``None`` if all passed."""
-        return next((c.classification or c.status for c in self.failures), None)
+        """The first failure's classification (``wrong derivative``, ...); ``inconclusive`` where
+        nothing failed and no oracle could judge; ``None`` if passed."""
+        if self.passed:
+            return None
+        first = next((c.classification or c.status for c in self.failures), None)
+        if first is None and any(c.classification == "inconclusive" for c in self.checks):
+            return "inconclusive"
+        return first
 
     @property
     def worst(self) -> dict[Any, float]:
@@ -73,7 +82,13 @@ class CheckReport:
         """The summary table and each failure's mismatch report, as ``validate`` prints them."""
         parts = [report.summary(self.checks)] if self.checks else ["no checks ran"]
         parts += [report.mismatch(c) for c in self.failures]
-        verdict = "all passed" if self.passed else f"{len(self.failures)} of {len(self.checks)} checks FAILED"
+        verdict = (
+            "all passed"
+            if self.passed
+            else f"{len(self.failures)} of {len(self.checks)} checks FAILED"
+            if self.failures
+            else f"no verdict: no derivative could be judged ({self.classification or 'unsupported'})"
+        )
         return "\n\n".join(parts + [verdict])
 
     __str__ = text
