@@ -150,6 +150,16 @@ class TorchBackend:
             tape.depth -= 1
         return (value if outer else value.detach()), tree_map(lambda _: next(grads), chosen)
 
+    def differentiable_outputs(self, f: Callable, args: tuple, argnums: int | tuple[int, ...]) -> list[bool]:
+        """Per output leaf of ``f(*args)``, whether autograd records it as a function of
+        ``args[argnums]``: torch marks some outputs not differentiable (``native_layer_norm``'s
+        mean and rstd, ``max``'s indices), and gradcheck skips them."""
+        torch = self.torch
+        with torch.enable_grad():
+            chosen = tree_map(lambda t: t.detach().requires_grad_(), select(args, argnums))
+            out = f(*substitute(args, argnums, chosen))
+        return [bool(getattr(y, "requires_grad", False)) for y in leaves(out)]
+
     def jvp(self, f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
         with self._coverage("torch.func.jvp"):
             return self.torch.func.jvp(f, primals, tangents)

@@ -19,7 +19,8 @@ import numpy as np
 
 from harness.pytree import leaves
 
-REAL, COMPLEX, INTEGER = "real", "complex", "integer"
+REAL, COMPLEX, INTEGER, CONSTANT = "real", "complex", "integer", "constant"
+"""Kinds of output leaves; ``constant``: one the framework records as not differentiable."""
 
 
 class LayoutChanged(ValueError):
@@ -53,10 +54,21 @@ class Layout:
     def of(cls, result: Any) -> Layout:
         return cls(tuple((tuple(np.shape(leaf)), kind(leaf)) for leaf in leaves(result)))
 
+    def without(self, differentiable: list[bool]) -> Layout:
+        """The layout with the leaves the framework does not differentiate left out, as
+        gradcheck leaves them out: where it differentiates at least one (where it differentiates
+        none, all are kept, so that a function cut off from its input shows a zero derivative)."""
+        if not any(differentiable) or len(differentiable) != len(self.parts):
+            return self
+        return Layout(tuple((s, k if d or k == INTEGER else CONSTANT)
+                            for (s, k), d in zip(self.parts, differentiable, strict=True)))  # fmt: skip
+
     @property
     def size(self) -> int:
         """Entries of the flat real vector."""
-        return sum(int(np.prod(s)) * (2 if k == COMPLEX else 1) for s, k in self.parts if k != INTEGER)
+        return sum(
+            int(np.prod(s)) * (2 if k == COMPLEX else 1) for s, k in self.parts if k in (REAL, COMPLEX)
+        )
 
     @property
     def has_complex(self) -> bool:
@@ -67,15 +79,23 @@ class Layout:
         """How many leaves were left out as integers."""
         return sum(k == INTEGER for _, k in self.parts)
 
+    @property
+    def notes(self) -> list[str]:
+        """What was done to the outputs beyond raveling them: complex parts, leaves left out."""
+        found = []
+        if self.has_complex:
+            found.append("complex outputs as real and imaginary parts")
+        if self.dropped:
+            found.append(f"{self.dropped} integer output(s) left out as not differentiable")
+        constant = sum(k == CONSTANT for _, k in self.parts)
+        if constant:
+            found.append(f"{constant} output(s) the framework marks not differentiable left out")
+        return found
+
     def describe(self) -> str:
         """For the report: what was differentiated."""
         shapes = ", ".join(f"{k} {s}" for s, k in self.parts) or "nothing"
-        notes = []
-        if self.has_complex:
-            notes.append("complex outputs as real and imaginary parts")
-        if self.dropped:
-            notes.append(f"{self.dropped} integer output(s) left out as not differentiable")
-        return f"outputs {shapes}" + (f" ({'; '.join(notes)})" if notes else "")
+        return f"outputs {shapes}" + (f" ({'; '.join(self.notes)})" if self.notes else "")
 
     def _pieces(self, result: Any, real: Callable, imag: Callable, ravel: Callable) -> list:
         found = list(leaves(result))

@@ -210,3 +210,11 @@ def test_an_index_argument_keeps_its_dtype_and_a_vector_output_gets_order_two():
     assert harness.check(Sin.apply, x, strategies=["reverse"]).passed
     second = harness.check(Sin.apply, x, order=2, strategies=["reverse"])
     assert {(c.order, c.classification) for c in second.failures} == {(2, "wrong derivative")}
+
+
+def test_outputs_torch_does_not_differentiate_are_left_out_unless_all_are():
+    found = harness.check(lambda x: (torch.sin(x), x.mean().detach()), torch.asarray(X))
+    assert found.passed
+    assert any("marks not differentiable left out" in c.message for c in found.checks)
+    cut = harness.check(lambda x: (2 * x).detach(), torch.asarray(X))  # cut off from its input
+    assert cut.classification == "wrong derivative"

@@ -11,8 +11,8 @@ on ``J V``, reverse on ``U^T J V``, each against the oracle's ``J V`` (``U^T`` o
 against each other. Memory is O((m + n) x directions): no dense m x n matrix beyond the limits.
 
 The allowed gap is `tolerances.allowed_gap`'s, plus three terms for a function nobody on the
-project wrote: an absolute floor where the reference is zero (``rtol`` times the function's own
-scale, ``max|f| / max(1, max|x|)``), the difference's error estimate, and a conditioning
+project wrote: an absolute floor for references all or partly (near) zero (``rtol`` times the
+function's own scale, ``max|f| / max(1, max|x|)``), the difference's error estimate, and a conditioning
 allowance: how far the strategy's own derivative moves when each input moves by 16 units in
 the last place (one more call per strategy), the rounding the derivative is sensitive to.
 Nondeterminism: each strategy's first direction is computed twice (one more call per strategy).
@@ -70,6 +70,9 @@ class Function:
         self.like = select(args64, argnums)
         self.theta = flatten(self.like)
         self.layout = Layout.of(self.evaluate(self.theta))
+        marks = getattr(target.backend, "differentiable_outputs", None)
+        if marks is not None:
+            self.layout = self.layout.without(marks(fn, self.arrays(args64, "float64"), argnums))
 
     def evaluate(self, theta: np.ndarray) -> Any:
         """``fn`` at ``theta`` in float64 (complex128 for a complex ``theta``), as numpy leaves."""
@@ -137,6 +140,8 @@ def _checks(F: Function, head, strategies) -> list[Check]:
         found.message = f"no oracle: {found.message}"
         return [found]
     name, R, error, usable, note = oracle
+    if F.layout.notes:  # complex parts, integer or undifferentiated outputs: say what was checked
+        note = f"{F.layout.describe()}; {note}" if note else F.layout.describe()
     what = "gradient" if m == 1 else f"{m} x {n} Jacobian"
     where = f"full {what}" if n <= DENSE_LIMIT else f"{what} along {len(V)} seeded random directions"
     found, projected = [], {}
@@ -159,7 +164,7 @@ def _checks(F: Function, head, strategies) -> list[Check]:
         else:  # (U^T J) V against U^T (J V)
             reference, slack, C = U @ R, np.abs(U) @ error, claimed @ V.T
         projected[strategy] = (C if strategy == "reverse" else U @ C, moved)
-        allowance = np.where(reference == 0, floor, 0.0) + moved
+        allowance = floor + moved
         # Only the directions whose differences converged are judged; the others make the check
         # inconclusive where those pass (never a pass, never a failure of its own).
         slack = 4 * slack + allowance
@@ -180,7 +185,7 @@ def _checks(F: Function, head, strategies) -> list[Check]:
         found.append(judge(
             head("reverse")(1, f"agreement:{t.entry.name}/{t.mode}/forward", "pass", points=where),
             reverse.ravel(), reverse.ravel(), forward.ravel(), AGREEMENT_FACTOR * tolerance(t.dtype, 1),
-            slack=AGREEMENT_FACTOR * (np.where(forward == 0, floor, 0.0) + moved_f + moved_r).ravel(),
+            slack=AGREEMENT_FACTOR * (floor + moved_f + moved_r),
         ))  # fmt: skip
     return found
 
