@@ -159,15 +159,13 @@ def central_derivative(fn: Callable, points: np.ndarray) -> tuple[np.ndarray, np
     return np.asarray(result.estimate), np.asarray(result.error_estimate)
 
 
-def step_sweep(fn: Callable, points: np.ndarray, claimed: np.ndarray, steps: Sequence[float]) -> list[float]:
-    """Largest gap between ``claimed`` and plain central differences of ``fn``, per step size.
-
-    The gap follows the step (falls as h**2, or grows as 1/h from rounding)
-    when it is the finite difference that is off; it stays put when the
-    claimed derivative is wrong.
-    """
+def step_gaps(
+    fn: Callable, points: np.ndarray, claimed: np.ndarray, steps: Sequence[float]
+) -> list[np.ndarray]:
+    """``claimed`` minus plain central differences of elementwise ``fn`` at ``points``, one signed
+    array per step size: what `harness.validation.verdicts.sweep` extrapolates to a zero step."""
     x = np.asarray(points, np.float64)
-    return [float(np.max(np.abs(claimed - (fn(x + h) - fn(x - h)) / (2 * h)), initial=0.0)) for h in steps]
+    return [np.asarray(claimed - (fn(x + h) - fn(x - h)) / (2 * h), np.float64) for h in steps]
 
 
 # --- Gradients of a problem's loss w.r.t. its selected arguments -----------------------------------
