@@ -242,10 +242,14 @@ def hessian_diagonal(F: Callable, theta: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.asarray(result.estimate, np.float64), np.asarray(result.error_estimate, np.float64)
 
 
-RICHARDSON_STEPS = (1e-3, 1e-5, 1e-7)
+RICHARDSON_STEPS = (1e-3, 1e-4, 1e-5, 1e-7)
 """First steps `richardson_difference` tries along a unit direction, each then halved twice; a
 direction whose table does not converge at one (a jump within the step: ``round(x, 3)`` at
 1e-3) is tried again at the next, and is unusable after the last."""
+RICHARDSON_ENOUGH = 1e-10
+"""A converged table whose error estimate is within this much of the derivative ends the search;
+one with a larger estimate (steps across the kinks of a piecewise linear ``sort``) is retried at
+the next smaller step, and the smallest estimate kept."""
 RICHARDSON_LIMIT = 1e-7
 """A direction's difference is usable where its error estimate is within this much of the
 largest derivative: enough to resolve an error of 1e-6 relative."""
@@ -264,14 +268,16 @@ def richardson_difference(
     at a jump of ``round(x, 3)`` it returns 1.0 with an estimate of 4e-14, so it can neither
     be cheap nor say when its steps cross a discontinuity. Here the table itself decides:
     successive differences of a smooth function shrink about 4x per halving; one that does
-    not is retried at a step 100x smaller (`RICHARDSON_STEPS`), then called unusable.
-    Six calls of ``F`` per row and step tried (numdifftools' default: 31).
+    not, or whose estimate exceeds `RICHARDSON_ENOUGH`, is retried at a smaller step
+    (`RICHARDSON_STEPS`); the best table is kept, unusable if none converged. Six calls of
+    ``F`` per row and step tried (numdifftools' default: 31).
     ``floor``: the function's own derivative scale, added to the largest derivative that a
     row's error estimate is held to (a zero Jacobian's differences are rounding alone).
     """
     eps = np.finfo(np.float64).eps
     values, errors, usable = [], [], []
     for v in rows:
+        best = None
         for h in RICHARDSON_STEPS:
             steps = (h, h / 2, h / 4)
             plus = [np.asarray(F(theta + s * v), np.float64) for s in steps]
@@ -286,11 +292,14 @@ def richardson_difference(
                     np.all(np.isfinite(r2))
                     and np.all(np.abs(d[1] - d[2]) <= 0.5 * np.abs(d[0] - d[1]) + 2 * rounding)
                 )
-            if converging:
+            worst = float(np.max(error, initial=0.0))
+            if best is None or (converging, -worst) > (best[2], -float(np.max(best[1], initial=0.0))):
+                best = (r2, error, converging)
+            if converging and worst <= RICHARDSON_ENOUGH * (float(np.max(np.abs(r2), initial=0.0)) + floor):
                 break
-        values.append(r2)
-        errors.append(error)
-        usable.append(converging)
+        values.append(best[0])
+        errors.append(best[1])
+        usable.append(best[2])
     scale = max((float(np.max(np.abs(r), initial=0.0)) for r in values), default=0.0) + floor
     good = np.array([ok and float(np.max(e, initial=0.0)) <= RICHARDSON_LIMIT * scale + 1e-300
                      for ok, e in zip(usable, errors, strict=True)], bool)  # fmt: skip

@@ -216,7 +216,9 @@ def summarize(rows: list[dict]) -> None:
     runs = [(r["op"], r["check"], r["gradcheck"]) for r in rows]
     runs += [(r["op"] + " (order 2)", r["check2"], r["gradgradcheck"]) for r in rows if "check2" in r]
     escaped = [(op, c["escaped"]) for op, c, _ in runs if "escaped" in c]
-    alarms = [(op, c["failures"]) for op, c, g in runs if g["passed"] and not c.get("passed", False)]
+    alarms = [(op, c["failures"]) for op, c, g in runs if g["passed"] and c.get("failures")]
+    undecided = [(op, c.get("classification")) for op, c, _ in runs if "escaped" not in c]
+    undecided = [(op, why) for op, why in undecided if why in ("inconclusive", "unsupported")]
     forward = {r["op"]: r["gradcheck_forward_ad"]["passed"] for r in rows if "gradcheck_forward_ad" in r}
     first = runs[: len(rows)]
     ratios = [c["seconds"] / g["seconds"] for _, c, g in first if g["seconds"] > 0 and g["passed"]]
@@ -229,6 +231,9 @@ def summarize(rows: list[dict]) -> None:
     for op, failures in alarms:
         seen = "" if forward.get(op) is not False else " [gradcheck(check_forward_ad=True) fails too]"
         print(f"  {op}{seen}: {failures[:2]}")
+    print(f"no verdict (nothing failed, no oracle could judge): {len(undecided)}")
+    for op, why in undecided:
+        print(f"  {op}: {why}")
     for eps in EPSILONS:
         tried = [(r["op"], r["planted"][str(eps)]) for r in rows if "planted" in r]
         caught = [op for op, c in tried if c.get("passed") is False]

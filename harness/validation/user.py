@@ -5,17 +5,20 @@ differences of the same function, evaluated through its own framework in float64
 Whatever the function returns is one flat real vector (`harness.outputs.Layout`), m entries;
 the differentiated arguments are n. Up to `DENSE_LIMIT` inputs the Jacobian is
 checked column by column (``J e_k``, one ``jvp`` each), beyond along `PROJECTIONS` seeded
-random unit directions ``V`` (``J V``); up to as many outputs the reverse rows are the unit
-cotangents', beyond seeded random ones ``U`` (``U^T J``, n entries each). Forward mode is judged
-on ``J V``, reverse on ``U^T J V``, each against the oracle's ``J V`` (``U^T`` of it), and the two
-against each other. Memory is O((m + n) x directions): no dense m x n matrix beyond the limits.
+random sign vectors ``V`` (entries +-1, so that each input moves by the whole step and the
+differences resolve ``J V`` as well as a column); up to as many outputs the reverse rows are
+the unit cotangents', beyond seeded random unit ones ``U`` (``U^T J``, n entries each). Forward
+mode is judged on ``J V``, reverse on ``U^T J V``, each against the oracle's ``J V`` (``U^T`` of
+it), and the two against each other. Memory is O((m + n) x directions): no dense m x n matrix
+beyond the limits.
 
 The allowed gap is `tolerances.allowed_gap`'s, plus three terms for a function nobody on the
 project wrote: an absolute floor for references all or partly (near) zero (``rtol`` times the
-function's own scale, ``max|f| / max(1, max|x|)``), the difference's error estimate, and a conditioning
-allowance: how far the strategy's own derivative moves when each input moves by 16 units in
-the last place (one more call per strategy), the rounding the derivative is sensitive to.
-Nondeterminism: each strategy's first direction is computed twice (one more call per strategy).
+function's own scale, ``max|f| / max(1, max|x|)``), the difference's error estimate, and a
+conditioning allowance: how far the strategy's own derivative moves when each input moves by
+16 units in the last place, the rounding the derivative is sensitive to (one more call per
+strategy, made only where a check fails without it). Nondeterminism: each strategy's first
+direction is computed twice (one more call per strategy).
 """
 
 from __future__ import annotations
@@ -39,10 +42,12 @@ PROBE_RTOL = 1e-6
 probe direction (a function with ``abs`` or a branch on values does not)."""
 DENSE_LIMIT, PROJECTIONS = 8, 4
 """Up to `DENSE_LIMIT` inputs (outputs) the Jacobian is checked by columns (rows), beyond along
-`PROJECTIONS` seeded random unit directions: each strategy's cost is then a few passes whatever
-the size, as gradcheck's fast mode, and an error confined to one entry ``J_ij`` shows in ``u^T J
-v`` scaled by ``u_i v_j`` (about ``1/sqrt(m n)``), still caught where it exceeds the tolerance
-by that factor."""
+`PROJECTIONS` seeded random directions: each strategy's cost is then a few passes whatever
+the size, as gradcheck's fast mode. The cost in detection: an error confined to one entry
+``J_ij`` shows in forward mode's ``(J v)_i`` whole (``v_j = +-1``), against a tolerance on the
+sum of row i's entries, and in reverse mode's ``u^T J v`` scaled by ``u_i`` (about
+``1/sqrt(m)``); an error of the whole Jacobian (a rule scaled by 1 + eps) is caught as by dense
+Jacobians."""
 PERTURBATION_ULPS = 16
 """The conditioning allowance: the derivative's change when each input moves this many units in
 the last place."""
@@ -134,6 +139,8 @@ def _checks(F: Function, head, strategies) -> list[Check]:
     scale = float(np.max(np.abs(y0), initial=0.0)) / max(1.0, float(np.max(np.abs(F.theta), initial=0.0)))
     floor = tolerance(target.dtype, 1) * scale
     V = oracles.directions(n, count=PROJECTIONS, dense=DENSE_LIMIT)
+    if n > DENSE_LIMIT:
+        V = np.sign(V)
     U = oracles.directions(m, seed=1, count=PROJECTIONS, dense=DENSE_LIMIT)
     oracle = _oracle(F, V, scale)
     if isinstance(oracle, Exception):
@@ -144,7 +151,7 @@ def _checks(F: Function, head, strategies) -> list[Check]:
     if F.layout.notes:  # complex parts, integer or undifferentiated outputs: say what was checked
         note = f"{F.layout.describe()}; {note}" if note else F.layout.describe()
     what = "gradient" if m == 1 else f"{m} x {n} Jacobian"
-    where = f"full {what}" if n <= DENSE_LIMIT else f"{what} along {len(V)} seeded random directions"
+    where = f"full {what}" if n <= DENSE_LIMIT else f"{what} along {len(V)} seeded random sign vectors"
     found, projected = [], {}
     rtol = tolerance(target.dtype, 1)
     if name != "complex-step":
