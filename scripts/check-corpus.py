@@ -7,7 +7,8 @@ The corpus: ``torch.testing._internal.common_methods_invocations.op_db``, every 
 supports autograd in float64 on the CPU, its first sample (``op.sample_inputs("cpu",
 torch.float64, requires_grad=True)``) whose input is a tensor, or a list of tensors, that
 requires grad; the function is ``op(input, *args, **kwargs)`` of the input alone (the other
-arguments closed over), given to ``harness.check(fn, input, backend="torch")`` and to
+arguments closed over; through ``op.gradcheck_wrapper`` and ``sample.output_process_fn_grad``,
+as PyTorch's own gradcheck tests call it), given to ``harness.check(fn, input, backend="torch")`` and to
 ``torch.autograd.gradcheck(fn, (input,))`` with their defaults. The first ``--order2`` operators
 that support gradgrad are also checked at order 2 (``check(..., order=2)``, ``gradgradcheck``).
 Each sample whose output is one floating tensor is also wrapped in a custom
@@ -75,7 +76,10 @@ def _differentiable(x) -> bool:
 def _function(op, sample):
     args = [a.detach() if isinstance(a, torch.Tensor) else a for a in sample.args]
     kwargs = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in sample.kwargs.items()}
-    return lambda x: op(x, *args, **kwargs)
+    # As PyTorch's own gradcheck tests call it: through the op's gradcheck_wrapper (a Hermitian
+    # input for eigh, a positive definite one for cholesky) and the sample's output processing.
+    wrapper, post = op.gradcheck_wrapper, sample.output_process_fn_grad
+    return lambda x: post(wrapper(op, x, *args, **kwargs))
 
 
 def planted(fn, eps: float):
