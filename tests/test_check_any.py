@@ -218,3 +218,17 @@ def test_outputs_torch_does_not_differentiate_are_left_out_unless_all_are():
     assert any("marks not differentiable left out" in c.message for c in found.checks)
     cut = harness.check(lambda x: (2 * x).detach(), torch.asarray(X))  # cut off from its input
     assert cut.classification == "wrong derivative"
+
+
+def test_torch_to_numpy_takes_zero_tensors_conjugate_and_negative_bits_and_complex32():
+    from backends.torch import TorchBackend
+
+    to_numpy = TorchBackend().to_numpy
+    zero = torch._efficientzerotensor(3, dtype=torch.float64)  # what autograd gives for abs'' etc.
+    assert zero._is_zerotensor() and np.array_equal(to_numpy(zero), np.zeros(3))
+    z = torch.tensor([1 + 2j, 3 - 4j], dtype=torch.complex128)
+    assert z.conj().is_conj() and np.array_equal(to_numpy(z.conj()), np.conj(z.numpy()))
+    assert z.conj().imag.is_neg() and np.array_equal(to_numpy(z.conj().imag), [-2.0, 4.0])
+    half = to_numpy(torch.tensor([1 + 2j], dtype=torch.complex32))
+    assert half.dtype == np.complex64 and half[0] == 1 + 2j
+    assert np.array_equal(to_numpy(torch.eye(2, dtype=torch.float64).to_sparse()), np.eye(2))
