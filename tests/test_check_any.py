@@ -157,7 +157,7 @@ def test_a_backward_that_differs_between_calls_is_nondeterministic():
 
         @staticmethod
         def backward(ctx, g):
-            return g * torch.cos(ctx.saved_tensors[0]) * (1 + 1e-6 * torch.rand(()))
+            return g * torch.cos(ctx.saved_tensors[0]) * (1 + 1e-6 * torch.rand((), dtype=torch.float64))
 
     found = harness.check(Noisy.apply, torch.asarray(X), strategies=["reverse"])
     assert found.classification == "nondeterministic"
