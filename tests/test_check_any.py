@@ -232,3 +232,10 @@ def test_torch_to_numpy_takes_zero_tensors_conjugate_and_negative_bits_and_compl
     half = to_numpy(torch.tensor([1 + 2j], dtype=torch.complex32))
     assert half.dtype == np.complex64 and half[0] == 1 + 2j
     assert np.array_equal(to_numpy(torch.eye(2, dtype=torch.float64).to_sparse()), np.eye(2))
+
+
+def test_a_dict_argument_of_matrices_is_differentiated_whole():
+    params = {"w": torch.asarray(np.outer(X, X[:3])), "b": torch.asarray(X[:3])}
+    found = harness.check(lambda p, x: torch.tanh(x @ p["w"] + p["b"]), params, torch.asarray(X))
+    assert found.passed
+    assert any("3 x 18 Jacobian" in str(c.points) for c in found.checks)  # 15 + 3 parameters
