@@ -3,6 +3,10 @@
     OMP_NUM_THREADS=1 python scripts/check-corpus.py --out corpus.jsonl          # every sample
     OMP_NUM_THREADS=1 python scripts/check-corpus.py --limit 40 --out smoke.jsonl
 
+``torch.testing._internal`` imports ``expecttest``, which torch does not install: ``pip install
+expecttest`` first (or ``pip install --target DIR expecttest`` and DIR on ``PYTHONPATH``). Five
+minutes for all 539 samples on 2 loaded cores.
+
 The corpus: ``torch.testing._internal.common_methods_invocations.op_db``, every operator that
 supports autograd in float64 on the CPU, its first sample (``op.sample_inputs("cpu",
 torch.float64, requires_grad=True)``) whose input is a tensor, or a list of tensors, that
