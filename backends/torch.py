@@ -4,6 +4,7 @@ transform on autograd's tape, as PyTorch code is written."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections.abc import Callable
@@ -79,7 +80,19 @@ class TorchBackend:
         return self.torch.as_tensor(x, dtype=getattr(self.torch, dtype), device=device)
 
     def to_numpy(self, x: Any) -> np.ndarray:
-        return x.detach().cpu().numpy()
+        """Any tensor as numpy: a ZeroTensor (what autograd returns for a derivative known to be
+        zero) as zeros, conjugate and negative bits resolved, complex32 as complex64 and bfloat16
+        as float32 (numpy has neither), a sparse or other layout made dense."""
+        torch = self.torch
+        if not isinstance(x, torch.Tensor):
+            return np.asarray(x)
+        x = x.detach()
+        dtype = {torch.complex32: torch.complex64, torch.bfloat16: torch.float32}.get(x.dtype, x.dtype)
+        if x._is_zerotensor():
+            return np.zeros(tuple(x.shape), torch.zeros((), dtype=dtype).numpy().dtype)
+        if x.layout != torch.strided:
+            x = x.to_dense()
+        return x.resolve_conj().resolve_neg().to(dtype).cpu().numpy()
 
     def value_and_grad(self, f: Callable, argnums: int | tuple[int, ...]) -> Callable:
         """Reverse mode: on autograd's tape (``torch.autograd.grad``) where no ``torch.func``
@@ -98,7 +111,8 @@ class TorchBackend:
         def value_and_grad(*args):
             if self._tape_usable():
                 return self._on_tape(f, argnums, args)
-            grads, value = grad_and_value(*args)
+            with self._coverage("torch.func.grad"):
+                grads, value = grad_and_value(*args)
             return value, grads
 
         return value_and_grad
@@ -136,8 +150,50 @@ class TorchBackend:
             tape.depth -= 1
         return (value if outer else value.detach()), tree_map(lambda _: next(grads), chosen)
 
+    def differentiable_outputs(self, f: Callable, args: tuple, argnums: int | tuple[int, ...]) -> list[bool]:
+        """Per output leaf of ``f(*args)``, whether autograd records it as a function of
+        ``args[argnums]``: torch marks some outputs not differentiable (``native_layer_norm``'s
+        mean and rstd, ``max``'s indices), and gradcheck skips them."""
+        torch = self.torch
+        with torch.enable_grad():
+            chosen = tree_map(lambda t: t.detach().requires_grad_(), select(args, argnums))
+            out = f(*substitute(args, argnums, chosen))
+        return [bool(getattr(y, "requires_grad", False)) for y in leaves(out)]
+
     def jvp(self, f: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any]:
-        return self.torch.func.jvp(f, primals, tangents)
+        with self._coverage("torch.func.jvp"):
+            return self.torch.func.jvp(f, primals, tangents)
+
+    COVERAGE_GAPS = (
+        "functorch",
+        "torch.func",
+        "setup_context",
+        "doesn't have storage",
+        "batching rule",
+        "forward ad",
+        "forward-mode ad",
+        "jvp function",
+        "not implemented",
+        "not supported",
+    )
+    """Words in what torch raises where ``torch.func`` or forward mode does not cover an operator
+    or an `autograd.Function` (a classic-style one, one without ``jvp``, an operator reading a
+    tensor's storage, such as ``tensor_split`` with a tensor of indices): a coverage gap, not a
+    wrong derivative."""
+
+    @contextlib.contextmanager
+    def _coverage(self, what: str):
+        """Turn torch's coverage-gap errors into `NotImplementedError` (reported ``unsupported``)
+        with torch's reason."""
+        try:
+            yield
+        except NotImplementedError:
+            raise
+        except RuntimeError as exc:
+            reason = str(exc).strip()
+            if any(word in reason.lower() for word in self.COVERAGE_GAPS):
+                raise NotImplementedError(f"{what} does not cover it: {reason.splitlines()[0]}") from exc
+            raise
 
     def event_times(self, launch: Callable[[], Any], device: str, rounds: int) -> list[float]:
         if not device.startswith("cuda"):

@@ -31,10 +31,15 @@ try:
     import autograd
 except ImportError:
     autograd = None
+try:
+    import tensorflow as tf
+except ImportError:
+    tf = None
 
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
 needs_jax = pytest.mark.skipif(jax is None, reason="jax is not installed")
 needs_autograd = pytest.mark.skipif(autograd is None, reason="autograd is not installed")
+needs_tf = pytest.mark.skipif(tf is None, reason="tensorflow is not installed")
 
 OFF = 1 + 1e-8
 X = np.linspace(-1.0, 2.0, 5)
@@ -83,16 +88,29 @@ def jax_jvp_sin(scale: float):
     return lambda x: jnp.sum(sin(x) ** 2)
 
 
+def tf_sin(scale: float):
+    @tf.custom_gradient
+    def sin(x):
+        return tf.sin(x), lambda g: g * tf.cos(x) * scale
+
+    # s * s, not s ** 2: TensorFlow's complex power goes through exp and log, and its imaginary
+    # part (what the complex step reads) is then rounding noise.
+    return lambda x: tf.reduce_sum(sin(x) * sin(x))
+
+
 @pytest.mark.parametrize(
     "make, backend",
     [
         pytest.param(torch_sin, "torch", marks=needs_torch, id="torch-autograd-Function"),
+        pytest.param(tf_sin, "tensorflow", marks=needs_tf, id="tf-custom_gradient"),
         pytest.param(jax_vjp_sin, "jax", marks=needs_jax, id="jax-custom_vjp"),
         pytest.param(jax_jvp_sin, "jax", marks=needs_jax, id="jax-custom_jvp"),
     ],
 )
 def test_a_rule_off_by_1e_8_is_caught_in_float64_and_its_correct_version_passes(make, backend):
-    wrap = torch.asarray if backend == "torch" else jnp.asarray
+    wrap = {"torch": lambda a: torch.asarray(a), "tensorflow": lambda a: tf.constant(a)}.get(
+        backend, jnp.asarray
+    )
     right = harness.check(make(1.0), wrap(X))  # the backend is read off the argument's type
     assert right.passed and right.classification is None
     assert {c.backend for c in right.checks} == {backend}
@@ -109,7 +127,8 @@ def test_a_rule_off_by_1e_8_is_caught_in_float64_and_its_correct_version_passes(
 @needs_torch
 def test_an_old_style_autograd_function_is_checked_and_a_wrong_backward_caught():
     """PyTorch's tutorial form (``forward(ctx, x)``, no ``setup_context``), which torch.func
-    refuses: reverse mode takes autograd's tape, so it is checked like any function."""
+    refuses: reverse mode takes autograd's tape, so it is checked like any function, and forward
+    mode is ``unsupported`` with torch's reason (not an error, not a failure)."""
 
     def custom(scale):
         class Old(torch.autograd.Function):
@@ -125,8 +144,13 @@ def test_an_old_style_autograd_function_is_checked_and_a_wrong_backward_caught()
         return lambda x: torch.sum(Old.apply(x))
 
     found = harness.check(custom(1.0), torch.asarray(X))
-    assert found.passed and {c.strategy for c in found.checks} == {"reverse"}
-    assert not harness.check(custom(1 + 1e-6), torch.asarray(X)).passed
+    assert found.passed
+    assert {c.strategy for c in found.checks if c.status == "pass"} == {"reverse"}
+    (forward,) = [c for c in found.checks if c.strategy == "forward"]
+    assert forward.status == "unsupported" and "setup_context" in forward.message
+    wrong = harness.check(custom(OFF), torch.asarray(X))
+    assert not wrong.passed and wrong.classification == "wrong derivative"
+    assert {(c.strategy, c.oracle) for c in wrong.failures} == {("reverse", "complex-step")}
 
 
 @needs_torch
