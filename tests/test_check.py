@@ -177,8 +177,14 @@ def test_per_argument_worst_and_a_jacobian_by_forward_and_reverse():
 
 
 def torch_sin_second_off(scale: float):
-    """sin whose first derivative is right and whose second is scaled: its backward calls a
-    custom cos whose own backward is off."""
+    """``sum(sin(x))``, sin (`sin_second_off`) with its second derivative scaled."""
+    sin = sin_second_off(scale)
+    return lambda x: torch.sum(sin(x))
+
+
+def sin_second_off(scale: float):
+    """sin (elementwise) whose first derivative is right and whose second is scaled: its backward
+    calls a custom cos whose own backward is off."""
 
     class Cos(torch.autograd.Function):
         @staticmethod
@@ -206,7 +212,7 @@ def torch_sin_second_off(scale: float):
         def backward(ctx, g):
             return g * Cos.apply(ctx.saved_tensors[0])
 
-    return lambda x: torch.sum(Sin.apply(x))
+    return Sin.apply
 
 
 @needs_torch
