@@ -44,7 +44,7 @@ PROBE_TIMEOUT_S = 300
 
 
 def cache_path() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "gradient-harness") / "devices.json"
+    return Path(os.environ.get(CACHE_ENV) or files.user_cache_dir()) / "devices.json"
 
 
 def fingerprint() -> str:

@@ -293,9 +293,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def user_cache_dir() -> Path:
+    """``~/.cache/gradient-harness``: the user's folder for what the harness keeps between runs
+    (remembered devices, compiled code, runs whose destination failed)."""
+    return Path.home() / ".cache" / "gradient-harness"
+
+
 def fallback_dir() -> Path:
-    """``$HARNESS_FALLBACK_DIR``, else ``~/.cache/gradient-harness``, else the temporary folder."""
-    for folder in (os.environ.get(FALLBACK_ENV), Path.home() / ".cache" / "gradient-harness"):
+    """``$HARNESS_FALLBACK_DIR``, else `user_cache_dir`, else the temporary folder."""
+    for folder in (os.environ.get(FALLBACK_ENV), user_cache_dir()):
         if folder and unwritable(folder, folder=True) is None:
             return Path(folder)
     return Path(tempfile.gettempdir())
