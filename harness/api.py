@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -240,14 +239,11 @@ def _as_numpy(args: tuple, keep: tuple[int, ...] | None = None) -> tuple:
     """The arguments as numpy pytrees (a framework's arrays through its backend's ``to_numpy``):
     contiguous float64 copies, except that where ``keep`` names the differentiated positions the
     others' integer, boolean and complex leaves (indices, masks) keep their dtype."""
-    registry = None
 
     def leaf(a: Any, differentiated: bool) -> np.ndarray:
-        nonlocal registry
         framework = FRAMEWORK_MODULES.get(type(a).__module__.split(".")[0])
         if framework is not None:
-            registry = registry or _registry()
-            a = registry.backends[framework].backend.to_numpy(a)
+            a = _registry().backends[framework].backend.to_numpy(a)
         a = np.asarray(a)
         if differentiated and np.iscomplexobj(a):
             raise UsageError(
@@ -263,13 +259,19 @@ def _as_numpy(args: tuple, keep: tuple[int, ...] | None = None) -> tuple:
 
 def _arguments(args: tuple, argnums: int | tuple[int, ...], order: int) -> tuple[tuple, tuple[int, ...]]:
     """The arguments as numpy (`_as_numpy`) and the differentiated positions, or a `UsageError`."""
+    chosen = _chosen(args, argnums, order)
+    return _as_numpy(args, chosen), chosen
+
+
+def _chosen(args: tuple, argnums: int | tuple[int, ...], order: int) -> tuple[int, ...]:
+    """The differentiated positions, or a `UsageError` for them or for ``order``."""
     if order not in (1, 2):
         raise UsageError(f"order {order}: check takes order 1 or 2 (elementwise check_xp goes higher)")
     chosen = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     bad = [a for a in chosen if not 0 <= a < len(args)]
     if bad:
         raise UsageError(f"argnums {bad[0]} is out of range for {len(args)} argument(s)")
-    return _as_numpy(args, chosen), chosen
+    return chosen
 
 
 def _complex_safe(F: Callable, theta: np.ndarray) -> bool:
@@ -290,9 +292,8 @@ def _complex_safe(F: Callable, theta: np.ndarray) -> bool:
 
 
 def _run(fn, args, argnums, entries, order, dtype, devices, strategies, title) -> CheckReport:
-    _arguments(args, argnums, order)
+    chosen = _chosen(args, argnums, order)
     args64 = _as_numpy(args)
-    chosen = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     value = np.asarray(fn(np, *args64))
     if value.ndim > 1:
         raise UsageError(
@@ -318,14 +319,6 @@ def _run(fn, args, argnums, entries, order, dtype, devices, strategies, title) -
     return CheckReport(found + list(agreement(found)), arguments)
 
 
-def _check(
-    target: Target, strategy: str, problem: str, order: int, oracle: str, status: str, **fields
-) -> Check:
-    t = target
-    return Check(t.entry.name, t.entry.version, t.device, t.dtype, t.mode, strategy, problem, order, oracle,
-                 status, **fields)  # fmt: skip
-
-
 def _hessian_checks(target: Target, problem: GradientProblem, strategies) -> list[Check]:
     """Each HVP strategy against Richardson differences of the backend's float64 gradient
     (`oracles.richardson_difference`: a direction whose table does not converge at any step
@@ -347,7 +340,7 @@ def _hessian_checks(target: Target, problem: GradientProblem, strategies) -> lis
     for strategy in HVP_STRATEGIES:
         if strategies is not None and strategy not in strategies:
             continue
-        head = partial(_check, target, strategy, problem.name)
+        head = user.head_for(target, problem.name)(strategy)
 
         def twice(strategy=strategy):
             product, args = target.hvp(problem, strategy), target.array(args64)

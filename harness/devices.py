@@ -28,8 +28,7 @@ from pathlib import Path
 from harness import machine, plugins
 from harness.results import files
 
-CACHE_ENV = "HARNESS_CACHE_DIR"
-"""Folder of the device cache (default ~/.cache/gradient-harness)."""
+CACHE_ENV = files.CACHE_ENV
 DEVICE_ENV = (
     "CUDA_VISIBLE_DEVICES",
     "NVIDIA_VISIBLE_DEVICES",
@@ -44,7 +43,7 @@ PROBE_TIMEOUT_S = 300
 
 
 def cache_path() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or files.user_cache_dir()) / "devices.json"
+    return files.cache_dir() / "devices.json"
 
 
 def fingerprint() -> str:

@@ -49,7 +49,8 @@ GROUPS = {  # (label, function-name matches): cumulative seconds of the outermos
             "central_derivative",
             "hessian_diagonal",
             "remainder_slope",
-            "step_sweep",
+            "step_gaps",
+            "richardson_difference",
         )
     ],
     "all checks": [("harness/validation/checks.py", "backend_checks")],

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 
-from harness import devices
 from harness.jobs import Job
+from harness.results import files
 
 SWITCH_ENV = "HARNESS_COMPILE_CACHE"
 
@@ -31,7 +31,7 @@ def environment(job: Job) -> dict[str, str]:
     if job.kind != "validate" or os.environ.get(SWITCH_ENV, "on").lower() in ("off", "0", "no"):
         return {}
     return {
-        "JAX_COMPILATION_CACHE_DIR": str(devices.cache_path().parent / "jax-compilation"),
+        "JAX_COMPILATION_CACHE_DIR": str(files.cache_dir() / "jax-compilation"),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",  # eager primitives compile in ms, often
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
     }

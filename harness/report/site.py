@@ -89,7 +89,7 @@ def _environment():
     )
     env.filters["seconds"] = compare.format_seconds
     env.filters["json"] = lambda v: json.dumps(v, allow_nan=False)
-    env.globals.update(cell=cell, columns=columns(), legend=compare.LEGEND)
+    env.globals.update(cell=cell, columns=columns(), legend=compare.LEGEND, verdicts=gate.VERDICTS)
     return env
 
 

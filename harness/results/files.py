@@ -293,10 +293,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
+CACHE_ENV = "HARNESS_CACHE_DIR"
+"""Folder of what the harness remembers between runs (default `user_cache_dir`)."""
+
+
 def user_cache_dir() -> Path:
     """``~/.cache/gradient-harness``: the user's folder for what the harness keeps between runs
     (remembered devices, compiled code, runs whose destination failed)."""
     return Path.home() / ".cache" / "gradient-harness"
+
+
+def cache_dir() -> Path:
+    """``$HARNESS_CACHE_DIR``, else `user_cache_dir`: remembered devices, JAX's compiled code."""
+    return Path(os.environ.get(CACHE_ENV) or user_cache_dir())
 
 
 def fallback_dir() -> Path:
