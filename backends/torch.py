@@ -104,7 +104,7 @@ class TorchBackend:
         2.13 on the 2-core AMD EPYC). Inside a transform (``jvp`` of a gradient, ``vmap`` over
         cotangents) autograd's tape cannot be used, and TorchDynamo captures ``torch.func``
         whole but not ``torch.autograd.grad``. A tape pass inside another (reverse over reverse)
-        keeps its graph for the outer one. Both give the same numbers; `tests/test_torch.py`
+        keeps its graph for the outer one. Both give the same numbers; `tests/backends/test_torch.py`
         holds them to each other."""
         grad_and_value = self.torch.func.grad_and_value(f, argnums=argnums)
 

@@ -9,7 +9,7 @@ and an entry point in the ``harness`` group of its package::
 
 The built-in ``jax``, ``autograd``, ``torch`` and ``tensorflow`` backends (``backends/``) load
 through this same group. A complete backend, JAX with only what the spec
-requires plus the optional ``jvp`` (``tests/test_spec.py`` runs this very text
+requires plus the optional ``jvp`` (``tests/test_hookspecs.py`` runs this very text
 and validates it on every default problem)::
 
     import numpy as np

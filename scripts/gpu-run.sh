@@ -23,7 +23,7 @@
 #   validation.json, validation-top-order.json the checks (python -m harness validate)
 #   log.txt                                     everything printed
 # `--device cpu --profile quick --top-order 3` runs the same steps on a CPU (as
-# tests/test_gpu_run.py does).
+# tests/scripts/test_gpu_run.py does).
 set -euo pipefail
 
 usage() {

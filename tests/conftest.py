@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from harness import plugins
+from harness import machine, plugins
 
 BUILTIN = ("jax", "autograd", "torch", "tensorflow")
 REQUIRED = {n for n in os.environ.get("HARNESS_REQUIRE_BACKENDS", "").split(",") if n}
@@ -54,6 +54,13 @@ def installed(registry) -> list[plugins.BackendEntry]:
 def fast(installed) -> plugins.BackendEntry:
     """One installed built-in backend, the quickest to validate (autograd has no compile step)."""
     return next((e for e in installed if e.name == "autograd"), installed[0])
+
+
+@pytest.fixture
+def quick_machine(monkeypatch):
+    """`machine.info` without its 256 MiB copy loops (seconds each): a fixed bandwidth instead."""
+    monkeypatch.setattr(machine, "host_copy_bandwidth", lambda *a, **k: 1.0e10)
+    monkeypatch.setattr(machine, "cuda_copy_bandwidth", lambda *a, **k: None)
 
 
 @pytest.fixture

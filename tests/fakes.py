@@ -5,7 +5,7 @@ Test modules import them as ``from fakes import Wrapper, DoNothing`` (pytest put
 ``__init__.py``) and subclass them to plant faults. ``plugin_of`` registers them
 the way a third-party plugin would.
 
-``tests/test_faults.py`` keeps its own copies on purpose: its plugin sources are
+``tests/execution/test_faults.py`` keeps its own copies on purpose: its plugin sources are
 written into a fake third-party distribution and must stay self-contained.
 """
 

@@ -1,5 +1,5 @@
-"""The planted faults of ``tests/test_scale.py``, test-only: read from the environment of a world's
-processes and applied by choosing a rank's functions before anything is timed, so a healthy world's
+"""The planted faults of ``tests/distributed/test_scale.py``, test-only: read from the environment of
+a world's processes and applied by choosing a rank's functions before anything is timed, so a healthy world's
 timed steps have no fault in them.
 
 `FAULT_ENV` makes the world wrong (``mean``: the shards' mean instead of their sum; ``drop``: shard 1

@@ -9,7 +9,7 @@ hands in: `LocalPool` (the default: child processes on this machine) or
 on its node). Either way every job reports through `harness.execution.kinds.execute`, as the
 events described in `harness.jobs`.
 
-Guarantees, each tested in ``tests/test_runner.py``:
+Guarantees, each tested in ``tests/execution/test_runner.py``:
 
 - **Same results either way.** A child pickles its events (full precision,
   every element), so a plan gives the same checks isolated or not.

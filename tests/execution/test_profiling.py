@@ -11,7 +11,7 @@ from pathlib import Path
 from harness.execution import child, runner
 from harness.jobs import Job
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "profile-validate.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "profile-validate.py"
 
 
 def test_each_child_writes_a_profile_of_its_job_that_the_script_reads(

@@ -255,7 +255,9 @@ def test_a_fault_outside_a_check_is_an_error_check_in_process(common, cls, probl
 # --- Expected outcomes, both directions -----------------------------------------------------------
 
 
-EXPECTED = "# written by tests/test_faults.py\ntanh  *  *  float64  2  fail  # planted: order 2 is off\n"
+EXPECTED = (
+    "# written by tests/execution/test_faults.py\ntanh  *  *  float64  2  fail  # planted: order 2 is off\n"
+)
 
 
 @pytest.fixture(scope="module")

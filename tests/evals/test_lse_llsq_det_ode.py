@@ -20,7 +20,8 @@ from harness.target import Target
 from harness.validation import checks
 
 EVALS = {p.name: p for module in (lse, llsq, det, ode) for p in module.PROBLEMS}
-"""The first four evals; the later ones have test modules of their own (`test_evals_a.py`, `_b`, `_c`)."""
+"""The first four evals; the later ones have test modules of their own (`test_kmeans_gmm_lstm.py`,
+`test_ba_ht.py`, `test_particle_saddle.py`)."""
 STEP = 1e-20
 
 

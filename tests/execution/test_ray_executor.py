@@ -175,7 +175,7 @@ def test_jobs_are_spread_over_both_nodes_and_in_process_plugins_run_here(cluster
     address, env = cluster
     names = [inner_of(registry)[0], "honest"]  # honest: that backend renamed, installed on the nodes
     done = subprocess.run(
-        [sys.executable, "-c", SPREAD, address, str(Path(__file__).parent), *names],
+        [sys.executable, "-c", SPREAD, address, str(Path(__file__).parents[1]), *names],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -293,7 +293,7 @@ def interrupt(args: list[str], env: dict, cwd: Path, pids: Path, signum: int, gr
 
 @pytest.mark.parametrize(("signum", "group"), [(signal.SIGINT, True), (signal.SIGTERM, False)])
 def test_an_interrupt_cancels_the_tasks_and_keeps_what_finished(cluster, tmp_path, signum, group):
-    """As locally (tests/test_runner.py): the exit code, what finished kept, and the hanging
+    """As locally (tests/execution/test_runner.py): the exit code, what finished kept, and the hanging
     job's child and its helper ended on their node (the task is interrupted there, and its
     runner ends the job's process group, helper and all)."""
     address, env = cluster

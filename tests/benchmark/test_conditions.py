@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 import pytest
-from test_compare import CASES, bench, compare_cli, run_of, save, synthetic
+from synthetic_runs import CASES, bench, compare_cli, run_of, save, synthetic
 
 from harness import threads
 from harness.benchmark import conditions, measure

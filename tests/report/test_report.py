@@ -18,7 +18,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from test_compare import compare_cli, save, synthetic
+from synthetic_runs import compare_cli, save, synthetic
 
 pytest.importorskip("jinja2", reason="the report extra is not installed (pip install '.[report]')")
 pytest.importorskip("plotly", reason="the report extra is not installed (pip install '.[report]')")
@@ -29,7 +29,7 @@ from harness.results import compare  # noqa: E402
 from harness.results import gate as gating  # noqa: E402
 from harness.results import runs as results  # noqa: E402
 
-RESULTS = Path(__file__).parent.parent / "results"
+RESULTS = Path(__file__).parents[2] / "results"
 TWO = ("20261126T152556Z_cpu_f2212804", "20261207T194959Z_gradbench_4027a747")
 """Two committed runs: one with cases at several orders and sizes, the GradBench profile's."""
 

@@ -16,7 +16,7 @@ import pytest
 from harness.results import compare
 from harness.results import runs as results
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 

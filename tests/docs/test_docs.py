@@ -29,7 +29,7 @@ from harness.results import compare
 from harness.results import runs as results
 from harness.validation.verdicts import Check
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
 

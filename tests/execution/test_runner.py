@@ -189,7 +189,7 @@ def test_isolated_and_in_process_runs_give_the_same_checks_on_every_problem(caps
     # Eager: isolation is what differs here. torch.compile's jit rows, in a pytest process that
     # had compiled much before, once errored in-process on sigmoid (forward, order 2), alone not.
     # Every problem but the nested optimizations (particle, saddle), whose derivative checks take
-    # a minute per backend and are tested in test_evals_c.py. float64 alone: a second dtype runs
+    # a minute per backend and are tested in test_particle_saddle.py. float64 alone: a second dtype runs
     # the same code through the same isolation (TensorFlow alone in its env: 133 s with both, 107 s).
     names = {n for n, p in plugins.load().problems.items() if not isinstance(p, NestedProblem)}
     plan = [

@@ -104,7 +104,7 @@ def test_a_benchmark_session_stopped_by_sigterm_saves_what_it_timed(fast, tmp_pa
     not guessed from a clock; the first is recorded when its fixture ends, before the second
     starts): the session ends early and saves the rows it timed."""
     out = tmp_path / "runs"
-    bench = Path(__file__).parent / "benchmarks" / "test_benchmarks.py"
+    bench = Path(__file__).parents[1] / "benchmarks" / "test_benchmarks.py"
     command = [sys.executable, "-m", "pytest", str(bench), "--benchmark-only", "-q", "-p", "no:cacheprovider"]
     command += ["--harness-profile", "quick", "--harness-results", str(out)]
     env = {**os.environ, "HARNESS_BACKENDS": fast.name, "PYTHONUNBUFFERED": "1"}

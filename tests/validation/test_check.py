@@ -282,7 +282,12 @@ def test_the_fixture_fails_a_test_with_the_mismatch_report(tmp_path):
         "def test_wrong(assert_gradients):\n"
         "    assert_gradients(torch_sin(OFF), torch.asarray(X))\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), *sys.path]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [os.path.dirname(__file__), os.path.dirname(os.path.dirname(__file__)), *sys.path]
+        ),
+    )
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "test_mine.py", "-p", "no:cacheprovider", "-q"],
         cwd=tmp_path,

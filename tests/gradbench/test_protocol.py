@@ -25,7 +25,7 @@ from harness.validation.verdicts import ShapeMismatch
 
 pytest.importorskip("autograd")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SERVE = f"{sys.executable} -m harness gradbench serve --backend autograd"
 
 

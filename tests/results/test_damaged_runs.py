@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_compare import CASES, REMEDY, compare_cli, save, synthetic
+from synthetic_runs import CASES, REMEDY, compare_cli, save, synthetic
 
 from harness.results import runs as results
 

@@ -13,7 +13,7 @@ import pytest
 
 from harness.results import runs as results
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "gpu-run.sh"
+SCRIPT = Path(__file__).parents[2] / "scripts" / "gpu-run.sh"
 
 
 @pytest.fixture

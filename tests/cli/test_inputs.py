@@ -2,7 +2,7 @@
 work; JSON output is strict RFC 8259 whatever a backend returns; exit codes do not depend on
 the format; every error and failure carries an honest classification.
 
-(Damaged saved runs are in ``test_compare_damaged.py``; destinations in ``test_runner.py``.)
+(Damaged saved runs are in ``test_damaged_runs.py``; destinations in ``test_runner.py``.)
 """
 
 from __future__ import annotations
@@ -366,7 +366,7 @@ def test_an_interrupted_run_reconciles_what_finished_with_the_expected_outcomes(
 
 def test_a_reader_that_goes_away_ends_the_harness_by_sigpipe_quietly():
     """``compare RUN --format json | head -c 10``: ended by SIGPIPE as ``cat`` would be, no traceback."""
-    (run,) = (Path(__file__).resolve().parent.parent / "results").glob("20261126T052338Z_scaling_*.json")
+    (run,) = (Path(__file__).resolve().parents[2] / "results").glob("20261126T052338Z_scaling_*.json")
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness", "compare", str(run), "--format", "json"],
         stdout=subprocess.PIPE,
