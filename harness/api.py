@@ -6,13 +6,13 @@ against ``xp`` on every installed backend, and ``harness.assert_gradients`` for 
 Each turns the function into a `harness.problems.GradientProblem` (a scalar result: a loss),
 a `JacobianProblem` (a 1-D result) or, for ``check_xp(..., elementwise=True)``, a
 `ScalarProblem`, and goes through the one way into validation that the CLI takes
-(`harness.validation.session.validate`): the same tolerances, verdicts and mismatch report. A framework function needs no second definition: its
-oracles evaluate it through its own framework, in float64 (numdifftools' central differences
-with Richardson extrapolation and error estimates) and, where it gives the same derivative as
-those differences in complex128, by complex step. Second order: each Hessian-vector product
-strategy against differences of the backend's own float64 gradient
-(`harness.validation.hessians.gradient_differences`), and for ``check_xp`` the strategies and
-backends against each other.
+(`harness.validation.session.validate`): the same tolerances, verdicts and mismatch report. A
+framework function needs no second definition: its oracles evaluate it through its own
+framework, in float64 (numdifftools' central differences with Richardson extrapolation and error
+estimates) and, where it gives the same derivative as those differences in complex128, by
+complex step. Second order: each Hessian-vector product strategy against differences of the
+backend's own float64 gradient (`harness.validation.hessians.gradient_differences`), and for
+``check_xp`` the strategies and backends against each other.
 """
 
 from __future__ import annotations

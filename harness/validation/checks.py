@@ -9,9 +9,11 @@ grows with the order and with looser dtypes and is never scaled by array size.
 Finite-difference oracles add their own error estimate to the allowed gap.
 
 Each result is judged and classified by `harness.validation.verdicts`. Full Jacobians of
-vector-valued problems are checked in `harness.validation.jacobians`, gradients with their
-Hessian's diagonal in `harness.validation.diagonals`, nested optimizations (particle, saddle) in
-`harness.validation.nested`, by the same rule.
+vector-valued problems are checked in `harness.validation.jacobians`, Hessian-vector products in
+`harness.validation.hessians`, gradients with their Hessian's diagonal in
+`harness.validation.diagonals`, nested optimizations (particle, saddle) in
+`harness.validation.nested`, by the same rule. `harness.validation.session` turns the checks
+into a run's verdict and report.
 """
 
 from __future__ import annotations
