@@ -5,20 +5,21 @@ against ``xp`` on every installed backend, and ``harness.assert_gradients`` for 
 
 Each turns the function into a `harness.problems.GradientProblem` (a scalar result: a loss),
 a `JacobianProblem` (a 1-D result) or, for ``check_xp(..., elementwise=True)``, a
-`ScalarProblem`, and runs the validation the CLI runs (`harness.validation.checks`): the same
-tolerances, verdicts and mismatch report. A framework function needs no second definition: its
-oracles evaluate it through its own framework, in float64 (numdifftools' central differences
-with Richardson extrapolation and error estimates) and, where it gives the same derivative as
-those differences in complex128, by complex step. Second order: each Hessian-vector product
-strategy against central differences of the backend's own float64 gradient, and the strategies
-against each other.
+`ScalarProblem`, and goes through the one way into validation that the CLI takes
+(`harness.validation.session.validate`): the same tolerances, verdicts and mismatch report. A
+framework function needs no second definition: its oracles evaluate it through its own
+framework, in float64 (numdifftools' central differences with Richardson extrapolation and error
+estimates) and, where it gives the same derivative as those differences in complex128, by
+complex step. Second order: each Hessian-vector product strategy against differences of the
+backend's own float64 gradient (`harness.validation.hessians.gradient_differences`), and for
+``check_xp`` the strategies and backends against each other.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,12 +27,10 @@ import numpy as np
 from harness import oracles, plugins
 from harness.plugins import UsageError
 from harness.problems import GradientProblem, JacobianProblem, ScalarProblem
-from harness.pytree import flatten, leaves, select, substitute, tree_map, unflatten
-from harness.strategies import HVP_STRATEGIES
+from harness.pytree import leaves, tree_map
 from harness.target import Target
-from harness.validation import checks, report, user
-from harness.validation.tolerances import FD_RTOL, tolerance
-from harness.validation.verdicts import Check, ShapeMismatch, agreement, attempt, error_check, judge
+from harness.validation import checks, report, session, user
+from harness.validation.verdicts import Check
 
 FRAMEWORK_MODULES = {"torch": "torch", "jax": "jax", "jaxlib": "jax", "tensorflow": "tensorflow"}
 
@@ -79,8 +78,6 @@ class CheckReport:
 
     def text(self) -> str:
         """The summary table and each failure's mismatch report, as ``validate`` prints them."""
-        parts = [report.summary(self.checks)] if self.checks else ["no checks ran"]
-        parts += [report.mismatch(c) for c in self.failures]
         verdict = (
             "all passed"
             if self.passed
@@ -88,7 +85,7 @@ class CheckReport:
             if self.failures
             else f"no verdict: no derivative could be judged ({self.classification or 'unsupported'})"
         )
-        return "\n\n".join(parts + [verdict])
+        return report.text(self.checks, verdict)
 
     __str__ = text
 
@@ -116,40 +113,20 @@ def check(
     HVP strategies (default: every one the backend offers). No failure of ``fn`` or of an oracle
     escapes: each is a check with its classification.
     """
-    entry = _backend(backend or _framework_of(args))
+    registry = _registry()
+    entry = _backend(registry, backend or _framework_of(args))
     title = name or _name(fn)
-    args64, chosen = _arguments(args, argnums, order)
-    found, arguments = [], {}
+    chosen = _chosen(args, argnums, order)
+    args64 = _as_numpy(registry, args, chosen)
+    arguments = {_label(title, argnums, a): a for a in chosen}
     target = Target(entry, device, dtype)
-    for a in chosen:
-        label = title if isinstance(argnums, int) else f"{title}[arg {a}]"
-        arguments[label] = a
-        checks_, function = user.function_checks(target, fn, args64, a, _tuple(strategies), label)
-        found += checks_
-        if order == 2 and function is not None and function.layout.size and function.theta.size:
-            problem = GradientProblem(label, _scalarized(function), lambda size=None: args64, a)
-            try:
-                found += _hessian_checks(target, problem, strategies)
-            except Exception as exc:
-                found.append(error_check(user.head_for(target, label)("-"), 2, exc))
-    return CheckReport(found, arguments)
 
+    def run(on_check) -> tuple[list[Check], None]:
+        limit = _tuple(strategies)
+        found = [user.checks(target, fn, args64, a, order, limit, _label(title, argnums, a)) for a in chosen]
+        return [c for checks_ in found for c in checks_], None
 
-def _scalarized(function: user.Function) -> Callable:
-    """The problem function ``f(xp, *args)`` of a scalar: ``fn``'s flat output itself where it has
-    one entry, else its inner product with a seeded random unit cotangent."""
-    size = function.layout.size
-    u = np.ones(1) if size == 1 else oracles.directions(size, seed=5, count=1, dense=0)[0]
-
-    def scalar(xp: Any, *args: Any) -> Any:
-        flat = function.layout.flat(xp, function.fn(*args))
-        if size == 1:
-            return xp.sum(flat)
-        # In the checked dtype, so that the float64 oracle weighs by the same (rounded) numbers.
-        target = function.target
-        return xp.sum(flat * target.backend.asarray(u, target.dtype, target.device))
-
-    return scalar
+    return CheckReport(session.validate(run).checks, arguments)
 
 
 def check_xp(
@@ -179,9 +156,8 @@ def check_xp(
         points = tuple(float(p) for p in np.ravel(np.asarray(args[0], np.float64)))
         plan = checks.Plan(entries, [ScalarProblem(title, fn, points)], (dtype,), ("eager",),
                            _tuple(strategies), None, tuple(range(1, order + 1)))  # fmt: skip
-        found = [c for e in entries for c in checks.backend_checks(e, plan)]
-        return CheckReport(found + list(agreement(found)), {title: 0})
-    return _run(fn, args, argnums, entries, order, dtype, None, strategies, title)
+        return CheckReport(_validated(plan), {title: 0})
+    return _run(registry, fn, args, argnums, entries, order, dtype, strategies, title)
 
 
 def assert_gradients(fn: Callable, *args: Any, xp: bool = False, **options: Any) -> CheckReport:
@@ -227,15 +203,14 @@ def _registry() -> plugins.Registry:
     return _REGISTRIES[key]
 
 
-def _backend(name: str) -> plugins.BackendEntry:
-    registry = _registry()
+def _backend(registry: plugins.Registry, name: str) -> plugins.BackendEntry:
     (entry,) = registry.select_backends([name])
     if entry.unavailable:
         raise UsageError(f"backend {name!r} is unavailable: {entry.unavailable}")
     return entry
 
 
-def _as_numpy(args: tuple, keep: tuple[int, ...] | None = None) -> tuple:
+def _as_numpy(registry: plugins.Registry, args: tuple, keep: tuple[int, ...] | None = None) -> tuple:
     """The arguments as numpy pytrees (a framework's arrays through its backend's ``to_numpy``):
     contiguous float64 copies, except that where ``keep`` names the differentiated positions the
     others' integer, boolean and complex leaves (indices, masks) keep their dtype."""
@@ -243,7 +218,7 @@ def _as_numpy(args: tuple, keep: tuple[int, ...] | None = None) -> tuple:
     def leaf(a: Any, differentiated: bool) -> np.ndarray:
         framework = FRAMEWORK_MODULES.get(type(a).__module__.split(".")[0])
         if framework is not None:
-            a = _registry().backends[framework].backend.to_numpy(a)
+            a = registry.backends[framework].backend.to_numpy(a)
         a = np.asarray(a)
         if differentiated and np.iscomplexobj(a):
             raise UsageError(
@@ -257,12 +232,6 @@ def _as_numpy(args: tuple, keep: tuple[int, ...] | None = None) -> tuple:
     )
 
 
-def _arguments(args: tuple, argnums: int | tuple[int, ...], order: int) -> tuple[tuple, tuple[int, ...]]:
-    """The arguments as numpy (`_as_numpy`) and the differentiated positions, or a `UsageError`."""
-    chosen = _chosen(args, argnums, order)
-    return _as_numpy(args, chosen), chosen
-
-
 def _chosen(args: tuple, argnums: int | tuple[int, ...], order: int) -> tuple[int, ...]:
     """The differentiated positions, or a `UsageError` for them or for ``order``."""
     if order not in (1, 2):
@@ -274,26 +243,36 @@ def _chosen(args: tuple, argnums: int | tuple[int, ...], order: int) -> tuple[in
     return chosen
 
 
+def _label(title: str, argnums: int | tuple[int, ...], a: int) -> str:
+    """A checked problem's name: the function's, and the argument where several are checked."""
+    return title if isinstance(argnums, int) else f"{title}[arg {a}]"
+
+
+def _validated(*plans: checks.Plan) -> list[Check]:
+    """The checks of each plan in turn, in this process, then each backend's against the others'."""
+
+    def run(on_check) -> tuple[list[Check], None]:
+        return [c for plan in plans for e in plan.backends for c in checks.backend_checks(e, plan)], None
+
+    return session.validate(run, agreement=True).checks
+
+
 def _complex_safe(F: Callable, theta: np.ndarray) -> bool:
-    """Whether the complex step along a seeded direction gives the central differences'
-    derivative: ``F`` takes complex input and is analytic there."""
+    """Whether the complex step serves as an oracle (`user.complex_step_refusal`), probed along a
+    seeded direction against numdifftools' central difference."""
     v = np.random.default_rng(1).standard_normal(theta.size)
     v /= np.linalg.norm(v) or 1.0
-    try:
-        with np.errstate(all="ignore"):
-            stepped = oracles.complex_step(F, theta, v[None])
-    except Exception:
-        return False
-    central, error = oracles.central_difference(F, theta, v[None])
-    gap = np.abs(stepped - central)
-    return bool(
-        np.all(np.isfinite(stepped)) and np.all(gap <= user.PROBE_RTOL * np.abs(central) + 4 * error + 1e-300)
-    )
+
+    def central() -> tuple:
+        values, errors = oracles.central_difference(F, theta, v[None])
+        return values[0], errors[0]
+
+    return user.complex_step_refusal(F, theta, v, central) is None
 
 
-def _run(fn, args, argnums, entries, order, dtype, devices, strategies, title) -> CheckReport:
+def _run(registry, fn, args, argnums, entries, order, dtype, strategies, title) -> CheckReport:
     chosen = _chosen(args, argnums, order)
-    args64 = _as_numpy(args)
+    args64 = _as_numpy(registry, args)
     value = np.asarray(fn(np, *args64))
     if value.ndim > 1:
         raise UsageError(
@@ -303,75 +282,17 @@ def _run(fn, args, argnums, entries, order, dtype, devices, strategies, title) -
         raise UsageError(
             f"order 2 takes a scalar result; {title} returns a 1-D array (its Jacobian is order 1)"
         )
-    found, arguments = [], {}
+    plans, arguments = [], {}
     for a in chosen:
-        label = title if isinstance(argnums, int) else f"{title}[arg {a}]"
+        label = _label(title, argnums, a)
         arguments[label] = a
         F, theta = oracles.of_flat_parameters(fn, np, args64, a)
         kind = JacobianProblem if value.ndim == 1 else GradientProblem
         problem = kind(label, fn, lambda size=None: args64, a, complex_step=_complex_safe(F, theta))
-        plan = checks.Plan(entries, [problem], (dtype,), ("eager",), _tuple(strategies), devices, (1,))
-        for entry in entries:
-            found += checks.backend_checks(entry, plan)
-            if order == 2 and kind is GradientProblem:
-                for device in devices or entry.backend.devices():
-                    found += _hessian_checks(Target(entry, device, dtype), problem, strategies)
-    return CheckReport(found + list(agreement(found)), arguments)
-
-
-def _hessian_checks(target: Target, problem: GradientProblem, strategies) -> list[Check]:
-    """Each HVP strategy against Richardson differences of the backend's float64 gradient
-    (`oracles.richardson_difference`: a direction whose table does not converge at any step
-    makes the check inconclusive)."""
-    oracle_target = Target(target.entry, target.device, "float64")
-    args64 = problem.make_args()
-    chosen = select(args64, problem.argnums)
-    theta = flatten(chosen)
-    gradient = oracle_target.value_and_grad(problem)
-
-    def G(t: np.ndarray) -> np.ndarray:
-        moved = substitute(args64, problem.argnums, unflatten(t, chosen))
-        return flatten(oracle_target.numpy(gradient(*oracle_target.array(moved))[1]))
-
-    rows = oracles.directions(theta.size)
-    reference, error, usable = oracles.richardson_difference(G, theta, rows)
-    rtol = max(tolerance(target.dtype, 2), FD_RTOL)
-    found = []
-    for strategy in HVP_STRATEGIES:
-        if strategies is not None and strategy not in strategies:
-            continue
-        head = user.head_for(target, problem.name)(strategy)
-
-        def twice(strategy=strategy):
-            product, args = target.hvp(problem, strategy), target.array(args64)
-            vectors = [target.array(unflatten(v, chosen)) for v in rows]
-            results = [
-                np.stack([flatten(target.numpy(product(v, *args))) for v in vectors]) for _ in range(2)
-            ]
-            if results[0].shape != reference.shape:
-                raise ShapeMismatch(f"Hessian-vector products have shape {results[0].shape}")
-            return results
-
-        outcome, seconds = attempt(head, 2, twice)
-        if isinstance(outcome, Check):
-            found.append(outcome)
-            continue
-        where = f"{len(rows)} Hessian-vector products"
-        first, second = (o[usable] for o in outcome)
-        check = judge(
-            head(2, "central-difference(gradient)", "pass", points=where, seconds=seconds),
-            first,
-            second,
-            reference[usable],
-            rtol,
-            slack=4 * error[usable],
-        )
-        if not usable.all() and check.status == "pass":  # as `user`'s first-order checks
-            check = replace(check, status="unsupported", classification="inconclusive",
-                            message="the differences of the gradient did not converge along "
-                            f"{int((~usable).sum())} of {len(rows)} directions: no verdict")  # fmt: skip
-        found.append(check)
-    return found
+        # Order 2: Hessian-vector products against differences of each backend's own gradient.
+        plans.append(checks.Plan(entries, [problem], (dtype,), ("eager",), _tuple(strategies), None,
+                                 (1, 2) if order == 2 else (1,), gradient_differences=True))  # fmt: skip
+    return CheckReport(_validated(*plans), arguments)
 
 
 __all__ = ["CheckReport", "assert_gradients", "check", "check_xp"]

@@ -271,6 +271,14 @@ RICHARDSON_LIMIT = 1e-7
 largest derivative: enough to resolve an error of 1e-6 relative."""
 
 
+def richardson(d: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Central differences (or their gaps to a claimed derivative) at steps h, h/2, h/4,
+    extrapolated to a zero step twice: ``(once, twice)``, the h^2 term removed from the last two
+    steps' values, then the h^4 term from both once-extrapolated values."""
+    first = [(4 * d[1] - d[0]) / 3, (4 * d[2] - d[1]) / 3]
+    return first[1], (16 * first[1] - first[0]) / 15
+
+
 def richardson_difference(
     F: Callable, theta: np.ndarray, rows: np.ndarray, floor: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -299,10 +307,9 @@ def richardson_difference(
             plus = [np.asarray(F(theta + s * v), np.float64) for s in steps]
             minus = [np.asarray(F(theta - s * v), np.float64) for s in steps]
             d = [(p - q) / (2 * s) for p, q, s in zip(plus, minus, steps, strict=True)]
-            r1 = [(4 * d[1] - d[0]) / 3, (4 * d[2] - d[1]) / 3]
-            r2 = (16 * r1[1] - r1[0]) / 15
+            r1, r2 = richardson(d)
             rounding = 8 * eps * np.max(np.abs(plus + minus), initial=0.0) / steps[-1]
-            error = np.abs(r2 - r1[1]) + rounding
+            error = np.abs(r2 - r1) + rounding
             with np.errstate(invalid="ignore"):
                 converging = bool(
                     np.all(np.isfinite(r2))

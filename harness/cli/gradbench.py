@@ -15,14 +15,14 @@ import os
 import sys
 import time
 
-from harness import __version__, plugins
+from harness import plugins
 from harness.cli import options
 from harness.cli.output import EXIT_FAIL, EXIT_OK, check_destination, deliver
-from harness.cli.validate import validation_text
 from harness.gradbench import eval_modules, problem_of, protocol
 from harness.hookspecs import MODES
 from harness.plugins import UsageError
 from harness.problems import NestedProblem
+from harness.validation import session
 
 
 def add_parser(sub) -> None:
@@ -179,40 +179,21 @@ def _check(args) -> int:
         if stream:
             print(json.dumps(check.to_json(), allow_nan=False), flush=True)
 
-    started = time.perf_counter()
-    try:
-        session = check_tool(
-            args.tool,
-            [(n, modules[n], sizes.get(n)) for n in names],
-            args.timeout,
-            args.min_runs,
-            args.min_seconds,
-            on_check=emit,
-        )
-    except ValueError as exc:  # an empty command, an eval's bad size
-        raise UsageError(str(exc)) from None
-    elapsed = time.perf_counter() - started
-    checks = session.checks
-    failed = any(c.status in ("fail", "error") for c in checks)
-    document = {
-        "harness": __version__,
-        "tool": session.tool,
-        "command": args.tool,
-        "seconds": round(elapsed, 3),
-        "interrupted": None,
-        "unavailable": {},
-        "plugin_errors": [],
-        "surprises": [],
-        "checks": [c.to_json() for c in checks],
-        "timings": session.timings,
-    }
-    if args.format == "jsonl":
-        text = "\n".join(json.dumps(c.to_json(), allow_nan=False) for c in checks)
-    elif args.format == "json":
-        text = json.dumps(document, indent=2, allow_nan=False)
-    else:
-        text = validation_text(checks, [], {}, [], elapsed, failed) + "\n\n" + _timing_text(session.timings)
-    code = EXIT_FAIL if failed else EXIT_OK
+    tool = None  # the session with the tool, once it ran
+
+    def run(on_check) -> tuple[list, None]:
+        nonlocal tool
+        chosen = [(n, modules[n], sizes.get(n)) for n in names]
+        try:
+            tool = check_tool(args.tool, chosen, args.timeout, args.min_runs, args.min_seconds, on_check)
+        except ValueError as exc:  # an empty command, an eval's bad size
+            raise UsageError(str(exc)) from None
+        return tool.checks, None
+
+    found = session.validate(run, emit=emit)
+    document = found.document({"tool": tool.tool, "command": args.tool}, {"timings": tool.timings})
+    text = found.render(args.format, document, _timing_text(tool.timings))
+    code = EXIT_FAIL if found.failed else EXIT_OK
     if args.output:
         return deliver(args.output, text + "\n", "gradbench", code)
     if not stream:

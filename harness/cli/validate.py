@@ -5,23 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import time
 
-from harness import __version__, expected, plugins
+from harness import plugins
 from harness import problem_files as loading
 from harness.cli import options
 from harness.cli.output import EXIT_FAIL, EXIT_OK, check_destination, deliver
 from harness.cli.running import pool, run_with_progress
 from harness.hookspecs import DTYPES, MODES, STRATEGIES
-from harness.jobs import Job, Outcome
+from harness.jobs import Interrupted, Job, Outcome
 from harness.plugins import UsageError
 from harness.results import files
 from harness.strategies import NESTED_PAIRS
-from harness.validation import report
-from harness.validation.verdicts import STATUSES, Check
-from harness.validation.verdicts import agreement as agreement_checks
+from harness.validation import session
+from harness.validation.verdicts import Check, head
 
 
 def add_parser(sub) -> None:
@@ -167,82 +164,55 @@ def validate(
         if stream:
             print(json.dumps(check.to_json(), allow_nan=False), flush=True)
 
-    def on_stop(outcome: Outcome) -> None:
-        if outcome.failure:
-            emit(_failure_check(registry.backends[outcome.job.backend], outcome))
+    def run(on_check) -> tuple[list[Check], Interrupted | None]:
+        def on_stop(outcome: Outcome) -> None:
+            if outcome.failure:
+                on_check(_failure_check(registry.backends[outcome.job.backend], outcome))
 
-    started = time.perf_counter()
-    outcomes, interrupted = run_with_progress(
-        jobs,
-        registry,
-        jobs_pool,
-        isolate=isolate,
-        quiet=quiet,
-        on_result=emit,
-        on_stop=on_stop,
-        stream=stream,
+        outcomes, interrupted = run_with_progress(
+            jobs, registry, jobs_pool, isolate=isolate, quiet=quiet, on_result=on_check, on_stop=on_stop,
+            stream=stream,
+        )  # fmt: skip
+        return [  # in plan order: each backend's checks, then what stopped it, if anything did
+            c
+            for o in outcomes
+            for c in o.results + ([_failure_check(registry.backends[o.job.backend], o)] if o.failure else [])
+        ], interrupted
+
+    found = session.validate(
+        run,
+        emit=emit,
+        agreement=agreement,
+        expectations={e.name: e.expected for e in entries},
+        unavailable={e.name: e.unavailable for e in entries if e.unavailable},
+        plugin_errors=[str(e) for e in registry.errors],
+        # Backends chosen by name must run; a broken plugin fails only an unrestricted run.
+        strict=backends is not None or bool(os.environ.get(plugins.BACKENDS_ENV)),
     )
-    checks = [  # in plan order: each backend's checks, then what stopped it, if anything did
-        c
-        for o in outcomes
-        for c in o.results + ([_failure_check(registry.backends[o.job.backend], o)] if o.failure else [])
-    ]
-    agreed = list(agreement_checks(checks)) if agreement else []
-    for check in agreed:
-        emit(check)
-    checks += agreed
-    elapsed = time.perf_counter() - started
+    checks = found.checks
     missing = [
         d
         for d in devices or ()
         if not any(c.device == d and "does not offer device" not in c.message for c in checks)
     ]
-    if missing and checks and not interrupted:
+    if missing and checks and not found.interrupted:
         raise UsageError(
             f"no selected backend has device {', '.join(missing)} on this machine "
             "(python -m harness list shows the devices found)"
         )
-    unavailable = {e.name: e.unavailable for e in entries if e.unavailable}
-    errors = [str(e) for e in registry.errors]
-    surprises = expected.reconcile(checks, {e.name: e.expected for e in entries})
-    if interrupted:  # a combination cut short may lack the very check its expectation names
-        surprises = []
-    # Backends chosen by name must run; a broken plugin fails only an unrestricted run.
-    explicit = backends is not None or bool(os.environ.get(plugins.BACKENDS_ENV))
-    broken = bool(unavailable) if explicit else bool(errors)
-    failed = (
-        broken or bool(surprises) or any(c.status in ("fail", "error") and not c.expected for c in checks)
-    )
-    document = {
-        "harness": __version__,
-        "seconds": round(elapsed, 3),
-        "interrupted": signal.Signals(interrupted.signum).name if interrupted else None,
-        "unavailable": unavailable,
-        "plugin_errors": errors,
-        "surprises": surprises,
-        "checks": [c.to_json() for c in checks],
-    }
-    if fmt == "jsonl":
-        text = "\n".join(json.dumps(c.to_json(), allow_nan=False) for c in checks)
-    elif fmt == "json":
-        text = json.dumps(document, indent=2, allow_nan=False)
-    else:
-        text = validation_text(checks, surprises, unavailable, errors, elapsed, failed)
-    code = EXIT_FAIL if failed else EXIT_OK
+    text = found.render(fmt)
+    code = EXIT_FAIL if found.failed else EXIT_OK
     if output:
         code = deliver(output, text + "\n", "validate", code)
         kept = output
     elif not stream:
         print(text)
-    if interrupted:
+    if found.interrupted:
         if not output:
-            kept, _ = files.deliver(
-                files.fallback_path("validate"),
-                json.dumps(document, indent=2, allow_nan=False) + "\n",
-                "validate",
-            )
+            document = json.dumps(found.document(), indent=2, allow_nan=False)
+            kept, _ = files.deliver(files.fallback_path("validate"), document + "\n", "validate")
         print(f"interrupted: {len(checks)} checks finished, kept in {kept}", file=sys.stderr)
-        return interrupted.exit_code
+        return found.interrupted.exit_code
     return code
 
 
@@ -260,35 +230,7 @@ def _heaviest_first(registry: plugins.Registry):
 def _failure_check(entry: plugins.BackendEntry, outcome: Outcome) -> Check:
     """The one ``error`` check that says a job's process crashed, timed out or failed."""
     classification, message = outcome.failure
-    return Check(
-        backend=entry.name,
-        version=entry.version,
-        device="-",
-        dtype="-",
-        mode="-",
-        strategy="-",
-        problem="-",
-        order=0,
-        oracle="-",
-        status="error",
-        classification=classification,
-        message=message,
-        seconds=round(outcome.seconds, 3),
+    unknown = dict(device="-", dtype="-", mode="-", strategy="-", problem="-")
+    return head(backend=entry.name, version=entry.version, **unknown)(
+        0, "-", "error", classification=classification, message=message, seconds=round(outcome.seconds, 3)
     )
-
-
-def validation_text(checks, surprises, unavailable, errors, elapsed, failed) -> str:
-    parts = [report.summary(checks)] if checks else ["no checks ran"]
-    parts += [report.mismatch(c) for c in checks if c.status in ("fail", "error")]
-    parts += [f"surprise: {s}" for s in surprises]
-    parts += [f"unavailable: {name}: {why}" for name, why in unavailable.items()]
-    parts += [f"broken {e}" for e in errors]
-    counts = {s: sum(c.status == s for c in checks) for s in STATUSES}
-    known = sum(c.expected for c in checks)
-    parts.append(
-        ", ".join(f"{n} {s}" for s, n in counts.items())
-        + (f" ({known} of them expected)" if known else "")
-        + f" in {elapsed:.1f} s"
-        + (": FAILED" if failed else ": all as expected" if known else ": all passed")
-    )
-    return "\n\n".join(parts)

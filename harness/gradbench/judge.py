@@ -21,7 +21,7 @@ import numpy as np
 from harness.evals.adapter import Function
 from harness.gradbench import problem_of
 from harness.gradbench.drive import Tool, ToolFailure
-from harness.validation.verdicts import Check, ShapeMismatch, judge
+from harness.validation.verdicts import Check, Head, ShapeMismatch, head, judge
 
 
 @dataclass
@@ -52,23 +52,9 @@ def check_tool(
     return session
 
 
-def _head(session: Session, name: str, function: str, description: str) -> Callable[..., Check]:
-    def head(order: int, oracle: str, status: str, **fields) -> Check:
-        return Check(
-            backend=session.tool,
-            version=session.version,
-            device="-",
-            dtype="float64",
-            mode="gradbench",
-            strategy=function,
-            problem=name,
-            order=order,
-            oracle=oracle,
-            status=status,
-            **({"points": description} | fields),
-        )
-
-    return head
+def _head(session: Session, name: str, function: str, description: str) -> Head:
+    return head(backend=session.tool, version=session.version, device="-", dtype="float64",
+                mode="gradbench", strategy=function, problem=name, points=description)  # fmt: skip
 
 
 def _eval_checks(session, command, name, module, size, timeout, runs) -> Iterator[Check]:

@@ -9,9 +9,11 @@ grows with the order and with looser dtypes and is never scaled by array size.
 Finite-difference oracles add their own error estimate to the allowed gap.
 
 Each result is judged and classified by `harness.validation.verdicts`. Full Jacobians of
-vector-valued problems are checked in `harness.validation.jacobians`, gradients with their
-Hessian's diagonal in `harness.validation.diagonals`, nested optimizations (particle, saddle) in
-`harness.validation.nested`, by the same rule.
+vector-valued problems are checked in `harness.validation.jacobians`, Hessian-vector products in
+`harness.validation.hessians`, gradients with their Hessian's diagonal in
+`harness.validation.diagonals`, nested optimizations (particle, saddle) in
+`harness.validation.nested`, by the same rule. `harness.validation.session` turns the checks
+into a run's verdict and report.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from harness import strategies as strategies_mod
 from harness.hookspecs import DTYPES
 from harness.plugins import BackendEntry
 from harness.problems import GradientProblem, JacobianProblem, NestedProblem, Problem, ScalarProblem
-from harness.pytree import flatten, select, structure, substitute, tree_map, unflatten
+from harness.pytree import flatten, select, structure, tree_map
 from harness.target import Target
+from harness.validation import hessians
 from harness.validation.diagonals import diagonal_checks
 from harness.validation.jacobians import jacobian_checks
 from harness.validation.nested import nested_checks
@@ -39,9 +42,11 @@ from harness.validation.verdicts import (
     agreement,
     attempt,
     error_check,
+    head,
     judge,
     remainder,
     sweep,
+    target_head,
 )
 
 SELF_CONSISTENCY_ORDERS = 6
@@ -61,6 +66,9 @@ class Plan:
     strategies: tuple[str, ...] | None = None
     devices: tuple[str, ...] | None = None
     orders: tuple[int, ...] | None = None
+    gradient_differences: bool = False
+    """Check the Hessian-vector products of a problem with no closed form against differences
+    of the backend's own gradient (`hessians.gradient_differences`: a user's function)."""
 
 
 def check_plan(plan: Plan) -> Iterator[Check]:
@@ -90,13 +98,6 @@ def backend_checks(entry: BackendEntry, plan: Plan, progress: Progress = _ignore
         yield from _backend_checks(entry, plan, progress)
 
 
-def _head(**known) -> Head:
-    def check(order: int, oracle: str, status: str, **fields) -> Check:
-        return Check(**known, order=order, oracle=oracle, status=status, **fields)
-
-    return check
-
-
 @dataclass(frozen=True)
 class _TargetChecks:
     """One backend on one device, dtype and mode, with what validation needs besides."""
@@ -112,16 +113,7 @@ class _TargetChecks:
         self.progress(("current", f"{t.device} {t.dtype} {t.mode} {what}"))
 
     def head(self, strategy: str, problem: str) -> Head:
-        t = self.target
-        return _head(
-            backend=t.entry.name,
-            version=t.entry.version,
-            device=t.device,
-            dtype=t.dtype,
-            mode=t.mode,
-            strategy=strategy,
-            problem=problem,
-        )
+        return target_head(self.target, problem, strategy)
 
     def unoffered(self, strategy: str | None) -> str | None:
         """Why the backend does not offer this target (and ``strategy``), or ``None``."""
@@ -155,7 +147,7 @@ def _backend_checks(entry: BackendEntry, plan: Plan, progress: Progress) -> Iter
     except Exception as exc:
         progress(("total", 0))
         unknown = dict(device="-", dtype="-", mode="-", strategy="-", problem="-")
-        yield error_check(_head(backend=entry.name, version=entry.version, **unknown), 0, exc)
+        yield error_check(head(backend=entry.name, version=entry.version, **unknown), 0, exc)
         return
     modes = plan.modes or backend.modes
     cases = []  # listed first, so that progress knows the total
@@ -189,9 +181,7 @@ def _backend_checks(entry: BackendEntry, plan: Plan, progress: Progress) -> Iter
             yield from _guarded(
                 _gradient_checks(job, problem, plan.orders), job.head("reverse", problem.name)
             )
-            yield from _guarded(
-                _hvp_checks(job, problem, plan.orders, plan.strategies), job.head("-", problem.name)
-            )
+            yield from _guarded(_hvp_checks(job, problem, plan), job.head("-", problem.name))
             yield from _guarded(
                 diagonal_checks(job, problem, plan.orders, plan.strategies), job.head("-", problem.name)
             )
@@ -384,66 +374,17 @@ def _gradient_checks(job: _TargetChecks, problem: GradientProblem, orders) -> It
     yield check
 
 
-def _hvp_checks(job: _TargetChecks, problem: GradientProblem, orders, strategies) -> Iterator[Check]:
-    """Hessian-vector products against the closed form and a complex step of the closed-form
-    gradient; with few parameters, the full Hessian (one product per basis vector)."""
-    if problem.hvp is None or (orders is not None and 2 not in orders):
+def _hvp_checks(job: _TargetChecks, problem: GradientProblem, plan: Plan) -> Iterator[Check]:
+    """Hessian-vector products (`harness.validation.hessians`) against the closed forms, or
+    where the problem has none and the plan asks, differences of the backend's gradient."""
+    if plan.orders is not None and 2 not in plan.orders:
         return
-    target = job.target
-    rounded = tree_map(
-        lambda a: np.asarray(a, dtype=target.dtype).astype(np.float64), problem.make_args(problem.size)
-    )
-    chosen = select(rounded, problem.argnums)
-    theta = flatten(chosen)
-    full = theta.size <= oracles.FULL_GRADIENT_LIMIT
-    rows = np.eye(theta.size) if full else oracles.directions(theta.size)[:2]
-    where = f"full Hessian ({theta.size} products)" if full else f"{len(rows)} seeded directions"
-    reference = np.stack([flatten(problem.hvp(unflatten(v, chosen), *rounded)) for v in rows])
-    stepped = (
-        np.stack(
-            [
-                flatten(
-                    problem.gradient(
-                        *substitute(
-                            rounded, problem.argnums, unflatten(theta + 1j * oracles.COMPLEX_STEP * v, chosen)
-                        )
-                    ),
-                    complex,
-                )
-                for v in rows
-            ]
-        ).imag
-        / oracles.COMPLEX_STEP
-    )
-    rtol = tolerance(target.dtype, 2)
-    for strategy, head, unsupported in job.offered(
-        problem.name, strategies_mod.HVP_STRATEGIES, strategies, 2, "hvp"
-    ):
-        if unsupported:
-            yield unsupported
-            continue
-
-        def twice(strategy=strategy):
-            args, product = target.array(rounded), target.hvp(problem, strategy)
-            results = [
-                np.stack(
-                    [flatten(target.numpy(product(target.array(unflatten(v, chosen)), *args))) for v in rows]
-                )
-                for _ in range(2)
-            ]
-            if results[0].shape != reference.shape:
-                raise ShapeMismatch(
-                    f"Hessian-vector products have shape {results[0].shape[1:]}, "
-                    f"expected {reference.shape[1:]}"
-                )
-            return results
-
-        outcome, seconds = attempt(head, 2, twice)
-        if isinstance(outcome, Check):
-            yield outcome
-            continue
-        first, second = outcome
-        yield judge(
-            head(2, "closed-form", "pass", points=where, seconds=seconds), first, second, reference, rtol
-        )
-        yield judge(head(2, "complex-step", "pass", points=where), first, second, stepped, rtol)
+    if problem.hvp is not None:
+        references = hessians.closed_form
+    elif plan.gradient_differences:
+        references = hessians.gradient_differences
+    else:
+        return
+    offered = job.offered(problem.name, strategies_mod.HVP_STRATEGIES, plan.strategies, 2, "hvp")
+    args = problem.make_args(problem.size)
+    yield from hessians.hvp_checks(job.target, problem, args, offered, references)

@@ -10,7 +10,7 @@ from tabulate import tabulate
 
 from harness.validation.checks import DEFAULT_ORDERS, FD_RTOL
 from harness.validation.tolerances import TOLERANCES, tolerance
-from harness.validation.verdicts import Check
+from harness.validation.verdicts import STATUSES, Check
 
 
 def orders_text(orders: Iterable[int]) -> str:
@@ -71,6 +71,29 @@ def summary(checks: list[Check]) -> str:
         "verdict",
     ]
     return tabulate(rows, headers=headers)
+
+
+def text(checks: list[Check], verdict: str, surprises=(), unavailable=None, errors=()) -> str:
+    """The report as ``validate``, ``gradbench check`` and `harness.check` print it: the summary,
+    each failure's mismatch report, what else is wrong with the run, and the ``verdict`` line."""
+    parts = [summary(checks)] if checks else ["no checks ran"]
+    parts += [mismatch(c) for c in checks if c.status in ("fail", "error")]
+    parts += [f"surprise: {s}" for s in surprises]
+    parts += [f"unavailable: {name}: {why}" for name, why in (unavailable or {}).items()]
+    parts += [f"broken {e}" for e in errors]
+    return "\n\n".join(parts + [verdict])
+
+
+def tally(checks: list[Check], seconds: float, failed: bool) -> str:
+    """The command's verdict line: the checks of each status, and whether all went as expected."""
+    counts = {s: sum(c.status == s for c in checks) for s in STATUSES}
+    known = sum(c.expected for c in checks)
+    return (
+        ", ".join(f"{n} {s}" for s, n in counts.items())
+        + (f" ({known} of them expected)" if known else "")
+        + f" in {seconds:.1f} s"
+        + (": FAILED" if failed else ": all as expected" if known else ": all passed")
+    )
 
 
 def _ratio(value: float) -> str:

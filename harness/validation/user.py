@@ -9,7 +9,8 @@ random sign vectors ``V`` (entries +-1, so that each input moves by the whole st
 differences resolve ``J V`` as well as a column); up to as many outputs the reverse rows are
 the unit cotangents', beyond seeded random unit ones ``U`` (``U^T J``, n entries each). Forward
 mode is judged on ``J V``, reverse on ``U^T J V``, each against the oracle's ``J V`` (``U^T`` of
-it), and the two against each other. Memory is O((m + n) x directions): no dense m x n matrix
+it), and the two against each other; at order 2 (`checks`), Hessian-vector products of the
+output (`harness.validation.hessians`). Memory is O((m + n) x directions): no dense m x n matrix
 beyond the limits.
 
 The allowed gap is `tolerances.allowed_gap`'s, plus three terms for a function nobody on the
@@ -25,17 +26,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from harness import oracles
 from harness.outputs import Layout
+from harness.problems import GradientProblem
 from harness.pytree import flatten, select, substitute, tree_map, unflatten
-from harness.strategies import JACOBIAN_STRATEGIES, jacobian, jacobian_matrix
+from harness.strategies import HVP_STRATEGIES, JACOBIAN_STRATEGIES, jacobian, jacobian_matrix
 from harness.target import Target
+from harness.validation import hessians
 from harness.validation.tolerances import FD_RTOL, tolerance
-from harness.validation.verdicts import AGREEMENT_FACTOR, Check, Head, attempt, error_check, judge
+from harness.validation.verdicts import (
+    AGREEMENT_FACTOR,
+    Check,
+    Head,
+    attempt,
+    error_check,
+    inconclusive,
+    judge,
+    target_head,
+)
 
 PROBE_RTOL = 1e-6
 """The complex step is used as an oracle where it agrees with the differences this well along a
@@ -51,19 +64,6 @@ Jacobians."""
 PERTURBATION_ULPS = 16
 """The conditioning allowance: the derivative's change when each input moves this many units in
 the last place."""
-
-
-def head_for(target: Target, problem: str) -> Callable[[str], Head]:
-    t = target
-
-    def head(strategy: str) -> Head:
-        def make(order: int, oracle: str, status: str, **fields) -> Check:
-            return Check(t.entry.name, t.entry.version, t.device, t.dtype, t.mode, strategy, problem, order,
-                         oracle, status, **fields)  # fmt: skip
-
-        return make
-
-    return head
 
 
 class Function:
@@ -108,13 +108,48 @@ class Function:
     def traced(self, *args: Any) -> Any:
         return self.layout.flat(self.target.backend.namespace(), self.fn(*args))
 
+    def scalar(self) -> Callable:
+        """The problem function ``f(xp, *args)`` of a scalar, whose Hessian order 2 checks: the
+        flat output itself where it has one entry, else its inner product with a seeded random
+        unit cotangent."""
+        size = self.layout.size
+        u = np.ones(1) if size == 1 else oracles.directions(size, seed=5, count=1, dense=0)[0]
+
+        def scalar(xp: Any, *args: Any) -> Any:
+            flat = self.layout.flat(xp, self.fn(*args))
+            if size == 1:
+                return xp.sum(flat)
+            # In the checked dtype, so that the float64 oracle weighs by the same (rounded) numbers.
+            t = self.target
+            return xp.sum(flat * t.backend.asarray(u, t.dtype, t.device))
+
+        return scalar
+
+
+def checks(
+    target: Target, fn: Callable, args64: tuple, argnums: int, order: int, strategies, name: str
+) -> list[Check]:
+    """`function_checks`, and at ``order`` 2 the Hessian-vector products of `Function.scalar`
+    against differences of the backend's own float64 gradient (`hessians.gradient_differences`)."""
+    found, F = function_checks(target, fn, args64, argnums, strategies, name)
+    if order == 2 and F is not None and F.layout.size and F.theta.size:
+        problem = GradientProblem(name, F.scalar(), lambda size=None: args64, argnums)
+        offered = ((s, target_head(target, name, s), None) for s in HVP_STRATEGIES
+                   if strategies is None or s in strategies)  # fmt: skip
+        try:
+            products = hessians.hvp_checks(target, problem, args64, offered, hessians.gradient_differences)
+            found += list(products)
+        except Exception as exc:
+            found.append(error_check(target_head(target, name, "-"), 2, exc))
+    return found
+
 
 def function_checks(
     target: Target, fn: Callable, args64: tuple, argnums: int | tuple[int, ...], strategies, name: str
 ) -> tuple[list[Check], Function | None]:
     """The checks of ``fn``'s Jacobian w.r.t. ``args64[argnums]`` on ``target`` (eager), and the
     `Function` (``None`` where ``fn`` raised at the point)."""
-    head = head_for(target, name)
+    head = partial(target_head, target, name)
     try:
         with np.errstate(all="ignore"):
             F = Function(target, fn, args64, argnums)
@@ -180,11 +215,9 @@ def _checks(F: Function, head, strategies) -> list[Check]:
         )  # fmt: skip
         if differs:
             check = replace(check, status="fail", classification="nondeterministic", message=differs)
-        elif not usable.all() and check.status == "pass":
-            bad = int((~usable).sum())
-            check = replace(check, status="unsupported", classification="inconclusive",
-                            message=f"the differences did not converge along {bad} of {len(usable)} "
-                            "directions at any step (a discontinuity at the point?): no verdict")  # fmt: skip
+        else:
+            why = "the differences did not converge along {bad} of {total} directions at any step"
+            check = inconclusive(check, usable, why + " (a discontinuity at the point?)")
         found.append(check)
     if len(projected) == 2:
         (forward, moved_f), (reverse, moved_r) = projected["forward"], projected["reverse"]
@@ -243,10 +276,21 @@ def _complex_step_refusal(F: Function, probe: np.ndarray, central, error) -> str
     """Why the complex step cannot serve as the oracle, or ``None``."""
     if F.layout.has_complex:
         return "the function returns complex values (its real and imaginary parts are checked)"
+    return complex_step_refusal(F.at, F.theta, probe, lambda: (central, error))
+
+
+def complex_step_refusal(F: Callable, theta: np.ndarray, probe: np.ndarray, differences) -> str | None:
+    """Why the complex step of ``F`` at ``theta`` cannot serve as its oracle, or ``None``: along
+    the unit direction ``probe`` it must take complex input and, where finite, give the
+    derivative that ``differences()`` gives (``(derivative, error estimate)`` along ``probe``,
+    asked only once the step ran) within `PROBE_RTOL` (a function with ``abs`` or a branch on
+    values does not)."""
     try:
-        stepped = oracles.complex_step(F.at, F.theta, probe[None])[0]
+        with np.errstate(all="ignore"):
+            stepped = oracles.complex_step(F, theta, probe[None])[0]
     except Exception as exc:  # no complex input, or another shape under it (torch.stft)
         return f"given complex input it raised {type(exc).__name__}: {str(exc)[:200]}"
+    central, error = differences()
     gap = np.abs(stepped - central)
     if not (
         np.all(np.isfinite(stepped)) and np.all(gap <= PROBE_RTOL * np.abs(central) + 4 * error + 1e-300)

@@ -155,8 +155,7 @@ def sweep(check: Check, fn, points, claimed, *exact: Check) -> Check:
     multiprecision, closed-form, complex-step) oracle also finds the derivative wrong.
     """
     gaps = oracles.step_gaps(fn, points, claimed, SWEEP_STEPS)
-    first = [(4 * gaps[1] - gaps[0]) / 3, (4 * gaps[2] - gaps[1]) / 3]
-    limit = (16 * first[1] - first[0]) / 15
+    _, limit = oracles.richardson(gaps)
     claimed = np.abs(np.asarray(claimed, np.float64))
     allowed = check.tolerance * (claimed + np.max(claimed, initial=0.0))
     largest = [float(np.max(np.abs(g), initial=0.0)) for g in gaps]
@@ -232,6 +231,34 @@ def agreement(results: list[Check]) -> Iterator[Check]:
 Head = Callable[..., Check]
 """Makes a `Check` whose backend, device, dtype, mode, strategy and problem are set:
 ``head(order, oracle, status, **other_fields)``."""
+
+
+def head(**known: Any) -> Head:
+    """The one maker of heads: each `Check` it makes has the ``known`` fields (backend,
+    version, device, dtype, mode, strategy, problem, and defaults such as ``points`` that a check
+    may override)."""
+
+    def make(order: int, oracle: str, status: str, **fields: Any) -> Check:
+        return Check(order=order, oracle=oracle, status=status, **(known | fields))
+
+    return make
+
+
+def target_head(target: Any, problem: str, strategy: str) -> Head:
+    """The `head` of ``problem``'s checks by ``strategy`` on a `harness.target.Target`."""
+    t = target
+    return head(backend=t.entry.name, version=t.entry.version, device=t.device, dtype=t.dtype,
+                mode=t.mode, strategy=strategy, problem=problem)  # fmt: skip
+
+
+def inconclusive(check: Check, usable: np.ndarray, why: str) -> Check:
+    """A passing ``check`` judged on only the ``usable`` directions (those whose differences
+    converged) is no pass: ``unsupported``, classified ``inconclusive``, and never a failure of
+    its own. ``why`` says what did not converge, with ``{bad}`` and ``{total}`` directions."""
+    if usable.all() or check.status != "pass":
+        return check
+    message = why.format(bad=int((~usable).sum()), total=len(usable)) + ": no verdict"
+    return replace(check, status="unsupported", classification="inconclusive", message=message)
 
 
 class ShapeMismatch(ValueError):
