@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 
 from harness import oracles, plugins
-from harness.plugins import UsageError
+from harness.errors import ShapeMismatch, UsageError
 from harness.problems import GradientProblem, JacobianProblem, ScalarProblem
 from harness.pytree import flatten, leaves, select, substitute, tree_map, unflatten
 from harness.strategies import HVP_STRATEGIES
 from harness.target import Target
 from harness.validation import checks, report, user
 from harness.validation.tolerances import FD_RTOL, tolerance
-from harness.validation.verdicts import Check, ShapeMismatch, agreement, attempt, error_check, judge
+from harness.validation.verdicts import Check, agreement, attempt, error_check, judge
 
 FRAMEWORK_MODULES = {"torch": "torch", "jax": "jax", "jaxlib": "jax", "tensorflow": "tensorflow"}
 

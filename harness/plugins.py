@@ -17,6 +17,7 @@ from typing import Any
 import pluggy
 
 from harness import expected, hookspecs, problems
+from harness.errors import UsageError
 from harness.hookspecs import DTYPES, MODES, OPTIONAL_METHODS, REQUIRED_METHODS, STRATEGIES
 
 ENTRY_POINT_GROUP = "harness"
@@ -27,10 +28,6 @@ BACKENDS_ENV = "HARNESS_BACKENDS"
 """Comma-separated backend names to run; the CLI's ``--backend`` overrides it."""
 
 _ATTRIBUTES = ("name", "requires", "install_hint", "strategies", "modes", "dtypes")
-
-
-class UsageError(ValueError):
-    """The user asked for something that does not exist (exit code 2)."""
 
 
 @dataclass

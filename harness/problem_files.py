@@ -25,7 +25,8 @@ from typing import Any
 
 import harness
 from harness import plugins
-from harness.plugins import Registry, UsageError
+from harness.errors import UsageError
+from harness.plugins import Registry
 from harness.problems import KINDS
 
 ATTRIBUTE = "PROBLEMS"

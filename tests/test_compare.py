@@ -26,6 +26,7 @@ from harness import machine, plugins, problems
 from harness.benchmark import conditions, measure
 from harness.benchmark.cases import Case
 from harness.cli import main as cli
+from harness.errors import RunError
 from harness.results import compare, files
 from harness.results import gate as gating
 from harness.results import runs as results
@@ -218,7 +219,7 @@ BAD_FILES = [truncated, foreign, future, damaged_benchmark, random_bytes, json_l
 def test_bad_file_is_a_run_error_naming_the_file_and_what_to_do(make, good, tmp_path):
     path = tmp_path / f"{make.__name__}.json"
     make(path, good)
-    with pytest.raises(results.RunError) as info:
+    with pytest.raises(RunError) as info:
         results.load(path)
     message = str(info.value)
     assert str(path) in message
@@ -229,7 +230,7 @@ def test_bad_file_is_a_run_error_naming_the_file_and_what_to_do(make, good, tmp_
 def test_bad_file_is_a_run_error_naming_the_file(make, good, tmp_path):
     path = tmp_path / f"{make.__name__}.json"
     make(path, good)
-    with pytest.raises(results.RunError, match=re.escape(str(path))):
+    with pytest.raises(RunError, match=re.escape(str(path))):
         results.load(path)
 
 
@@ -237,7 +238,7 @@ def test_future_format_names_both_versions(good, tmp_path):
     path = tmp_path / "future.json"
     future(path, good)
     with pytest.raises(
-        results.RunError, match=f"format {results.FORMAT_VERSION + 1}.*up to {results.FORMAT_VERSION}"
+        RunError, match=f"format {results.FORMAT_VERSION + 1}.*up to {results.FORMAT_VERSION}"
     ):
         results.load(path)
 
@@ -254,7 +255,7 @@ def test_future_format_names_both_versions(good, tmp_path):
 def test_damaged_fields_are_run_errors(doc, tmp_path):
     path = tmp_path / "damaged.json"
     path.write_text(json.dumps(doc))
-    with pytest.raises(results.RunError, match=re.escape(str(path))):
+    with pytest.raises(RunError, match=re.escape(str(path))):
         results.load(path)
 
 

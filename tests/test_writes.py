@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import DestinationError
 from harness.results import files
 
 REPORT = "a report\n"
@@ -221,7 +222,7 @@ def test_a_destination_in_a_symlink_loop_is_refused(tmp_path):
         why = files.unwritable(path)
         assert why and f"{culprit} is a symbolic link loop" in why, (path, why)
         assert "remove the link" in why
-        with pytest.raises(files.DestinationError) as info:
+        with pytest.raises(DestinationError) as info:
             files.check_destination(path, option="--output")
         assert str(path) in str(info.value) and "--output" in str(info.value)
         assert files.unwritable(path, folder=True), path
@@ -235,14 +236,14 @@ def test_a_destination_under_a_file_is_refused(tmp_path):
         assert why == f"{tmp_path / 'file'} is not a folder, so nothing can be written under it; " + (
             "name another destination"
         )
-        with pytest.raises(files.DestinationError, match="not a folder"):
+        with pytest.raises(DestinationError, match="not a folder"):
             files.check_destination(path)
 
 
 def test_an_empty_destination_names_the_option(tmp_path):
     assert "empty" in files.unwritable("")
     for folder in (False, True):
-        with pytest.raises(files.DestinationError) as info:
+        with pytest.raises(DestinationError) as info:
             files.check_destination("", folder=folder, option="--output")
         message = str(info.value)
         assert message.startswith("--output is empty ('')") and "leave the option out" in message

@@ -19,8 +19,8 @@ from harness.cli.output import (
     write_figures,
 )
 from harness.cli.running import pool, run_with_progress
+from harness.errors import RunError, UsageError
 from harness.jobs import Interrupted, Job
-from harness.plugins import UsageError
 from harness.results import compare, files, gate, runs, soundness
 
 
@@ -238,7 +238,7 @@ def compare_runs(
         try:
             rows += runs.load(path)
             machines[path.stem] = runs.machine_of(path)
-        except runs.RunError as exc:
+        except RunError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True
     if rows:
@@ -268,7 +268,7 @@ def compare_runs(
         stat, threshold = gate.parse_threshold(fail_on)
         try:
             base_rows = runs.load(baseline)
-        except runs.RunError as exc:
+        except RunError as exc:
             raise UsageError(f"baseline {exc}") from None
         slower = gate.regressions(rows, base_rows, stat, threshold)
         unjudged = gate.inconclusive(rows, base_rows)

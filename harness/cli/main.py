@@ -17,7 +17,7 @@ import sys
 from harness import __version__
 from harness.cli import compare, gradbench, list, report, scale, tolerances, validate
 from harness.cli.output import EXIT_USAGE
-from harness.plugins import UsageError
+from harness.errors import UsageError
 
 COMMANDS = (list, validate, compare, report, scale, tolerances, gradbench)
 

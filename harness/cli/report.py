@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness.cli import options
 from harness.cli.output import EXIT_FAIL, EXIT_OK, check_destination
-from harness.plugins import UsageError
+from harness.errors import UsageError
 from harness.results import gate, runs
 
 

@@ -18,9 +18,9 @@ from harness.cli import options
 from harness.cli.output import EXIT_FAIL, EXIT_OK, check_destination, write_figures
 from harness.cli.running import run_with_progress
 from harness.distributed import plan, records
+from harness.errors import UsageError
 from harness.execution.runner import LocalPool
 from harness.hookspecs import DTYPES
-from harness.plugins import UsageError
 from harness.results import compare, files, runs
 
 

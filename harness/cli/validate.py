@@ -14,9 +14,9 @@ from harness import problem_files as loading
 from harness.cli import options
 from harness.cli.output import EXIT_FAIL, EXIT_OK, check_destination, deliver
 from harness.cli.running import pool, run_with_progress
+from harness.errors import UsageError
 from harness.hookspecs import DTYPES, MODES, STRATEGIES
 from harness.jobs import Job, Outcome
-from harness.plugins import UsageError
 from harness.results import files
 from harness.strategies import NESTED_PAIRS
 from harness.validation import report

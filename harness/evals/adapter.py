@@ -30,10 +30,10 @@ import numpy as np
 
 from harness import oracles as oracles_mod
 from harness import strategies
+from harness.errors import ShapeMismatch
 from harness.pytree import flatten, select
 from harness.validation import nested as nested_checks
 from harness.validation.tolerances import FD_RTOL, tolerance
-from harness.validation.verdicts import ShapeMismatch
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from harness import problem_files
+from harness.errors import RayUnavailable
 from harness.execution import runner
 from harness.jobs import Interrupted, Job, Listener, Outcome, fold_event
 
@@ -41,11 +42,6 @@ PROBE_S = 10.0
 NO_RENUMBERING = {"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"}
 """Ray hides every GPU but the ones it assigns and renumbers them from 0; a job naming
 ``cuda:N`` keeps the node's numbering instead (Ray still counts the GPU as taken)."""
-
-
-class RayUnavailable(RuntimeError):
-    """Ray cannot take the jobs: it is not installed, no Ray cluster answers at the address,
-    or no node of the cluster has what a job asks for."""
 
 
 class RayPool:

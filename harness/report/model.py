@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.errors import RunError
 from harness.results import compare, gate, runs
 from harness.results.runs import Row
 
@@ -79,12 +80,12 @@ def saved_at(path: Path) -> datetime.datetime:
 
 def load(paths: list[Path]) -> tuple[list[Run], list[str]]:
     """The runs at ``paths`` in date order, and for each that cannot be read the message ``compare``
-    prints for it (`runs.RunError`: the file, what is wrong, what to do)."""
+    prints for it (`harness.errors.RunError`: the file, what is wrong, what to do)."""
     found, left_out = [], []
     for path in paths:
         try:
             rows = runs.load(path)
-        except runs.RunError as exc:
+        except RunError as exc:
             left_out.append(str(exc))
             continue
         run = Run(path.stem, path, saved_at(path), rows, runs.machine_of(path))

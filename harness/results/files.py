@@ -27,15 +27,13 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from harness.errors import DestinationError
+
 FALLBACK_ENV = "HARNESS_FALLBACK_DIR"
 """Where runs go when their destination fails (default: ~/.cache/gradient-harness)."""
 NAME_MAX = 255
 _TEMPORARY = re.compile(r"\..+\.(\d+)\.[^.]+\.tmp")
 """``.NAME.PID.RANDOM.tmp``: a temporary of `write_text`, by the process PID."""
-
-
-class DestinationError(ValueError):
-    """A destination that cannot be written; the message names it and what to do."""
 
 
 def check_destination(path: str | Path | None, *, folder: bool = False, option: str | None = None) -> None:

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import RunError
 from harness.results import files
 
 FORMAT_VERSION = 1
@@ -106,10 +107,6 @@ def text(run: dict) -> str:
 def save(run: dict, folder: str | Path, tag: str) -> Path:
     """Write ``run`` atomically under a new name in ``folder``; its path."""
     return files.write_text(Path(folder) / file_name(tag), text(run), overwrite=False)
-
-
-class RunError(ValueError):
-    """A results file that cannot be compared; the message names the file and what to do."""
 
 
 VALUE, HAND_WRITTEN = "value", "hand-written"

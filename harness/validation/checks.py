@@ -23,6 +23,7 @@ import numpy as np
 
 from harness import oracles
 from harness import strategies as strategies_mod
+from harness.errors import ShapeMismatch
 from harness.hookspecs import DTYPES
 from harness.plugins import BackendEntry
 from harness.problems import GradientProblem, JacobianProblem, NestedProblem, Problem, ScalarProblem
@@ -32,17 +33,7 @@ from harness.validation.diagonals import diagonal_checks
 from harness.validation.jacobians import jacobian_checks
 from harness.validation.nested import nested_checks
 from harness.validation.tolerances import FD_RTOL, tolerance
-from harness.validation.verdicts import (
-    Check,
-    Head,
-    ShapeMismatch,
-    agreement,
-    attempt,
-    error_check,
-    judge,
-    remainder,
-    sweep,
-)
+from harness.validation.verdicts import Check, Head, agreement, attempt, error_check, judge, remainder, sweep
 
 SELF_CONSISTENCY_ORDERS = 6
 """Highest order checked against a central difference of the order below: the difference

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from harness import oracles
+from harness.errors import ShapeMismatch
 from harness.problems import ScalarProblem
 from harness.validation.tolerances import allowed_gap
 
@@ -232,10 +233,6 @@ def agreement(results: list[Check]) -> Iterator[Check]:
 Head = Callable[..., Check]
 """Makes a `Check` whose backend, device, dtype, mode, strategy and problem are set:
 ``head(order, oracle, status, **other_fields)``."""
-
-
-class ShapeMismatch(ValueError):
-    """A backend's result has the wrong shape or pytree structure (classification ``wrong shape``)."""
 
 
 def error_check(head: Head, order: int, exc: Exception) -> Check:
