@@ -535,6 +535,17 @@ def gate(capsys, folder: Path, current: dict, baseline: dict, fail_on="median:10
     return compare_cli(capsys, cur, "--baseline", base, "--fail-on", fail_on)
 
 
+@pytest.mark.parametrize("rule", ["", "  "])
+def test_an_empty_gate_rule_is_a_usage_error_before_any_work(capsys, tmp_path, rule):
+    """``--fail-on ''`` is no rule: exit 2 and one error line naming the empty value, not the
+    default rule silently (the gate ran and exited 0 before)."""
+    code, out, err = gate(capsys, tmp_path, synthetic(seed=2), synthetic(seed=1), fail_on=rule)
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        f"error: --fail-on is empty ({rule!r}): give STAT:N% with STAT median or min, e.g. median:10%"
+    ]
+
+
 def test_gate_rerun_is_quiet(capsys, tmp_path):
     code, _, err = gate(capsys, tmp_path, synthetic(seed=2), synthetic(seed=1))
     assert code == 0

@@ -105,7 +105,7 @@ def from_args(args) -> int:
                 f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for the quick run on this "
                 "machine, not for saved runs (RUN): leave out the RUNs or those options"
             )
-    fail_on = args.fail_on or "median:10%"
+    fail_on = "median:10%" if args.fail_on is None else args.fail_on  # an empty rule is refused below
     try:
         gate.parse_threshold(fail_on)  # a usage error before any work
         paths = runs.resolve(args.runs, folder)
