@@ -4,7 +4,6 @@ regression gate against a baseline."""
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 from harness import problem_files
@@ -162,23 +161,26 @@ def compare_here(
     if interrupted:
         kept, _ = files.deliver(files.fallback_path("compare"), text, "compare", overwrite=False)
         print(f"interrupted: {len(run['benchmarks'])} benchmarks finished, kept in {kept}", file=sys.stderr)
-        return compare_runs([kept], interrupted=interrupted, **shown)
-    code = EXIT_OK
+        return _show(text, kept.stem, interrupted=interrupted, **shown)
+    code, name = EXIT_OK, profile
     if run_to:
         code = deliver(run_to, text, "compare", code)
     if save_to is not None:
-        name = save_to / runs.file_name(profile)
-        where, why = files.deliver(name, text, "compare", overwrite=False)
+        path = save_to / runs.file_name(profile)
+        where, why = files.deliver(path, text, "compare", overwrite=False)
         if why:
-            print(f"error: could not write {name} ({why}); the run is kept in {where}", file=sys.stderr)
+            print(f"error: could not write {path} ({why}); the run is kept in {where}", file=sys.stderr)
             code = EXIT_FAIL
         else:
             print(f"saved this run to {where}", file=sys.stderr)
-        return compare_runs([where], failed=failed or code != EXIT_OK, **shown)
-    with tempfile.TemporaryDirectory() as scratch:  # read back as a saved run would be
-        rows = runs.load(files.write_text(Path(scratch) / f"{profile}.json", text))
-    machines = {profile: run["machine_info"]["harness"]}
-    return compare_runs([], rows=rows, failed=failed or code != EXIT_OK, machines=machines, **shown)
+        name = where.stem  # the run as its file names it
+    return _show(text, name, failed=failed or code != EXIT_OK, **shown)
+
+
+def _show(text: str, name: str, **shown) -> int:
+    """`compare_runs` of the run in memory (``text``), read as its saved file ``name`` would be."""
+    here = runs.from_text(text, name)
+    return compare_runs([], rows=here.rows, machines={name: here.machine}, **shown)
 
 
 def _benchmark_here(
@@ -236,11 +238,13 @@ def compare_runs(
     rows, machines = list(rows or []), dict(machines or {})
     for path in paths:
         try:
-            rows += runs.load(path)
-            machines[path.stem] = runs.machine_of(path)
+            saved = runs.read(path)
         except RunError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True
+            continue
+        rows += saved.rows
+        machines[path.stem] = saved.machine
     if rows:
         print(compare.table(rows, fmt))
         fits = compare.growth(rows, fmt) if fmt in ("table", "md") else ""

@@ -84,12 +84,12 @@ def load(paths: list[Path]) -> tuple[list[Run], list[str]]:
     found, left_out = [], []
     for path in paths:
         try:
-            rows = runs.load(path)
+            saved = runs.read(path)
         except RunError as exc:
             left_out.append(str(exc))
             continue
-        run = Run(path.stem, path, saved_at(path), rows, runs.machine_of(path))
-        run.records = json.loads(compare.table(rows, "json"))
+        run = Run(path.stem, path, saved_at(path), saved.rows, saved.machine)
+        run.records = json.loads(compare.table(saved.rows, "json"))
         found.append(run)
     return sorted(found, key=lambda r: (r.saved, r.name)), left_out
 
