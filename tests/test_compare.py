@@ -527,6 +527,21 @@ def test_help_columns_is_one_paragraph_for_argparse():
     assert "\n" not in compare.HELP_COLUMNS and "%" not in compare.HELP_COLUMNS
 
 
+def test_a_run_in_memory_reads_as_its_saved_file(tmp_path):
+    """`compare`'s quick run is shown from memory (`runs.from_text`), as its saved file would be
+    read (`runs.read`, one parse for rows and machine)."""
+    run = synthetic(seed=3)
+    run["machine_info"]["harness"] = {"threads": {"omp": 2}}
+    saved = results.read(save(tmp_path, "quick", run))
+    here = results.from_text(results.text(run), "quick")
+    assert here == saved and here.machine == {"threads": {"omp": 2}} and here.rows
+
+
+def test_a_run_in_memory_that_is_damaged_names_the_run(tmp_path):
+    with pytest.raises(RunError, match="^quick: not valid JSON"):
+        results.from_text("{", "quick")
+
+
 # --- The regression gate --------------------------------------------------------------------------
 
 
