@@ -151,7 +151,7 @@ def compare_here(
     **shown,
 ) -> int:
     """Validate and time the installed backends here, deliver the run, then show it."""
-    registry = problem_files.load(problem_specs)
+    registry = problem_files.registry_with(problem_specs)
     run, failed, interrupted = _benchmark_here(
         backends, profile, (threads, passes), registry, jobs_pool, isolate, quiet, problem_specs
     )
@@ -159,7 +159,7 @@ def compare_here(
         return interrupted.exit_code if interrupted else EXIT_FAIL
     text = runs.text(run)
     if interrupted:
-        kept, _ = files.deliver(files.fallback_path("compare"), text, "compare", overwrite=False)
+        kept, _ = files.write_with_fallback(files.fallback_path("compare"), text, "compare", overwrite=False)
         print(f"interrupted: {len(run['benchmarks'])} benchmarks finished, kept in {kept}", file=sys.stderr)
         return _show(text, kept.stem, interrupted=interrupted, **shown)
     code, name = EXIT_OK, profile
@@ -167,7 +167,7 @@ def compare_here(
         code = deliver(run_to, text, "compare", code)
     if save_to is not None:
         path = save_to / runs.file_name(profile)
-        where, why = files.deliver(path, text, "compare", overwrite=False)
+        where, why = files.write_with_fallback(path, text, "compare", overwrite=False)
         if why:
             print(f"error: could not write {path} ({why}); the run is kept in {where}", file=sys.stderr)
             code = EXIT_FAIL

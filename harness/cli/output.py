@@ -24,7 +24,7 @@ def check_destination(path, option: str, *, folder: bool = False) -> None:
 
 def deliver(path, text: str, kind: str, code: int, *, overwrite: bool = True) -> int:
     """Write ``text`` to ``path`` or, failing that, to a named fallback file; the exit code."""
-    where, why = files.deliver(path, text, kind, overwrite=overwrite)
+    where, why = files.write_with_fallback(path, text, kind, overwrite=overwrite)
     if why:
         print(f"error: could not write {path} ({why}); the run is kept in {where}", file=sys.stderr)
         return EXIT_FAIL

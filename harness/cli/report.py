@@ -83,7 +83,7 @@ def report(paths: list[Path], output: Path, *, baseline: Path | None, fail_on: s
     from harness.report import model, site
 
     start = time.perf_counter()
-    found, left_out = model.load(paths)
+    found, left_out = model.read_runs(paths)
     for message in left_out:
         print(f"error: {message}", file=sys.stderr)
     base = next((r for r in found if baseline is not None and r.path == baseline), None)

@@ -10,13 +10,13 @@ import sys
 import time
 
 from harness import __version__, expected, plugins
-from harness import problem_files as loading
 from harness.cli import options
 from harness.cli.output import EXIT_FAIL, EXIT_OK, check_destination, deliver
 from harness.cli.running import pool, run_with_progress
 from harness.errors import UsageError
 from harness.hookspecs import DTYPES, MODES, STRATEGIES
 from harness.jobs import Job, Outcome
+from harness.problem_files import registry_with
 from harness.results import files
 from harness.strategies import NESTED_PAIRS
 from harness.validation import report
@@ -135,7 +135,7 @@ def validate(
     agreement: bool,
     problem_files: tuple[str, ...] = (),
 ) -> int:
-    registry = loading.load(problem_files)
+    registry = registry_with(problem_files)
     jobs_pool = pool(executor, address, timeout, os.cpu_count() or 1, isolate, _heaviest_first(registry))
     entries = registry.select_backends(backends)
     chosen = registry.select_problems(problems)
@@ -236,7 +236,7 @@ def validate(
         print(text)
     if interrupted:
         if not output:
-            kept, _ = files.deliver(
+            kept, _ = files.write_with_fallback(
                 files.fallback_path("validate"),
                 json.dumps(document, indent=2, allow_nan=False) + "\n",
                 "validate",

@@ -299,7 +299,7 @@ def _job_on_a_node(job: dict, timeout: float) -> dict:
     node_id = ray.get_runtime_context().get_node_id()
     node = f"{socket.gethostname()} {node_id[:12]} pid {os.getpid()}"
     chosen = Job.from_json(job)
-    registry = problem_files.load(chosen.problem_files)
+    registry = problem_files.registry_with(chosen.problem_files)
     if chosen.backend in registry.backends:
         with _interruptible():
             (outcome,) = runner.run_jobs([chosen], registry, runner.LocalPool(timeout), listener=keep)

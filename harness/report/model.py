@@ -78,7 +78,7 @@ def saved_at(path: Path) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
 
 
-def load(paths: list[Path]) -> tuple[list[Run], list[str]]:
+def read_runs(paths: list[Path]) -> tuple[list[Run], list[str]]:
     """The runs at ``paths`` in date order, and for each that cannot be read the message ``compare``
     prints for it (`harness.errors.RunError`: the file, what is wrong, what to do)."""
     found, left_out = [], []
