@@ -1,4 +1,6 @@
-"""The built-in backend plugins, one small module per framework.
+"""The built-in backend plugins, one small module per framework, installed as ``harness.backends``
+(``package-dir`` in pyproject.toml: the folder stays at the top of the repository, and no
+top-level ``backends`` package lands in site-packages to collide with another distribution's).
 
 Rules (after einops' ``_backends.py``): a module here imports its framework
 only when the backend is first used, never at import time, so a missing or

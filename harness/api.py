@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from harness import oracles, plugins
-from harness.plugins import UsageError
+from harness.errors import UsageError
 from harness.problems import GradientProblem, JacobianProblem, ScalarProblem
 from harness.pytree import leaves, tree_map
 from harness.target import Target

@@ -17,6 +17,7 @@ from typing import Any
 import pluggy
 
 from harness import expected, hookspecs, problems
+from harness.errors import UsageError
 from harness.hookspecs import DTYPES, MODES, OPTIONAL_METHODS, REQUIRED_METHODS, STRATEGIES
 
 ENTRY_POINT_GROUP = "harness"
@@ -27,10 +28,6 @@ BACKENDS_ENV = "HARNESS_BACKENDS"
 """Comma-separated backend names to run; the CLI's ``--backend`` overrides it."""
 
 _ATTRIBUTES = ("name", "requires", "install_hint", "strategies", "modes", "dtypes")
-
-
-class UsageError(ValueError):
-    """The user asked for something that does not exist (exit code 2)."""
 
 
 @dataclass
@@ -190,6 +187,19 @@ def _installed_version(dist: str) -> str | None:
         return None
 
 
+def _moved(exc: Exception) -> str:
+    """What to import instead, when a plugin imports a built-in backend by its old top-level name
+    (``backends.autograd``): they are installed as ``harness.backends`` (no top-level ``backends``
+    package, which another distribution's would collide with)."""
+    name = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if name is None or name.split(".")[0] != "backends":
+        return ""
+    return (
+        "; the built-in backends moved to harness.backends: import harness.backends.NAME "
+        "(jax, autograd, torch, tensorflow) instead of backends.NAME"
+    )
+
+
 def _manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
@@ -225,9 +235,8 @@ def load(extra: Iterable[tuple[str, Any]] = (), entry_points: bool = True) -> Re
             try:
                 plugin = ep.load()
             except Exception as exc:
-                registry.errors.append(
-                    PluginError(ep.name, f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
-                )
+                why = f"failed to import {ep.value}: {type(exc).__name__}: {exc}{_moved(exc)}"
+                registry.errors.append(PluginError(ep.name, why))
                 continue
             _register(pm, plugin, ep.name, registry.errors)
             registry.loadable.add(ep.name)

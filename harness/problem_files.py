@@ -25,7 +25,8 @@ from typing import Any
 
 import harness
 from harness import plugins
-from harness.plugins import Registry, UsageError
+from harness.errors import UsageError
+from harness.plugins import Registry
 from harness.problems import KINDS
 
 ATTRIBUTE = "PROBLEMS"
@@ -133,7 +134,7 @@ def _import(spec: str, load) -> Any:
         raise UsageError(f"problems {spec!r} failed to import: {type(exc).__name__}: {exc}") from None
 
 
-def load(specs: tuple[str, ...] | list[str] = ()) -> Registry:
+def registry_with(specs: tuple[str, ...] | list[str] = ()) -> Registry:
     """The registry (`harness.plugins.load`) with the problems of each spec in ``specs`` added.
 
     :raises UsageError: a spec that cannot be loaded, registers nothing, registers something that

@@ -388,9 +388,9 @@ def test_faulty_plugins_are_reported_by_name_and_others_unaffected(registry):
 
 
 def test_a_plugin_registered_twice_does_not_unregister_the_first(registry):
-    import backends.autograd
+    from harness.backends import autograd
 
-    loaded = plugins.load(extra=[("alias", backends.autograd)])
+    loaded = plugins.load(extra=[("alias", autograd)])
     assert [e.plugin for e in loaded.errors] == ["alias"]
     assert "autograd" in loaded.backends
 
@@ -441,7 +441,7 @@ def test_a_requirement_may_name_alternatives(registry):
 
 FAKE_PLUGIN = """\
 import harness
-from backends.{module} import {cls}
+from harness.backends.{module} import {cls}
 
 
 class Fake({cls}):
@@ -538,3 +538,32 @@ def test_entry_point_plugin_that_fails_to_import(tmp_path):
     report = json.loads(listed.stdout)
     assert [e["plugin"] for e in report["plugin_errors"]] == ["fake"]
     assert {"jax", "autograd", "torch", "tensorflow"} <= {b["name"] for b in report["backends"]}
+
+
+def test_a_plugin_importing_a_built_in_by_its_old_name_is_told_the_new_one(tmp_path):
+    """The built-ins were a top-level ``backends`` package; now they are ``harness.backends``. A
+    plugin written against the old name fails alone, and its error names the new one."""
+    env = install_fake_plugin(
+        tmp_path,
+        FAKE_PLUGIN.replace("harness.backends.", "backends.").format(
+            module="autograd", cls="AutogradBackend"
+        ),
+    )
+    listed = harness_cli("list", "--no-devices", "--format", "json", env=env, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    report = json.loads(listed.stdout)
+    [error] = report["plugin_errors"]
+    assert error["plugin"] == "fake"
+    assert "No module named 'backends'" in error["message"]
+    new_names = "import harness.backends.NAME (jax, autograd, torch, tensorflow) instead of backends.NAME"
+    assert new_names in error["message"]
+    assert {"jax", "autograd", "torch", "tensorflow"} <= {b["name"] for b in report["backends"]}
+
+
+def test_no_top_level_backends_package_is_installed(tmp_path):
+    """Outside a checkout (where the folder backends/ is not on the path), ``backends`` is not
+    importable: the built-ins are installed under the harness's namespace only."""
+    script = "import importlib.util, harness.backends.autograd; print(importlib.util.find_spec('backends'))"
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "None"

@@ -378,7 +378,7 @@ def prepare(case: Case) -> Prepared:
     started = time.perf_counter()
     result = call()
     first = time.perf_counter() - started
-    validated, detail, error = validity.validate(case, target.numpy(result))
+    validated, detail, error = validity.assess(case, target.numpy(result))
     return Prepared(case, call, first, validated, detail, error, cost, launch)
 
 

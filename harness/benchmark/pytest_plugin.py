@@ -188,7 +188,7 @@ def pytest_sessionfinish(session, exitstatus):
     gpus = machine_info["harness"]["gpus"]
     folder = Path(config.getoption("--harness-results") or Path(config.rootpath) / "results")
     name = folder / runs.file_name(gpus[0]["name"] if gpus else "cpu")
-    where, why = files.deliver(name, runs.text(run), "benchmarks", overwrite=False)
+    where, why = files.write_with_fallback(name, runs.text(run), "benchmarks", overwrite=False)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     say = reporter.write_line if reporter else print
     if why:

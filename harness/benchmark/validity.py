@@ -1,5 +1,5 @@
 """Whether a benchmark case's first result is right, before it is timed: one oracle per kind of
-problem, at the tolerance of `harness.validation.tolerances` (``validate``, called by
+problem, at the tolerance of `harness.validation.tolerances` (`assess`, called by
 `harness.benchmark.cases.prepare`). ``python -m harness validate`` runs the fuller checks with
 several oracles; this is the one a timing rests on."""
 
@@ -19,7 +19,7 @@ SAMPLES = 16
 """Points of an elementwise derivative that are validated against mpmath before timing."""
 
 
-def validate(case: Any, result: Any) -> tuple[bool, str, float]:
+def assess(case: Any, result: Any) -> tuple[bool, str, float]:
     """(agrees with the oracle?, which oracle, largest error relative to the largest |reference|)
     for ``case`` (a `harness.benchmark.cases.Case`) and its first result as float64 numpy."""
     dtype = case.target.dtype

@@ -4,7 +4,6 @@ regression gate against a baseline."""
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 from harness import problem_files
@@ -19,8 +18,8 @@ from harness.cli.output import (
     write_figures,
 )
 from harness.cli.running import pool, run_with_progress
+from harness.errors import RunError, UsageError
 from harness.jobs import Interrupted, Job
-from harness.plugins import UsageError
 from harness.results import compare, files, gate, runs, soundness
 
 
@@ -105,7 +104,7 @@ def from_args(args) -> int:
                 f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for the quick run on this "
                 "machine, not for saved runs (RUN): leave out the RUNs or those options"
             )
-    fail_on = args.fail_on or "median:10%"
+    fail_on = "median:10%" if args.fail_on is None else args.fail_on  # an empty rule is refused below
     try:
         gate.parse_threshold(fail_on)  # a usage error before any work
         paths = runs.resolve(args.runs, folder)
@@ -152,7 +151,7 @@ def compare_here(
     **shown,
 ) -> int:
     """Validate and time the installed backends here, deliver the run, then show it."""
-    registry = problem_files.load(problem_specs)
+    registry = problem_files.registry_with(problem_specs)
     run, failed, interrupted = _benchmark_here(
         backends, profile, (threads, passes), registry, jobs_pool, isolate, quiet, problem_specs
     )
@@ -160,25 +159,28 @@ def compare_here(
         return interrupted.exit_code if interrupted else EXIT_FAIL
     text = runs.text(run)
     if interrupted:
-        kept, _ = files.deliver(files.fallback_path("compare"), text, "compare", overwrite=False)
+        kept, _ = files.write_with_fallback(files.fallback_path("compare"), text, "compare", overwrite=False)
         print(f"interrupted: {len(run['benchmarks'])} benchmarks finished, kept in {kept}", file=sys.stderr)
-        return compare_runs([kept], interrupted=interrupted, **shown)
-    code = EXIT_OK
+        return _show(text, kept.stem, interrupted=interrupted, **shown)
+    code, name = EXIT_OK, profile
     if run_to:
         code = deliver(run_to, text, "compare", code)
     if save_to is not None:
-        name = save_to / runs.file_name(profile)
-        where, why = files.deliver(name, text, "compare", overwrite=False)
+        path = save_to / runs.file_name(profile)
+        where, why = files.write_with_fallback(path, text, "compare", overwrite=False)
         if why:
-            print(f"error: could not write {name} ({why}); the run is kept in {where}", file=sys.stderr)
+            print(f"error: could not write {path} ({why}); the run is kept in {where}", file=sys.stderr)
             code = EXIT_FAIL
         else:
             print(f"saved this run to {where}", file=sys.stderr)
-        return compare_runs([where], failed=failed or code != EXIT_OK, **shown)
-    with tempfile.TemporaryDirectory() as scratch:  # read back as a saved run would be
-        rows = runs.load(files.write_text(Path(scratch) / f"{profile}.json", text))
-    machines = {profile: run["machine_info"]["harness"]}
-    return compare_runs([], rows=rows, failed=failed or code != EXIT_OK, machines=machines, **shown)
+        name = where.stem  # the run as its file names it
+    return _show(text, name, failed=failed or code != EXIT_OK, **shown)
+
+
+def _show(text: str, name: str, **shown) -> int:
+    """`compare_runs` of the run in memory (``text``), read as its saved file ``name`` would be."""
+    here = runs.from_text(text, name)
+    return compare_runs([], rows=here.rows, machines={name: here.machine}, **shown)
 
 
 def _benchmark_here(
@@ -236,11 +238,13 @@ def compare_runs(
     rows, machines = list(rows or []), dict(machines or {})
     for path in paths:
         try:
-            rows += runs.load(path)
-            machines[path.stem] = runs.machine_of(path)
-        except runs.RunError as exc:
+            saved = runs.read(path)
+        except RunError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True
+            continue
+        rows += saved.rows
+        machines[path.stem] = saved.machine
     if rows:
         print(compare.table(rows, fmt))
         fits = compare.growth(rows, fmt) if fmt in ("table", "md") else ""
@@ -268,7 +272,7 @@ def compare_runs(
         stat, threshold = gate.parse_threshold(fail_on)
         try:
             base_rows = runs.load(baseline)
-        except runs.RunError as exc:
+        except RunError as exc:
             raise UsageError(f"baseline {exc}") from None
         slower = gate.regressions(rows, base_rows, stat, threshold)
         unjudged = gate.inconclusive(rows, base_rows)

@@ -18,9 +18,9 @@ import time
 from harness import plugins
 from harness.cli import options
 from harness.cli.output import EXIT_FAIL, EXIT_OK, check_destination, deliver
+from harness.errors import UsageError
 from harness.gradbench import eval_modules, problem_of, protocol
 from harness.hookspecs import MODES
-from harness.plugins import UsageError
 from harness.problems import NestedProblem
 from harness.validation import session
 

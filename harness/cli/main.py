@@ -15,11 +15,11 @@ import signal
 import sys
 
 from harness import __version__
-from harness.cli import compare, gradbench, list, report, scale, tolerances, validate
+from harness.cli import compare, gradbench, listing, report, scale, tolerances, validate
 from harness.cli.output import EXIT_USAGE
-from harness.plugins import UsageError
+from harness.errors import UsageError
 
-COMMANDS = (list, validate, compare, report, scale, tolerances, gradbench)
+COMMANDS = (listing, validate, compare, report, scale, tolerances, gradbench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from harness.plugins import UsageError
+from harness.errors import DestinationError, UsageError
 from harness.results import files, plots
 from harness.results.runs import Row
 
@@ -18,13 +18,13 @@ def check_destination(path, option: str, *, folder: bool = False) -> None:
     """A usage error, before any work, if ``path`` (given as ``option``) cannot be written."""
     try:
         files.check_destination(path, folder=folder, option=option)
-    except files.DestinationError as exc:
+    except DestinationError as exc:
         raise UsageError(str(exc)) from None
 
 
 def deliver(path, text: str, kind: str, code: int, *, overwrite: bool = True) -> int:
     """Write ``text`` to ``path`` or, failing that, to a named fallback file; the exit code."""
-    where, why = files.deliver(path, text, kind, overwrite=overwrite)
+    where, why = files.write_with_fallback(path, text, kind, overwrite=overwrite)
     if why:
         print(f"error: could not write {path} ({why}); the run is kept in {where}", file=sys.stderr)
         return EXIT_FAIL

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness.cli import options
 from harness.cli.output import EXIT_FAIL, EXIT_OK, check_destination
-from harness.plugins import UsageError
+from harness.errors import UsageError
 from harness.results import gate, runs
 
 
@@ -83,7 +83,7 @@ def report(paths: list[Path], output: Path, *, baseline: Path | None, fail_on: s
     from harness.report import model, site
 
     start = time.perf_counter()
-    found, left_out = model.load(paths)
+    found, left_out = model.read_runs(paths)
     for message in left_out:
         print(f"error: {message}", file=sys.stderr)
     base = next((r for r in found if baseline is not None and r.path == baseline), None)

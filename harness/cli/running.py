@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from harness.cli import progress
+from harness.errors import RayUnavailable, UsageError
 from harness.execution import ray_executor, runner
 from harness.jobs import Interrupted, Job, Outcome
-from harness.plugins import Registry, UsageError
+from harness.plugins import Registry
 
 
 def pool(
@@ -21,7 +22,7 @@ def pool(
         raise UsageError("--executor ray runs every job isolated on a node: leave out --no-isolate")
     try:
         return ray_executor.RayPool(timeout, address)
-    except ray_executor.RayUnavailable as exc:
+    except RayUnavailable as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -51,5 +52,5 @@ def run_with_progress(
             return runner.run_jobs(jobs, registry, jobs_pool, isolate=isolate, listener=listener), None
         except Interrupted as exc:
             return exc.outcomes, exc
-        except ray_executor.RayUnavailable as exc:
+        except RayUnavailable as exc:
             raise UsageError(str(exc)) from None

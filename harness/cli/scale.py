@@ -18,9 +18,9 @@ from harness.cli import options
 from harness.cli.output import EXIT_FAIL, EXIT_OK, check_destination, write_figures
 from harness.cli.running import run_with_progress
 from harness.distributed import plan, records
+from harness.errors import UsageError
 from harness.execution.runner import LocalPool
 from harness.hookspecs import DTYPES
-from harness.plugins import UsageError
 from harness.results import compare, files, runs
 
 
@@ -135,7 +135,7 @@ def scale_worlds(
         verdict = "interrupted" if interrupted else "FAILED" if failed else "all passed"
         print(_scale_text(found, unavailable, elapsed, verdict))
     if interrupted:
-        kept, _ = files.deliver(
+        kept, _ = files.write_with_fallback(
             files.fallback_path("scale"), json.dumps(document, indent=2, allow_nan=False) + "\n", "scale"
         )
         print(f"interrupted: {len(found)} worlds finished, kept in {kept}", file=sys.stderr)
@@ -152,7 +152,7 @@ def scale_worlds(
         path = Path(scratch) / "scale.json"
         if save_to is not None:
             name = save_to / runs.file_name("scale")
-            path, why = files.deliver(name, text, "scale", overwrite=False)
+            path, why = files.write_with_fallback(name, text, "scale", overwrite=False)
             if why:
                 print(f"error: could not write {name} ({why}); the run is kept in {path}", file=sys.stderr)
                 code = EXIT_FAIL

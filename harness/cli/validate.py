@@ -8,13 +8,13 @@ import os
 import sys
 
 from harness import plugins
-from harness import problem_files as loading
 from harness.cli import options
 from harness.cli.output import EXIT_FAIL, EXIT_OK, check_destination, deliver
 from harness.cli.running import pool, run_with_progress
+from harness.errors import UsageError
 from harness.hookspecs import DTYPES, MODES, STRATEGIES
 from harness.jobs import Interrupted, Job, Outcome
-from harness.plugins import UsageError
+from harness.problem_files import registry_with
 from harness.results import files
 from harness.strategies import NESTED_PAIRS
 from harness.validation import session
@@ -132,7 +132,7 @@ def validate(
     agreement: bool,
     problem_files: tuple[str, ...] = (),
 ) -> int:
-    registry = loading.load(problem_files)
+    registry = registry_with(problem_files)
     jobs_pool = pool(executor, address, timeout, os.cpu_count() or 1, isolate, _heaviest_first(registry))
     entries = registry.select_backends(backends)
     chosen = registry.select_problems(problems)
@@ -210,7 +210,7 @@ def validate(
     if found.interrupted:
         if not output:
             document = json.dumps(found.document(), indent=2, allow_nan=False)
-            kept, _ = files.deliver(files.fallback_path("validate"), document + "\n", "validate")
+            kept, _ = files.write_with_fallback(files.fallback_path("validate"), document + "\n", "validate")
         print(f"interrupted: {len(checks)} checks finished, kept in {kept}", file=sys.stderr)
         return found.interrupted.exit_code
     return code

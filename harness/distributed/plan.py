@@ -24,8 +24,8 @@ Shards are equal: with strong scaling N must split evenly over every world size.
 
 from __future__ import annotations
 
+from harness.errors import UsageError
 from harness.jobs import Job
-from harness.plugins import UsageError
 
 ENGINES = {"jax": ("jax.sharding", "jax.distributed"), "torch": ("torch.distributed",)}
 """Each framework's distributed engines, by backend name."""
@@ -42,7 +42,7 @@ def shape(engine: str, world: int) -> tuple[int, int]:
 def select(registry, backends: list[str] | None, engines: list[str] | None) -> tuple[list, list[str]]:
     """(backend entries, engines): ``engines`` (default: every engine of the chosen backends) of
     ``backends`` (default: those of ``engines``, else those of ``$HARNESS_BACKENDS`` or the
-    registry that have one). `harness.plugins.UsageError` for a name that is unknown, or named
+    registry that have one). `harness.errors.UsageError` for a name that is unknown, or named
     and without an engine."""
     if backends is None and engines:
         backends = list(dict.fromkeys(b for b, own in ENGINES.items() for e in engines if e in own))
@@ -66,7 +66,7 @@ def select(registry, backends: list[str] | None, engines: list[str] | None) -> t
 def world_jobs(entries, engines, worlds, size, scalings, dtypes) -> list[Job]:
     """One `harness.jobs.Job` of kind ``scale`` per world: scaling, backend, engine, dtype, world
     size in turn, each with the global size (weak scaling: world times N rows).
-    `harness.plugins.UsageError` when strong scaling cannot split N evenly over a world size."""
+    `harness.errors.UsageError` when strong scaling cannot split N evenly over a world size."""
     n, d = size
     uneven = [w for w in worlds if n % w] if "strong" in scalings else []
     if uneven:

@@ -28,12 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from harness import oracles as oracles_mod
 from harness import strategies
+from harness.errors import ShapeMismatch
+from harness.oracles import (
+    FULL_GRADIENT_LIMIT,
+    central_difference,
+    complex_step,
+    directions,
+    of_flat_parameters,
+)
 from harness.pytree import flatten, select
-from harness.validation import nested as nested_checks
+from harness.validation.nested import answer_reference
 from harness.validation.tolerances import FD_RTOL, tolerance
-from harness.validation.verdicts import ShapeMismatch
 
 
 @dataclass(frozen=True)
@@ -123,21 +129,21 @@ def value() -> Function:
 
 def _derivative_oracles(F: Callable, theta: np.ndarray, exact: list[Oracle], magnitude) -> list[Oracle]:
     """``exact`` plus a complex step and central differences of ``F`` at ``theta``, along the unit
-    basis up to `oracles.FULL_GRADIENT_LIMIT` entries, else along seeded random directions."""
+    basis up to `harness.oracles.FULL_GRADIENT_LIMIT` entries, else along seeded random directions."""
     rtol = tolerance("float64", 1)
-    rows = oracles_mod.directions(theta.size)
-    where = "full gradient" if theta.size <= oracles_mod.FULL_GRADIENT_LIMIT else f"{len(rows)} directions"
+    rows = directions(theta.size)
+    where = "full gradient" if theta.size <= FULL_GRADIENT_LIMIT else f"{len(rows)} directions"
     slack = rtol * (np.abs(rows) @ magnitude)
-    central, error = oracles_mod.central_difference(F, theta, rows)
+    central, error = central_difference(F, theta, rows)
     return exact + [
-        Oracle("complex-step", oracles_mod.complex_step(F, theta, rows), rtol, slack, rows, where),
+        Oracle("complex-step", complex_step(F, theta, rows), rtol, slack, rows, where),
         Oracle("central-difference", central, max(rtol, FD_RTOL), slack + 4 * error, rows, where),
     ]
 
 
 def _gradient_oracles(problem, args: tuple) -> list[Oracle]:
     rtol = tolerance("float64", 1)
-    F, theta = oracles_mod.of_flat_parameters(problem.fn, np, args, problem.argnums)
+    F, theta = of_flat_parameters(problem.fn, np, args, problem.argnums)
     magnitude = flatten(problem.magnitude(*args)) if problem.magnitude else np.zeros_like(theta)
     exact = []
     if problem.gradient is not None:
@@ -170,7 +176,7 @@ def jacobian_row(row: int, closed_form: Callable | None = None) -> Function:
         return lambda *backend_args: rows(basis, *backend_args)[1][0]
 
     def oracles(problem, args: tuple) -> list[Oracle]:
-        F, theta = oracles_mod.of_flat_parameters(problem.fn, np, args, problem.argnums)
+        F, theta = of_flat_parameters(problem.fn, np, args, problem.argnums)
         exact = []
         if closed_form is not None:
             reference = np.asarray(closed_form(*args), np.float64)
@@ -196,13 +202,13 @@ def jacobian(entries: Callable[[np.ndarray], np.ndarray] = lambda J: J) -> Funct
         return lambda *backend_args: columns(basis, *backend_args)[1]
 
     def oracles(problem, args: tuple) -> list[Oracle]:
-        F, theta = oracles_mod.of_flat_parameters(problem.fn, np, args, problem.argnums)
+        F, theta = of_flat_parameters(problem.fn, np, args, problem.argnums)
         rows, rtol, where = np.eye(theta.size), tolerance("float64", 1), f"all {theta.size} columns"
         found = []
         if getattr(problem, "complex_step", True):
-            stepped = entries(oracles_mod.complex_step(F, theta, rows).T)
+            stepped = entries(complex_step(F, theta, rows).T)
             found.append(Oracle("complex-step", stepped, rtol, points=where))
-        central, error = oracles_mod.central_difference(F, theta, rows)
+        central, error = central_difference(F, theta, rows)
         slack = 4 * entries(error.T).ravel()
         found.append(
             Oracle("central-difference", entries(central.T), max(rtol, FD_RTOL), slack, points=where)
@@ -231,7 +237,7 @@ def nested(pair: str, shape: tuple[int, ...]) -> Function:
         return lambda *backend_args: tuple(answer(*backend_args))
 
     def oracles(problem, args: tuple) -> list[Oracle]:
-        reference, rtol = nested_checks.answer_reference(problem, args)
+        reference, rtol = answer_reference(problem, args)
         where = f"the answer; the stopping rule allows {rtol * np.max(np.abs(reference)):.3g}"
         found = [Oracle("reference-descent", reference.reshape(shape), rtol, points=where)]
         own = problem.make_args(problem.size)

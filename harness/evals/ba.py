@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from harness.errors import ShapeMismatch
 from harness.evals import adapter
 from harness.problems import JacobianProblem
 from harness.validation.tolerances import tolerance
-from harness.validation.verdicts import ShapeMismatch
 
 CAMERA = 11
 """Camera parameters: Rodrigues rotation (3), centre (3), focal length, principal point (2),

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import numpy as np
 
+from harness.errors import ShapeMismatch
 from harness.evals import adapter
 from harness.problems import GradientProblem
-from harness.validation.verdicts import ShapeMismatch
 
 SIZE = (2, 3, 10)
 """(d, k, n) here: 3 + 6 + 6 + 3 = 18 parameters, so the full gradient is checked."""

@@ -32,7 +32,7 @@ def main(folder: Path, parent: int) -> int:
     job = Job.from_json(json.loads((folder / JOB_FILE).read_text()))
     threads.apply(job.threads)  # before any framework is imported: most read it only then
     caches.apply(job)
-    registry = problem_files.load(job.problem_files)
+    registry = problem_files.registry_with(job.problem_files)
     with open(folder / EVENTS_FILE, "ab") as out:
 
         def emit(event: tuple[Any, ...]) -> None:

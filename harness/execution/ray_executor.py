@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from harness import problem_files
+from harness.errors import RayUnavailable
 from harness.execution import runner
 from harness.jobs import Interrupted, Job, Listener, Outcome, fold_event
 
@@ -41,11 +42,6 @@ PROBE_S = 10.0
 NO_RENUMBERING = {"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"}
 """Ray hides every GPU but the ones it assigns and renumbers them from 0; a job naming
 ``cuda:N`` keeps the node's numbering instead (Ray still counts the GPU as taken)."""
-
-
-class RayUnavailable(RuntimeError):
-    """Ray cannot take the jobs: it is not installed, no Ray cluster answers at the address,
-    or no node of the cluster has what a job asks for."""
 
 
 class RayPool:
@@ -303,7 +299,7 @@ def _job_on_a_node(job: dict, timeout: float) -> dict:
     node_id = ray.get_runtime_context().get_node_id()
     node = f"{socket.gethostname()} {node_id[:12]} pid {os.getpid()}"
     chosen = Job.from_json(job)
-    registry = problem_files.load(chosen.problem_files)
+    registry = problem_files.registry_with(chosen.problem_files)
     if chosen.backend in registry.backends:
         with _interruptible():
             (outcome,) = runner.run_jobs([chosen], registry, runner.LocalPool(timeout), listener=keep)

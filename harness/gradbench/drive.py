@@ -22,18 +22,11 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
+from harness.errors import ProtocolError, ToolFailure
 from harness.gradbench import protocol
 
 STDERR_TAIL = 800
 """Characters of a failed tool's stderr quoted in its failure."""
-
-
-class ToolFailure(Exception):
-    """The tool cannot go on: ``classification`` is ``crash``, ``timeout`` or ``protocol``."""
-
-    def __init__(self, classification: str, message: str) -> None:
-        super().__init__(message)
-        self.classification = classification
 
 
 def _start(command: str, **kwargs) -> subprocess.Popen:
@@ -101,7 +94,7 @@ class Tool:
             raise self._crashed(f"closed its stdout instead of answering the {message['kind']} message")
         try:
             return protocol.parse_response(line, message)
-        except protocol.ProtocolError as exc:
+        except ProtocolError as exc:
             raise ToolFailure("protocol", str(exc)) from None
 
     def _crashed(self, what: str) -> ToolFailure:
@@ -158,7 +151,7 @@ def intermediary(
             while (line := eval_lines.get()) is not None:
                 try:
                     message = protocol.parse_message(line)
-                except protocol.ProtocolError as exc:
+                except ProtocolError as exc:
                     outcome, why = "error", f"the eval sent {exc}"
                     break
                 (record or _ignore)("message", message)

@@ -18,10 +18,11 @@ from types import ModuleType
 
 import numpy as np
 
+from harness.errors import ShapeMismatch, ToolFailure
 from harness.evals.adapter import Function
 from harness.gradbench import problem_of
-from harness.gradbench.drive import Tool, ToolFailure
-from harness.validation.verdicts import Check, Head, ShapeMismatch, head, judge
+from harness.gradbench.drive import Tool
+from harness.validation.verdicts import Check, Head, head, judge
 
 
 @dataclass

@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.errors import ProtocolError
+
 KINDS = ("start", "define", "evaluate", "analysis")
 REQUIRED = {
     "start": (),
@@ -24,10 +26,6 @@ REQUIRED = {
     "analysis": ("of", "valid"),
 }
 """The fields each kind of message must carry besides ``id`` and ``kind``."""
-
-
-class ProtocolError(ValueError):
-    """A line that breaks the protocol: not JSON, a missing field, a wrong id."""
 
 
 def dumps(obj: Any) -> str:

@@ -29,6 +29,7 @@ from typing import IO, Any
 import numpy as np
 
 from harness import plugins
+from harness.errors import ProtocolError
 from harness.evals.adapter import finite
 from harness.gradbench import eval_modules, problem_of, protocol
 from harness.target import Target
@@ -188,7 +189,7 @@ def serve(
                 continue
             try:
                 message = protocol.parse_message(line)
-            except protocol.ProtocolError as exc:
+            except ProtocolError as exc:
                 record("message", {"unreadable": line.rstrip("\n")})
                 reply = {"id": _id_of(line), "success": False, "error": str(exc)}
             else:

@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.errors import RunError
 from harness.results import compare, gate, runs
 from harness.results.runs import Row
 
@@ -77,18 +78,18 @@ def saved_at(path: Path) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
 
 
-def load(paths: list[Path]) -> tuple[list[Run], list[str]]:
+def read_runs(paths: list[Path]) -> tuple[list[Run], list[str]]:
     """The runs at ``paths`` in date order, and for each that cannot be read the message ``compare``
-    prints for it (`runs.RunError`: the file, what is wrong, what to do)."""
+    prints for it (`harness.errors.RunError`: the file, what is wrong, what to do)."""
     found, left_out = [], []
     for path in paths:
         try:
-            rows = runs.load(path)
-        except runs.RunError as exc:
+            saved = runs.read(path)
+        except RunError as exc:
             left_out.append(str(exc))
             continue
-        run = Run(path.stem, path, saved_at(path), rows, runs.machine_of(path))
-        run.records = json.loads(compare.table(rows, "json"))
+        run = Run(path.stem, path, saved_at(path), saved.rows, saved.machine)
+        run.records = json.loads(compare.table(saved.rows, "json"))
         found.append(run)
     return sorted(found, key=lambda r: (r.saved, r.name)), left_out
 

@@ -7,7 +7,7 @@
   writer that was killed are removed by the next write into that folder. What is
   not a regular file (``/dev/null``, a FIFO, ``/dev/stdout``) is written in place,
   never replaced.
-- `deliver` writes a finished run where it was asked to go and, if that fails
+- `write_with_fallback` writes a finished run where it was asked to go and, if that fails
   at the end, to a fallback file (`fallback_dir`) instead of losing it.
 """
 
@@ -27,15 +27,13 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from harness.errors import DestinationError
+
 FALLBACK_ENV = "HARNESS_FALLBACK_DIR"
 """Where runs go when their destination fails (default: ~/.cache/gradient-harness)."""
 NAME_MAX = 255
 _TEMPORARY = re.compile(r"\..+\.(\d+)\.[^.]+\.tmp")
 """``.NAME.PID.RANDOM.tmp``: a temporary of `write_text`, by the process PID."""
-
-
-class DestinationError(ValueError):
-    """A destination that cannot be written; the message names it and what to do."""
 
 
 def check_destination(path: str | Path | None, *, folder: bool = False, option: str | None = None) -> None:
@@ -322,7 +320,9 @@ def fallback_path(kind: str, suffix: str = ".json") -> Path:
     return fallback_dir() / f"{kind}-{stamp}-{uuid.uuid4().hex[:8]}{suffix}"
 
 
-def deliver(path: str | Path, text: str, kind: str, *, overwrite: bool = True) -> tuple[Path, str | None]:
+def write_with_fallback(
+    path: str | Path, text: str, kind: str, *, overwrite: bool = True
+) -> tuple[Path, str | None]:
     """Write ``text`` to ``path``; if that fails, to a fallback file.
 
     Returns (where it went, why ``path`` failed or ``None``).

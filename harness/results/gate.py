@@ -19,6 +19,10 @@ with 4 and 4 it is 1/70, so the test could never find a slowdown."""
 
 def parse_threshold(text: str) -> tuple[str, float]:
     """``"median:10%"`` as ``("median", 0.10)``."""
+    if not text.strip():
+        raise ValueError(
+            f"--fail-on is empty ({text!r}): give STAT:N% with STAT median or min, e.g. median:10%"
+        )
     match = re.fullmatch(r"(median|min):(\d+(?:\.\d+)?)%", text.strip())
     if not match:
         raise ValueError(f"--fail-on takes STAT:N% with STAT median or min, e.g. median:10%, not {text!r}")

@@ -31,10 +31,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import RunError
 from harness.results import files
 
 FORMAT_VERSION = 1
-"""Version of the harness fields in a saved run; `load` refuses newer ones."""
+"""Version of the harness fields in a saved run; `read` refuses newer ones."""
 
 
 def file_name(tag: str) -> str:
@@ -106,10 +107,6 @@ def text(run: dict) -> str:
 def save(run: dict, folder: str | Path, tag: str) -> Path:
     """Write ``run`` atomically under a new name in ``folder``; its path."""
     return files.write_text(Path(folder) / file_name(tag), text(run), overwrite=False)
-
-
-class RunError(ValueError):
-    """A results file that cannot be compared; the message names the file and what to do."""
 
 
 VALUE, HAND_WRITTEN = "value", "hand-written"
@@ -243,47 +240,67 @@ def _refuse_unreadable(path: Path) -> None:
     raise FileNotFoundError(f"{path} is not a saved run ({why}); fix or delete it, or name another run")
 
 
+@dataclass
+class Saved:
+    """A run as read: its rows, and its ``machine_info.harness`` (empty where there is none)."""
+
+    rows: list[Row]
+    machine: dict
+
+
+def read(path: Path) -> Saved:
+    """One saved run, its file parsed once, or `RunError` saying what is wrong with the file and
+    what to do."""
+    path = Path(path)
+    return _checked(path, lambda: _parse(path.read_text(encoding="utf-8-sig"), path.stem, path))
+
+
 def load(path: Path) -> list[Row]:
-    """The rows of one saved run, or `RunError` saying what is wrong with the file and what to do."""
+    """The rows of one saved run (`read`)."""
+    return read(path).rows
+
+
+def from_text(text: str, name: str) -> Saved:
+    """A run in memory as `text` wrote it, read as the saved run ``name`` would be (no file)."""
+    return _checked(name, lambda: _parse(text, name, name))
+
+
+def _checked(where, parse) -> Saved:
+    """``parse()``, its failures as `RunError` naming ``where``."""
     try:
-        return _load(path)
+        return parse()
     except RunError:
         raise
     except (OSError, UnicodeDecodeError) as exc:
         raise RunError(
-            f"{path}: cannot read it ({exc}); check the path and permissions, or "
+            f"{where}: cannot read it ({exc}); check the path and permissions, or "
             "delete the file if it is not a saved run"
         ) from None
     except json.JSONDecodeError as exc:
         raise RunError(
-            f"{path}: not valid JSON ({exc}); the file is corrupt or truncated: "
+            f"{where}: not valid JSON ({exc}); the file is corrupt or truncated: "
             "delete it and rerun the benchmarks"
         ) from None
     except RecursionError:
         raise RunError(
-            f"{path}: JSON nested too deeply to be a saved run; delete it and rerun the benchmarks"
+            f"{where}: JSON nested too deeply to be a saved run; delete it and rerun the benchmarks"
         ) from None
     except _Damaged as exc:
-        raise RunError(f"{path}: damaged run: {exc}; delete it and rerun the benchmarks") from None
+        raise RunError(f"{where}: damaged run: {exc}; delete it and rerun the benchmarks") from None
     except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
         raise RunError(
-            f"{path}: damaged run ({type(exc).__name__}: {exc}); delete it and rerun the benchmarks"
+            f"{where}: damaged run ({type(exc).__name__}: {exc}); delete it and rerun the benchmarks"
         ) from None
-
-
-def machine_of(path: Path) -> dict:
-    """The ``machine_info.harness`` of a run that `load` read (empty where there is none)."""
-    doc = json.loads(Path(path).read_text(encoding="utf-8-sig"))
-    found = doc.get("machine_info", {}).get("harness") if isinstance(doc, dict) else None
-    return found if isinstance(found, dict) else {}
 
 
 class _Damaged(ValueError):
     """A value no saved run holds, said as ``what is VALUE, not WHAT IT SHOULD BE``."""
 
 
-def _load(path: Path) -> list[Row]:
-    doc = json.loads(Path(path).read_text(encoding="utf-8-sig"))  # a byte-order mark is allowed
+def _parse(content: str, run_name: str, path) -> Saved:
+    """The run in ``content`` (a byte-order mark already dropped), its rows named ``run_name``;
+    ``path`` is what messages name."""
+    doc = json.loads(content)
     if (
         not isinstance(doc, dict)
         or not isinstance(doc.get("benchmarks"), list)
@@ -313,11 +330,11 @@ def _load(path: Path) -> list[Row]:
     rows = []
     for i, bench in enumerate(doc["benchmarks"]):
         try:
-            rows.append(_row(Path(path).stem, bench, bounds))
+            rows.append(_row(run_name, bench, bounds))
         except _Damaged as exc:
             name = bench.get("name") if isinstance(bench, dict) else None
             raise _Damaged(f"benchmark {name if isinstance(name, str) else f'#{i + 1}'}: {exc}") from None
-    return rows
+    return Saved(rows, machine if isinstance(machine, dict) else {})
 
 
 def _row(run: str, bench: dict, bounds: dict[str, float | None]) -> Row:

@@ -25,6 +25,7 @@ import numpy as np
 
 from harness import oracles
 from harness import strategies as strategies_mod
+from harness.errors import ShapeMismatch
 from harness.hookspecs import DTYPES
 from harness.plugins import BackendEntry
 from harness.problems import GradientProblem, JacobianProblem, NestedProblem, Problem, ScalarProblem
@@ -38,7 +39,6 @@ from harness.validation.tolerances import FD_RTOL, tolerance
 from harness.validation.verdicts import (
     Check,
     Head,
-    ShapeMismatch,
     agreement,
     attempt,
     error_check,

@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from harness import oracles
+from harness.errors import ShapeMismatch
 from harness.problems import GradientProblem
 from harness.pytree import flatten, select, substitute, tree_map, unflatten
 from harness.strategies import HVP_STRATEGIES, diagonal_probes
 from harness.validation.tolerances import FD_RTOL, tolerance
-from harness.validation.verdicts import Check, ShapeMismatch, attempt, judge
+from harness.validation.verdicts import Check, attempt, judge
 
 LABEL = "{}-diagonal"
 """A diagonal check's strategy label, from its Hessian-vector product strategy."""

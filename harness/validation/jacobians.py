@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 
 from harness import oracles
+from harness.errors import ShapeMismatch
 from harness.problems import JacobianProblem
 from harness.pytree import select, tree_map
 from harness.strategies import JACOBIAN_STRATEGIES, jacobian_basis, jacobian_matrix
 from harness.validation.tolerances import FD_RTOL, tolerance
-from harness.validation.verdicts import Check, ShapeMismatch, attempt, judge, sweep
+from harness.validation.verdicts import Check, attempt, judge, sweep
 
 
 def jacobian_checks(job: Any, problem: JacobianProblem, orders, strategies) -> Iterator[Check]:

@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from harness.errors import ShapeMismatch
 from harness.problems import NestedProblem
 from harness.strategies import NESTED_PAIRS
 from harness.validation.tolerances import tolerance
-from harness.validation.verdicts import Check, ShapeMismatch, attempt, judge
+from harness.validation.verdicts import Check, attempt, judge
 
 ANSWER_ORDER, INNER_ORDER, OUTER_ORDER = 0, 1, 2
 PARTS = ("answer", "inner", "outer")

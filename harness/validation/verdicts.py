@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from harness import oracles
+from harness.errors import ShapeMismatch
 from harness.problems import ScalarProblem
 from harness.validation.tolerances import allowed_gap
 
@@ -259,10 +260,6 @@ def inconclusive(check: Check, usable: np.ndarray, why: str) -> Check:
         return check
     message = why.format(bad=int((~usable).sum()), total=len(usable)) + ": no verdict"
     return replace(check, status="unsupported", classification="inconclusive", message=message)
-
-
-class ShapeMismatch(ValueError):
-    """A backend's result has the wrong shape or pytree structure (classification ``wrong shape``)."""
 
 
 def error_check(head: Head, order: int, exc: Exception) -> Check:

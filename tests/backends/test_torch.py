@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from conftest import require, tanh_derivative
 
-from backends.torch import compile_refusal
 from harness import problems
+from harness.backends.torch import compile_refusal
 from harness.strategies import nest
 from harness.target import Target
 from harness.validation import checks as validate

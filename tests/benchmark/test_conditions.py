@@ -18,6 +18,7 @@ from harness import threads
 from harness.benchmark import conditions, measure
 from harness.cli import main as cli
 from harness.cli.output import EXIT_INCONCLUSIVE
+from harness.errors import RunError
 from harness.results import compare, soundness
 from harness.results import gate as gating
 from harness.results import runs as results
@@ -202,7 +203,7 @@ def test_new_fields_round_trip_and_old_runs_load_without_them(tmp_path):
 
 def test_a_damaged_flags_field_is_a_run_error(tmp_path):
     doc = run_of([bench([1e-3] * 10, flags="contended")])
-    with pytest.raises(results.RunError, match="extra_info.flags"):
+    with pytest.raises(RunError, match="extra_info.flags"):
         results.load(save(tmp_path, "bad", doc))
 
 

@@ -25,6 +25,7 @@ import harness
 from harness import machine, plugins, problems
 from harness.benchmark import conditions, measure
 from harness.benchmark.cases import Case
+from harness.errors import RunError
 from harness.results import compare
 from harness.results import gate as gating
 from harness.results import runs as results
@@ -129,7 +130,7 @@ BAD_FILES = [truncated, foreign, future, damaged_benchmark, random_bytes, json_l
 def test_bad_file_is_a_run_error_naming_the_file_and_what_to_do(make, good, tmp_path):
     path = tmp_path / f"{make.__name__}.json"
     make(path, good)
-    with pytest.raises(results.RunError) as info:
+    with pytest.raises(RunError) as info:
         results.load(path)
     message = str(info.value)
     assert str(path) in message
@@ -140,7 +141,7 @@ def test_bad_file_is_a_run_error_naming_the_file_and_what_to_do(make, good, tmp_
 def test_bad_file_is_a_run_error_naming_the_file(make, good, tmp_path):
     path = tmp_path / f"{make.__name__}.json"
     make(path, good)
-    with pytest.raises(results.RunError, match=re.escape(str(path))):
+    with pytest.raises(RunError, match=re.escape(str(path))):
         results.load(path)
 
 
@@ -148,7 +149,7 @@ def test_future_format_names_both_versions(good, tmp_path):
     path = tmp_path / "future.json"
     future(path, good)
     with pytest.raises(
-        results.RunError, match=f"format {results.FORMAT_VERSION + 1}.*up to {results.FORMAT_VERSION}"
+        RunError, match=f"format {results.FORMAT_VERSION + 1}.*up to {results.FORMAT_VERSION}"
     ):
         results.load(path)
 
@@ -165,7 +166,7 @@ def test_future_format_names_both_versions(good, tmp_path):
 def test_damaged_fields_are_run_errors(doc, tmp_path):
     path = tmp_path / "damaged.json"
     path.write_text(json.dumps(doc))
-    with pytest.raises(results.RunError, match=re.escape(str(path))):
+    with pytest.raises(RunError, match=re.escape(str(path))):
         results.load(path)
 
 
@@ -437,12 +438,38 @@ def test_help_columns_is_one_paragraph_for_argparse():
     assert "\n" not in compare.HELP_COLUMNS and "%" not in compare.HELP_COLUMNS
 
 
+def test_a_run_in_memory_reads_as_its_saved_file(tmp_path):
+    """`compare`'s quick run is shown from memory (`runs.from_text`), as its saved file would be
+    read (`runs.read`, one parse for rows and machine)."""
+    run = synthetic(seed=3)
+    run["machine_info"]["harness"] = {"threads": {"omp": 2}}
+    saved = results.read(save(tmp_path, "quick", run))
+    here = results.from_text(results.text(run), "quick")
+    assert here == saved and here.machine == {"threads": {"omp": 2}} and here.rows
+
+
+def test_a_run_in_memory_that_is_damaged_names_the_run(tmp_path):
+    with pytest.raises(RunError, match="^quick: not valid JSON"):
+        results.from_text("{", "quick")
+
+
 # --- The regression gate --------------------------------------------------------------------------
 
 
 def gate(capsys, folder: Path, current: dict, baseline: dict, fail_on="median:10%"):
     cur, base = save(folder, "current", current), save(folder, "baseline", baseline)
     return compare_cli(capsys, cur, "--baseline", base, "--fail-on", fail_on)
+
+
+@pytest.mark.parametrize("rule", ["", "  "])
+def test_an_empty_gate_rule_is_a_usage_error_before_any_work(capsys, tmp_path, rule):
+    """``--fail-on ''`` is no rule: exit 2 and one error line naming the empty value, not the
+    default rule silently (the gate ran and exited 0 before)."""
+    code, out, err = gate(capsys, tmp_path, synthetic(seed=2), synthetic(seed=1), fail_on=rule)
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        f"error: --fail-on is empty ({rule!r}): give STAT:N% with STAT median or min, e.g. median:10%"
+    ]
 
 
 def test_gate_rerun_is_quiet(capsys, tmp_path):

@@ -22,7 +22,7 @@ from harness import problems
 from harness.cli import main as cli
 from harness.cli import output
 from harness.distributed import data, faults, plan, records
-from harness.plugins import UsageError
+from harness.errors import RunError, UsageError
 from harness.results import compare, gate, plots
 from harness.results import runs as results
 
@@ -276,5 +276,5 @@ def test_a_scale_run_with_a_world_of_0_is_damaged(tmp_path):
     bench = record.benchmark()
     bench["extra_info"]["world"] = 0
     path = results.save(results.document([bench], {}), tmp_path, "scale")
-    with pytest.raises(results.RunError, match="extra_info.world is 0"):
+    with pytest.raises(RunError, match="extra_info.world is 0"):
         results.load(path)

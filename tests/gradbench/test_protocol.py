@@ -17,11 +17,11 @@ import pytest
 
 from harness import expected
 from harness.cli.main import main
+from harness.errors import ShapeMismatch
 from harness.evals import ba, gmm, ht, llsq, lse, ode, particle, saddle
 from harness.gradbench import problem_of, protocol
 from harness.gradbench.serve import Server
 from harness.validation.tolerances import tolerance
-from harness.validation.verdicts import ShapeMismatch
 
 pytest.importorskip("autograd")
 
@@ -307,7 +307,7 @@ def test_run_pipes_an_eval_to_serve_as_gradbench_run_does(tmp_path, verdict, cod
 NOISY = textwrap.dedent(
     """
     import os, sys, warnings
-    from backends.autograd import AutogradBackend
+    from harness.backends.autograd import AutogradBackend
     from harness import hookimpl, plugins
     from harness.gradbench.serve import serve
 

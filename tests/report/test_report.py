@@ -160,6 +160,8 @@ def test_an_empty_folder_and_a_bad_rule_are_usage_errors(capsys, tmp_path):
     save(tmp_path, "one", synthetic(seed=1))
     code, _, err = report_cli(capsys, "--results", tmp_path, "--fail-on", "mean:5", "-o", tmp_path / "site")
     assert code == 2 and "--fail-on takes STAT:N%" in err
+    code, _, err = report_cli(capsys, "--results", tmp_path, "--fail-on", "", "-o", tmp_path / "site")
+    assert code == 2 and "error: --fail-on is empty ('')" in err
 
 
 @pytest.mark.parametrize(("slowdown", "verdict"), [(1.5, "regression"), (0.6, "improvement"), (1.0, "same")])

@@ -1,7 +1,7 @@
 """``compare`` on damaged saved runs and damaged results folders (issue #9).
 
 A statistic that is NaN, infinite, negative or a zero median, a size or order of the wrong
-type, JSON nested too deeply: each is a `results.RunError` naming the file, the benchmark and
+type, JSON nested too deeply: each is a `harness.errors.RunError` naming the file, the benchmark and
 the field, never a traceback or a nonsense number in the table. A results folder with a link
 loop, a broken link or a writer's temporary files still resolves to its good runs.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from synthetic_runs import CASES, REMEDY, compare_cli, save, synthetic
 
+from harness.errors import RunError
 from harness.results import runs as results
 
 BENCHMARK = 1
@@ -46,7 +47,7 @@ def damaged(folder: Path, change, name: str = "damaged") -> Path:
 
 def refused(path: Path, *fragments: str) -> str:
     """The `RunError` message for ``path``, checked to name the file, each fragment and a remedy."""
-    with pytest.raises(results.RunError) as info:
+    with pytest.raises(RunError) as info:
         results.load(path)
     message = str(info.value)
     assert str(path) in message and REMEDY.search(message), message

@@ -4,7 +4,7 @@ are refused before work (issue #26).
 
 A character device (``/dev/null``, ``/dev/full``) or a FIFO is written in place, never replaced
 by a regular file holding the report; a write error there (``ENOSPC`` from ``/dev/full``) is an
-`OSError`, which `files.deliver` turns into a fallback file. A socket is refused. A destination
+`OSError`, which `files.write_with_fallback` turns into a fallback file. A socket is refused. A destination
 inside a symbolic link loop, under a file, or an empty name is refused by `files.unwritable` /
 `files.check_destination`. The device nodes are private ones made in ``tmp_path`` (as root).
 """
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import DestinationError
 from harness.results import files
 from harness.results import runs as results
 
@@ -316,7 +317,7 @@ def test_a_null_device_is_written_not_replaced(tmp_path):
     null = device(tmp_path, "null", 3)
     assert files.unwritable(null) is None
     assert files.write_text(null, REPORT) == null
-    assert files.deliver(null, REPORT, "validate") == (null, None)
+    assert files.write_with_fallback(null, REPORT, "validate") == (null, None)
     still_device(null, 3)
     assert leftovers(tmp_path) == []
 
@@ -327,7 +328,7 @@ def test_a_full_device_is_an_error_and_the_report_goes_to_the_fallback(tmp_path,
     with pytest.raises(OSError) as info:
         files.write_text(full, REPORT)
     assert info.value.errno == errno.ENOSPC
-    kept, why = files.deliver(full, REPORT, "validate")
+    kept, why = files.write_with_fallback(full, REPORT, "validate")
     assert why is not None and "No space left on device" in why
     assert kept.parent == fallback and kept.read_text() == REPORT
     still_device(full, 7)
@@ -386,7 +387,7 @@ def test_a_socket_is_refused_and_kept(tmp_path, fallback):
         assert "socket" in files.unwritable(path)
         with pytest.raises(OSError, match="socket"):
             files.write_text(path, REPORT)
-        kept, why = files.deliver(path, REPORT, "validate")
+        kept, why = files.write_with_fallback(path, REPORT, "validate")
         assert "socket" in why and kept.read_text() == REPORT
         assert stat.S_ISSOCK(os.lstat(path).st_mode)
 
@@ -408,7 +409,7 @@ def test_a_destination_in_a_symlink_loop_is_refused(tmp_path):
         why = files.unwritable(path)
         assert why and f"{culprit} is a symbolic link loop" in why, (path, why)
         assert "remove the link" in why
-        with pytest.raises(files.DestinationError) as info:
+        with pytest.raises(DestinationError) as info:
             files.check_destination(path, option="--output")
         assert str(path) in str(info.value) and "--output" in str(info.value)
         assert files.unwritable(path, folder=True), path
@@ -422,14 +423,14 @@ def test_a_destination_under_a_file_is_refused(tmp_path):
         assert why == f"{tmp_path / 'file'} is not a folder, so nothing can be written under it; " + (
             "name another destination"
         )
-        with pytest.raises(files.DestinationError, match="not a folder"):
+        with pytest.raises(DestinationError, match="not a folder"):
             files.check_destination(path)
 
 
 def test_an_empty_destination_names_the_option(tmp_path):
     assert "empty" in files.unwritable("")
     for folder in (False, True):
-        with pytest.raises(files.DestinationError) as info:
+        with pytest.raises(DestinationError) as info:
             files.check_destination("", folder=folder, option="--output")
         message = str(info.value)
         assert message.startswith("--output is empty ('')") and "leave the option out" in message

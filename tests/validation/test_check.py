@@ -14,7 +14,7 @@ import pytest
 
 import harness
 from harness import plugins
-from harness.plugins import UsageError
+from harness.errors import UsageError
 
 try:
     import torch

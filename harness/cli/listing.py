@@ -7,8 +7,7 @@ import sys
 
 from tabulate import tabulate
 
-from harness import devices as harness_devices
-from harness import plugins
+from harness import devices, plugins
 from harness.cli.output import EXIT_OK
 
 
@@ -31,7 +30,7 @@ def add_parser(sub) -> None:
 def list_all(fmt: str, detect_devices: bool, refresh: bool) -> int:
     registry = plugins.load()
     entries = list(registry.backends.values())
-    devices, no_gpu, detected = harness_devices.detect(entries, refresh) if detect_devices else ({}, {}, None)
+    found, no_gpu, detected = devices.detect(entries, refresh) if detect_devices else ({}, {}, None)
     backends = [
         {
             "name": e.name,
@@ -39,7 +38,7 @@ def list_all(fmt: str, detect_devices: bool, refresh: bool) -> int:
             "available": e.unavailable is None,
             "reason": e.unavailable,
             "version": e.version,
-            "devices": devices.get(e.name),
+            "devices": found.get(e.name),
             "no_gpu_reason": no_gpu.get(e.name),
             "strategies": list(e.backend.strategies),
             "modes": list(e.backend.modes),
