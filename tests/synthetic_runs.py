@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from pytest_benchmark.stats import Stats
 
-from harness.cli import main as cli
+from harness.cli.main import main
 from harness.results import files
-from harness.results import runs as results
+from harness.results.runs import FORMAT_VERSION
 
 REMEDY = re.compile(
     r"delete|rerun|re-run|regenerate|upgrade|reads runs saved by|save it|pass a file saved by"
@@ -46,7 +46,7 @@ def bench(
     group = group_of(problem, size, order)
     name = f"{group} | {backend} eager reverse {dtype} {device}"
     info = {
-        "harness_format": results.FORMAT_VERSION,
+        "harness_format": FORMAT_VERSION,
         "backend": backend,
         "version": "0.0",
         "device": device,
@@ -103,6 +103,6 @@ def save(folder: Path, name: str, run: dict) -> Path:
 
 
 def compare_cli(capsys, *args) -> tuple[int, str, str]:
-    code = cli.main(["compare", *map(str, args)])
+    code = main(["compare", *map(str, args)])
     captured = capsys.readouterr()
     return code, captured.out, captured.err

@@ -11,7 +11,7 @@ import pytest
 
 from harness import hookspecs, plugins
 from harness.hookspecs import REQUIRED_METHODS
-from harness.validation import checks as validate
+from harness.validation.checks import Plan, check_plan
 
 
 def docstring_example() -> types.ModuleType:
@@ -32,7 +32,7 @@ def test_the_docstring_backend_validates_with_nothing_else(registry):
     entry = loaded.backends["mini-jax"]
     backend = entry.backend
     assert not any(hasattr(backend, m) for m in ("derivative", "compile"))  # optional, left out
-    checks = list(validate.check_plan(validate.Plan(backends=[entry], problems=loaded.select_problems())))
+    checks = list(check_plan(Plan(backends=[entry], problems=loaded.select_problems())))
     assert checks
     bad = [
         (c.problem, c.strategy, c.dtype, c.order, c.oracle, c.status, c.message[:60])

@@ -24,8 +24,8 @@ import harness
 from harness import hookspecs, plugins
 from harness.plugins import PluginError
 from harness.strategies import derivative
-from harness.validation import checks as validate
 from harness.validation import verdicts
+from harness.validation.checks import Plan, check_plan
 
 PROBLEMS = ("tanh", "logistic-notebook")
 ORDERS = (1, 2, 3)
@@ -150,7 +150,7 @@ def run(*entries, **plan) -> list[verdicts.Check]:
     plan.setdefault("orders", ORDERS)
     registry = plugins.load(entry_points=False)
     problems = registry.select_problems(plan.pop("problems", PROBLEMS))
-    return list(validate.check_plan(validate.Plan(backends=list(entries), problems=problems, **plan)))
+    return list(check_plan(Plan(backends=list(entries), problems=problems, **plan)))
 
 
 def of(checks, backend, **fields):

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from harness import plugins
-from harness.cli import main as cli
+from harness.cli.main import main
 
 try:
     import autograd
@@ -77,7 +77,7 @@ def no_backends_env(monkeypatch):
 
 
 def run(capsys, *args) -> tuple[int, dict | None, str]:
-    code = cli.main(["validate", *args])
+    code = main(["validate", *args])
     out, err = capsys.readouterr()
     return code, (json.loads(out) if out.strip() else None), err
 
@@ -143,5 +143,5 @@ def test_a_missing_file_or_attribute_is_a_usage_error(tmp_path, capsys, monkeypa
 
 
 def test_compare_refuses_problems_for_saved_runs(capsys):
-    assert cli.main(["compare", "latest", "--problems", "x.py"]) == 2
+    assert main(["compare", "latest", "--problems", "x.py"]) == 2
     assert "--problems" in capsys.readouterr().err

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from harness import expected, oracles, plugins, problems, pytree
-from harness.cli import main as cli
 from harness.cli import options, output
+from harness.cli.main import main
 from harness.target import Target
-from harness.validation import checks as validate
 from harness.validation import tolerances, verdicts
+from harness.validation.checks import Plan, check_plan
 
 BUILTIN = ("jax", "autograd", "torch", "tensorflow")
 SCALAR = ("tanh", "sigmoid", "softplus", "exp-sin", "rational")
@@ -205,7 +205,7 @@ def test_validate_cli_exits_0_1_or_2_whatever_the_options(autograd, drawn, joine
     ):
         warnings.simplefilter("ignore")
         try:
-            code = cli.main(argv)
+            code = main(argv)
         except SystemExit as exc:
             event("argparse exit")
             assert exc.code == output.EXIT_USAGE, (argv, err.getvalue())
@@ -225,7 +225,7 @@ def test_an_empty_selection_does_not_pass(autograd, option, capsys, monkeypatch)
     monkeypatch.delenv(plugins.BACKENDS_ENV, raising=False)
     argv = {"-b": "autograd", "-p": "cubic", option: ""}
     with pytest.raises(SystemExit) as exc:
-        cli.main(
+        main(
             [
                 "validate",
                 "--no-isolate",
@@ -409,7 +409,7 @@ def test_nonfinite_points_are_classified_never_raised(backend, name, points):
     if backend.name != "autograd":
         points = [0.0, *points]  # as above: jax and torch are exact in tanh's tails only relative to 1
     problem = problems.ScalarProblem(f"{name}-nonfinite", PROBLEMS[name].fn, tuple(points))
-    plan = validate.Plan(
+    plan = Plan(
         backends=[backend],
         problems=[problem],
         dtypes=("float64",),
@@ -419,7 +419,7 @@ def test_nonfinite_points_are_classified_never_raised(backend, name, points):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numdifftools warns about all-NaN slices
-        checks = list(validate.check_plan(plan))
+        checks = list(check_plan(plan))
     assert checks
     for c in checks:
         if c.status == "error":
@@ -435,7 +435,7 @@ def test_nonfinite_points_are_classified_never_raised(backend, name, points):
 
 def test_nan_point_self_consistency_is_overflow_nan(backend):
     problem = problems.ScalarProblem("tanh-nan", problems.tanh, (math.nan, 1.0))
-    plan = validate.Plan(
+    plan = Plan(
         backends=[backend],
         problems=[problem],
         dtypes=("float64",),
@@ -445,5 +445,5 @@ def test_nan_point_self_consistency_is_overflow_nan(backend):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        [check] = [c for c in validate.check_plan(plan) if c.oracle == "self-consistency"]
+        [check] = [c for c in check_plan(plan) if c.oracle == "self-consistency"]
     assert (check.status, check.classification) == ("fail", "overflow/nan"), check.message

@@ -24,12 +24,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from harness import oracles
-from harness import strategies as strategies_mod
 from harness.errors import ShapeMismatch
 from harness.hookspecs import DTYPES
 from harness.plugins import BackendEntry
 from harness.problems import GradientProblem, JacobianProblem, NestedProblem, Problem, ScalarProblem
 from harness.pytree import flatten, select, structure, tree_map
+from harness.strategies import HVP_STRATEGIES
 from harness.target import Target
 from harness.validation import hessians
 from harness.validation.diagonals import diagonal_checks
@@ -385,6 +385,6 @@ def _hvp_checks(job: _TargetChecks, problem: GradientProblem, plan: Plan) -> Ite
         references = hessians.gradient_differences
     else:
         return
-    offered = job.offered(problem.name, strategies_mod.HVP_STRATEGIES, plan.strategies, 2, "hvp")
+    offered = job.offered(problem.name, HVP_STRATEGIES, plan.strategies, 2, "hvp")
     args = problem.make_args(problem.size)
     yield from hessians.hvp_checks(job.target, problem, args, offered, references)

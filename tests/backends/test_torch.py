@@ -19,8 +19,8 @@ from harness import problems
 from harness.backends.torch import compile_refusal
 from harness.strategies import nest
 from harness.target import Target
-from harness.validation import checks as validate
 from harness.validation import tolerances
+from harness.validation.checks import Plan, backend_checks
 
 PROBLEMS = {p.name: p for p in problems.BUILTIN}
 POINTS = np.array([-3.0, -0.5, 0.0, 0.5, 2.0])
@@ -91,10 +91,8 @@ def test_nests_that_crash_the_compiler_are_refused_before_compiling(torch_entry,
 
 
 def test_a_refused_nest_is_an_unsupported_check_not_an_error(torch_entry):
-    plan = validate.Plan(
-        [torch_entry], [PROBLEMS["tanh"]], ("float64",), ("jit",), ("forward",), ("cpu",), (3,)
-    )
-    checks = list(validate.backend_checks(torch_entry, plan, lambda event: None))
+    plan = Plan([torch_entry], [PROBLEMS["tanh"]], ("float64",), ("jit",), ("forward",), ("cpu",), (3,))
+    checks = list(backend_checks(torch_entry, plan, lambda event: None))
     assert [c.status for c in checks] == ["unsupported"]
     assert "SIGSEGV" in checks[0].message
 

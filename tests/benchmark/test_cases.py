@@ -26,7 +26,7 @@ from planted import (
 from harness import hookspecs, plugins
 from harness.benchmark import cases
 from harness.benchmark.cases import Case
-from harness.results import runs as results
+from harness.results.runs import FORMAT_VERSION
 from harness.target import Target
 
 # --- prepare --------------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ def test_extra_info_fields(fast, size, order):
     info = cases.prepare(case).extra_info()
     assert not EXTRA_KEYS - set(info), f"missing {EXTRA_KEYS - set(info)}"
     json.dumps(info)  # pytest-benchmark writes it as JSON: plain values only
-    assert info["harness_format"] == results.FORMAT_VERSION
+    assert info["harness_format"] == FORMAT_VERSION
     assert (
         info["backend"],
         info["version"],

@@ -16,12 +16,11 @@ from synthetic_runs import CASES, bench, compare_cli, run_of, save, synthetic
 
 from harness import threads
 from harness.benchmark import conditions, measure
-from harness.cli import main as cli
+from harness.cli.main import main
 from harness.cli.output import EXIT_INCONCLUSIVE
 from harness.errors import RunError
-from harness.results import compare, soundness
-from harness.results import gate as gating
-from harness.results import runs as results
+from harness.results import compare, runs, soundness
+from harness.results.gate import gate_rules
 
 STAT = """cpu  500 0 100 1000 0 0 0 0 0 0
 cpu0 100 0 20 500 7 1 2 3 0 0
@@ -142,7 +141,7 @@ def test_thread_environment_sets_every_framework_and_keeps_other_xla_flags():
 @pytest.mark.parametrize("bad", ["0", "two", "-1"])
 def test_threads_option_refuses_a_bad_count(capsys, bad):
     with pytest.raises(SystemExit) as exc:
-        cli.main(["compare", "--threads", bad])
+        main(["compare", "--threads", bad])
     assert exc.value.code == 2 and "whole number of 1 or more" in capsys.readouterr().err
 
 
@@ -163,13 +162,13 @@ def test_threads_reach_the_child_before_its_framework_and_the_run_records_them(c
         assert child["torch"]["intra_op"] == 1
     for key in ("state_before", "state_after"):
         assert len(info[key]["load_average"]) == 3 and info[key]["cpus_allowed"]
-    rows = results.load(out)
+    rows = runs.load(out)
     assert rows and all(r.contention is not None and r.run_queue_wait is not None for r in rows)
     assert all(r.peak_memory is not None for r in rows) or not os.access(conditions.CLEAR_REFS, os.W_OK)
     assert "what the machine was doing" in text and "1 for every backend" in text
 
 
-# --- saved runs, the table, the gate -------------------------------------------------------------
+# --- saved saved, the table, the gate -------------------------------------------------------------
 
 
 def flagged_run(seed: int, flags: list[str], slowdown: float = 1.0) -> dict:
@@ -193,10 +192,10 @@ def flagged_run(seed: int, flags: list[str], slowdown: float = 1.0) -> dict:
 
 
 def test_new_fields_round_trip_and_old_runs_load_without_them(tmp_path):
-    rows = results.load(save(tmp_path, "new", flagged_run(1, ["contended", "spread"])))
+    rows = runs.load(save(tmp_path, "new", flagged_run(1, ["contended", "spread"])))
     assert rows[0].flags == ("contended", "spread") and rows[1].flags == ()
     assert rows[0].run_queue_wait == 0.9 and rows[0].contention == 0.7 and rows[2].peak_memory == 3e6
-    old = results.load(save(tmp_path, "old", synthetic(seed=1)))
+    old = runs.load(save(tmp_path, "old", synthetic(seed=1)))
     assert all(r.flags == () and r.contention is None and r.peak_memory is None for r in old)
     assert soundness.flag_warning(old) == "" and soundness.machine_lines("old", {"cpu_model": "x"}) == []
 
@@ -204,7 +203,7 @@ def test_new_fields_round_trip_and_old_runs_load_without_them(tmp_path):
 def test_a_damaged_flags_field_is_a_run_error(tmp_path):
     doc = run_of([bench([1e-3] * 10, flags="contended")])
     with pytest.raises(RunError, match="extra_info.flags"):
-        results.load(save(tmp_path, "bad", doc))
+        runs.load(save(tmp_path, "bad", doc))
 
 
 def test_the_table_marks_flagged_rows_and_a_warning_says_what_to_do(capsys, tmp_path):
@@ -213,7 +212,7 @@ def test_the_table_marks_flagged_rows_and_a_warning_says_what_to_do(capsys, tmp_
     marked = [line for line in out.splitlines() if " CS " in line]
     assert len(marked) == 1 and "tanh d^1" in marked[0]
     assert "warning: 1 of 3 rows are flagged" in err and "--threads 1" in err and "quiet machine" in err
-    records = json.loads(compare.table(results.load(tmp_path / "r.json"), "json"))
+    records = json.loads(compare.table(runs.load(tmp_path / "r.json"), "json"))
     assert [r["flags"] for r in records].count(["contended", "spread"]) == 1
     assert all("run_queue_wait" in r and "memory_x_value" in r for r in records)
 
@@ -221,7 +220,7 @@ def test_the_table_marks_flagged_rows_and_a_warning_says_what_to_do(capsys, tmp_
 def test_memory_over_the_functions_own_beside_x_value(tmp_path):
     value = bench([1e-5] * 10, strategy="value", peak_memory_bytes=2e6)
     grad = bench([3e-5] * 10, peak_memory_bytes=5e6)
-    rows = results.load(save(tmp_path, "m", run_of([value, grad])))
+    rows = runs.load(save(tmp_path, "m", run_of([value, grad])))
     record = next(r for r in json.loads(compare.table(rows, "json")) if r["strategy"] == "reverse")
     assert record["memory_x_value"] == pytest.approx(2.5) and record["x_value"] == pytest.approx(3.0)
     assert "5 MB" in compare.table(rows) and "2.50" in compare.table(rows)
@@ -233,7 +232,7 @@ def test_ratios_are_of_fastest_rounds_so_a_passing_load_moves_them_least(tmp_pat
     quiet = bench([1e-4] * 10, backend="a")
     slowed = bench([2e-4] * 6 + [1e-3] * 10, backend="b")  # median 1e-3, fastest 2e-4
     value = bench([1e-4] * 6 + [5e-4] * 10, backend="b", strategy="value")
-    rows = results.load(save(tmp_path, "r", run_of([quiet, slowed, value])))
+    rows = runs.load(save(tmp_path, "r", run_of([quiet, slowed, value])))
     records = {(r["backend"], r["strategy"]): r for r in json.loads(compare.table(rows, "json"))}
     assert records["b", "reverse"]["median"] == pytest.approx(1e-3)
     assert records["b", "reverse"]["x_fastest"] == pytest.approx(2.0)
@@ -254,13 +253,13 @@ def test_the_gate_calls_a_row_flagged_on_either_side_inconclusive(capsys, tmp_pa
     flagged_base = save(tmp_path, "fbase", flagged_run(1, ["spread"]))
     code, _, err = compare_cli(capsys, same, "--baseline", flagged_base)
     assert code == EXIT_INCONCLUSIVE and "1 row(s) inconclusive" in err and "spread in fbase" in err
-    rows, old = results.load(same), results.load(flagged_base)
-    assert sum(gating.gate_rules(rows, old).values()) == len(CASES) - 1  # judged rows only
+    rows, old = runs.load(same), runs.load(flagged_base)
+    assert sum(gate_rules(rows, old).values()) == len(CASES) - 1  # judged rows only
 
 
 def test_interleaved_passes_pool_each_cases_rounds_and_keep_every_flag():
     def entry(name, times, **extra):
-        return results.entry(
+        return runs.entry(
             "g", name, {"contention": 0.1, "run_queue_wait": 0.0, "flags": [], **extra}, times, 1
         )
 

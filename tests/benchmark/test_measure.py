@@ -22,7 +22,7 @@ from harness import plugins
 from harness.benchmark import cases, measure
 from harness.benchmark.cases import Case
 from harness.results import compare, files, gate
-from harness.results import runs as results
+from harness.results.runs import load
 from harness.target import Target
 
 # --- calibrate and measure ------------------------------------------------------------------------
@@ -94,7 +94,7 @@ def test_run_round_trips_through_compare_load(fast, quick_machine, tmp_path):
     assert logged == []
     json.dumps(run)  # plain JSON: nothing that files.write_json would turn into a string
     path = files.write_json(tmp_path / "run.json", run)
-    rows = results.load(path)
+    rows = load(path)
     assert [r.group for r in rows] == [c.group for c in found]
     for row, case, bench in zip(rows, found, run["benchmarks"], strict=True):
         stats = bench["stats"]
@@ -175,7 +175,7 @@ def test_a_device_clock_is_recorded_beside_the_harness_timing_and_compared(fast,
     clocked = plugins.load(extra=[("clocked", plugin_of(HostClock(fast.backend, "clocked")))]).backends
     found = quick_cases(clocked["clocked"])[:2] + quick_cases(fast)[:1]
     run = measure.timed_run(found, 0.01, print)
-    rows = results.load(files.write_json(tmp_path / "run.json", run))
+    rows = load(files.write_json(tmp_path / "run.json", run))
     assert [r.event_median is not None for r in rows] == [True, True, False]
     text = compare.fidelity(rows)
     assert text.count("clocked") == 2 and fast.name not in text.replace("clocked", "")

@@ -18,7 +18,7 @@ from harness import plugins
 from harness.benchmark import cases, measure
 from harness.problems import GradientProblem, ScalarProblem
 from harness.results import compare
-from harness.results import runs as results
+from harness.results.runs import load, save
 
 
 def softsign(xp, x):
@@ -65,7 +65,7 @@ def test_a_plugin_problem_is_benchmarked_with_its_own_cost_model(fast, tmp_path)
     assert quad["bytes"] == 7.0 * 200 * 8 * 4  # its own model: float32, data 200 x 8
     soft = timed[("softsign", 1)]["extra_info"]
     assert soft["bytes"] == 2.0 * 10_000 * 4  # the default: points read, derivative written
-    rows = results.load(results.save(run, tmp_path, "quick"))
+    rows = load(save(run, tmp_path, "quick"))
     assert any(r.problem == "quadratic" and r.of_bound for r in rows)
     assert "quadratic value+grad" in compare.table(rows, "md")
 
@@ -118,7 +118,7 @@ def test_a_benchmark_session_stopped_by_sigterm_saves_what_it_timed(fast, tmp_pa
         rest, _ = child.communicate(timeout=300)
     assert "stopped by signal 15" in rest and child.returncode == pytest.ExitCode.INTERRUPTED, seen + rest
     [saved] = out.iterdir()
-    rows = results.load(saved)
+    rows = load(saved)
     total = len(cases.cases([fast], "quick", registered=plugins.load().problems.values()))
     assert 1 <= len(rows) < total and all(r.validated for r in rows)
 

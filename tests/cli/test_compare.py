@@ -26,9 +26,8 @@ from harness import machine, plugins, problems
 from harness.benchmark import conditions, measure
 from harness.benchmark.cases import Case
 from harness.errors import RunError
-from harness.results import compare
-from harness.results import gate as gating
-from harness.results import runs as results
+from harness.results import compare, runs
+from harness.results.gate import parse_threshold, regressions
 from harness.strategies import derivative
 from harness.target import Target
 
@@ -69,7 +68,7 @@ def fast(installed) -> plugins.BackendEntry:
 
 
 def test_load_a_valid_synthetic_run(good):
-    rows = results.load(good)
+    rows = runs.load(good)
     assert [(r.problem, r.size, r.order) for r in rows] == [c[:3] for c in CASES]
     doc = json.loads(good.read_text())
     for row, b in zip(rows, doc["benchmarks"], strict=True):
@@ -85,7 +84,7 @@ def test_load_a_valid_timed_run(fast, quick_machine, tmp_path):
         Case(Target(fast, "cpu", "float32"), PROBLEMS["logistic"], (16, 3)),
     ]
     path = save(tmp_path, "timed", measure.timed_run(found, 0.01, log=pytest.fail))
-    rows = results.load(path)
+    rows = runs.load(path)
     assert [r.group for r in rows] == [c.group for c in found]
     assert all(r.validated and r.median > 0 and r.backend == fast.name for r in rows)
 
@@ -109,7 +108,7 @@ def foreign(path: Path, good: Path):
 
 def future(path: Path, good: Path):
     doc = json.loads(good.read_text())
-    doc["benchmarks"][0]["extra_info"]["harness_format"] = results.FORMAT_VERSION + 1
+    doc["benchmarks"][0]["extra_info"]["harness_format"] = runs.FORMAT_VERSION + 1
     path.write_text(json.dumps(doc))
 
 
@@ -131,7 +130,7 @@ def test_bad_file_is_a_run_error_naming_the_file_and_what_to_do(make, good, tmp_
     path = tmp_path / f"{make.__name__}.json"
     make(path, good)
     with pytest.raises(RunError) as info:
-        results.load(path)
+        runs.load(path)
     message = str(info.value)
     assert str(path) in message
     assert REMEDY.search(message), message
@@ -142,16 +141,14 @@ def test_bad_file_is_a_run_error_naming_the_file(make, good, tmp_path):
     path = tmp_path / f"{make.__name__}.json"
     make(path, good)
     with pytest.raises(RunError, match=re.escape(str(path))):
-        results.load(path)
+        runs.load(path)
 
 
 def test_future_format_names_both_versions(good, tmp_path):
     path = tmp_path / "future.json"
     future(path, good)
-    with pytest.raises(
-        RunError, match=f"format {results.FORMAT_VERSION + 1}.*up to {results.FORMAT_VERSION}"
-    ):
-        results.load(path)
+    with pytest.raises(RunError, match=f"format {runs.FORMAT_VERSION + 1}.*up to {runs.FORMAT_VERSION}"):
+        runs.load(path)
 
 
 @pytest.mark.parametrize(
@@ -167,7 +164,7 @@ def test_damaged_fields_are_run_errors(doc, tmp_path):
     path = tmp_path / "damaged.json"
     path.write_text(json.dumps(doc))
     with pytest.raises(RunError, match=re.escape(str(path))):
-        results.load(path)
+        runs.load(path)
 
 
 # --- The CLI --------------------------------------------------------------------------------------
@@ -179,7 +176,7 @@ def test_cli_good_and_corrupt(capsys, good, tmp_path):
     assert compare_cli(capsys, good)[0] == 0  # the good run alone passes ...
     code, out, err = compare_cli(capsys, good, corrupt)
     assert code == 1  # ... so exit 1 is the corrupt file's
-    for row in results.load(good):
+    for row in runs.load(good):
         assert any(row.group in line and "good" in line and row.label in line for line in out.splitlines())
     assert str(corrupt) in err and "error:" in err
     assert "corrupt" not in out
@@ -212,7 +209,7 @@ def test_cli_format_csv(capsys, good):
     code, out, _ = compare_cli(capsys, good, "--format", "csv")
     assert code == 0
     parsed = list(csv.DictReader(io.StringIO(out)))
-    rows = results.load(good)
+    rows = runs.load(good)
     assert len(parsed) == len(rows)
     medians = {r.group: r.median for r in rows}
     for record in parsed:
@@ -233,7 +230,7 @@ def test_cli_format_json(capsys, good):
     code, out, _ = compare_cli(capsys, good, "--format", "json")
     assert code == 0
     parsed = strict_json(out)
-    rows = results.load(good)
+    rows = runs.load(good)
     assert len(parsed) == len(rows)
     by_group = {r.group: r for r in rows}
     for record in parsed:
@@ -255,7 +252,7 @@ def test_format_json_is_strict(tmp_path):
             ]
         ),
     )
-    rows = results.load(path)
+    rows = runs.load(path)
     assert rows[0].gbps == float("inf")
     with pytest.raises(ValueError, match="NaN"):
         strict_json(json.dumps([r.validation_error for r in rows]))  # the check can fail
@@ -275,7 +272,7 @@ COMMITTED = sorted((Path(__file__).parents[2] / "results").glob("*.json"))
 @pytest.fixture(scope="module")
 def committed() -> list[list[compare.Row]]:
     assert COMMITTED, "results/ holds no committed run"
-    return [results.load(path) for path in COMMITTED]
+    return [runs.load(path) for path in COMMITTED]
 
 
 def widest(text: str) -> int:
@@ -368,7 +365,7 @@ def test_a_group_with_a_column_of_dashes_leaves_it_out(committed):
 
 def test_growth_table_fits_100_and_80_columns_and_keeps_its_figures():
     (path,) = (Path(__file__).parents[2] / "results").glob("20261126T190017Z_scaling_*.json")
-    rows = results.load(path)
+    rows = runs.load(path)
     full = compare.growth(rows, width=0)
     assert widest(full) > 100  # too wide as it was
     for width in (100, 80):
@@ -443,14 +440,14 @@ def test_a_run_in_memory_reads_as_its_saved_file(tmp_path):
     read (`runs.read`, one parse for rows and machine)."""
     run = synthetic(seed=3)
     run["machine_info"]["harness"] = {"threads": {"omp": 2}}
-    saved = results.read(save(tmp_path, "quick", run))
-    here = results.from_text(results.text(run), "quick")
+    saved = runs.read(save(tmp_path, "quick", run))
+    here = runs.from_text(runs.text(run), "quick")
     assert here == saved and here.machine == {"threads": {"omp": 2}} and here.rows
 
 
 def test_a_run_in_memory_that_is_damaged_names_the_run(tmp_path):
     with pytest.raises(RunError, match="^quick: not valid JSON"):
-        results.from_text("{", "quick")
+        runs.from_text("{", "quick")
 
 
 # --- The regression gate --------------------------------------------------------------------------
@@ -505,13 +502,13 @@ def test_gate_min_statistic(capsys, tmp_path):
 
 def test_gate_noise_is_not_a_regression(tmp_path):
     # The median is 14% slower, but the samples interleave: Mann-Whitney does not call it a slowdown.
-    old = results.load(save(tmp_path, "old", run_of([bench(np.arange(1.0, 7.0) * 1e-3)])))
-    new = results.load(save(tmp_path, "new", run_of([bench(np.arange(1.5, 7.5) * 1e-3)])))
+    old = runs.load(save(tmp_path, "old", run_of([bench(np.arange(1.0, 7.0) * 1e-3)])))
+    new = runs.load(save(tmp_path, "new", run_of([bench(np.arange(1.5, 7.5) * 1e-3)])))
     assert new[0].median / old[0].median > 1.1
-    assert gating.regressions(new, old, "median", 0.1) == []
+    assert regressions(new, old, "median", 0.1) == []
     # Without samples the quartiles decide, and they overlap too.
     old[0].data = new[0].data = None
-    assert gating.regressions(new, old, "median", 0.1) == []
+    assert regressions(new, old, "median", 0.1) == []
 
 
 def test_the_gate_says_which_rule_judged_the_rows(capsys, tmp_path):
@@ -526,11 +523,11 @@ def test_the_gate_says_which_rule_judged_the_rows(capsys, tmp_path):
 
 
 def test_parse_threshold():
-    assert gating.parse_threshold("median:10%") == ("median", 0.10)
-    assert gating.parse_threshold(" min:2.5% ") == ("min", 0.025)
+    assert parse_threshold("median:10%") == ("median", 0.10)
+    assert parse_threshold(" min:2.5% ") == ("min", 0.025)
     for bad in ("mean:10%", "median:10", "median:-5%", "10%"):
         with pytest.raises(ValueError, match="STAT:N%"):
-            gating.parse_threshold(bad)
+            parse_threshold(bad)
 
 
 class Slowed:
@@ -590,10 +587,10 @@ def test_gate_on_real_timings(entry, quick_machine, capsys, tmp_path, monkeypatc
         )
 
     base = save(tmp_path, "base", timed(entry))
-    slower.pause = 3 * results.load(base)[0].median
+    slower.pause = 3 * runs.load(base)[0].median
     slow = save(tmp_path, "slow", timed(slowed))
-    assert min(len(results.load(path)[0].data) for path in (base, slow)) >= 10
-    ratio = results.load(slow)[0].median / results.load(base)[0].median
+    assert min(len(runs.load(path)[0].data) for path in (base, slow)) >= 10
+    ratio = runs.load(slow)[0].median / runs.load(base)[0].median
     assert ratio > 1.3, f"the slowed backend was only x{ratio:.2f} slower"
 
     code, out, err = compare_cli(capsys, slow, "--baseline", base, "--fail-on", "median:10%")
@@ -603,7 +600,7 @@ def test_gate_on_real_timings(entry, quick_machine, capsys, tmp_path, monkeypatc
 
     code, out, err = compare_cli(capsys, base, "--baseline", base, "--fail-on", "median:10%")
     assert code == 0 and "REGRESSION" not in err and "0 regression(s)" in err
-    assert gating.regressions(results.load(base), results.load(base), "median", 0.10) == []
+    assert regressions(runs.load(base), runs.load(base), "median", 0.10) == []
 
 
 # --- Plots ----------------------------------------------------------------------------------------
@@ -663,7 +660,7 @@ def test_plots_on_a_full_disk_are_an_error_and_leave_no_half_written_figure(
 
 
 @pytest.fixture
-def runs(tmp_path) -> dict[str, Path]:
+def saved(tmp_path) -> dict[str, Path]:
     names = [
         "20260101T000000Z_cpu_aaaa1111",
         "20260102T000000Z_cpu_bbbb2222",
@@ -677,28 +674,28 @@ def runs(tmp_path) -> dict[str, Path]:
     return made
 
 
-def test_resolve_stem_name_prefix_and_latest(runs, tmp_path):
-    first, second, third = runs.values()
-    assert results.resolve([first.stem], tmp_path) == [first]
-    assert results.resolve([second.name], tmp_path) == [second]
-    assert results.resolve(["20260101"], tmp_path) == [first]
-    assert results.resolve(["20260102T000000Z_g"], tmp_path) == [third]
-    assert results.resolve(["latest"], tmp_path) == [first]  # by modification time, not by name
-    assert results.resolve([str(third)], tmp_path / "elsewhere") == [third]  # a path is a path
+def test_resolve_stem_name_prefix_and_latest(saved, tmp_path):
+    first, second, third = saved.values()
+    assert runs.resolve([first.stem], tmp_path) == [first]
+    assert runs.resolve([second.name], tmp_path) == [second]
+    assert runs.resolve(["20260101"], tmp_path) == [first]
+    assert runs.resolve(["20260102T000000Z_g"], tmp_path) == [third]
+    assert runs.resolve(["latest"], tmp_path) == [first]  # by modification time, not by name
+    assert runs.resolve([str(third)], tmp_path / "elsewhere") == [third]  # a path is a path
 
 
-def test_resolve_ambiguous_prefix(runs, tmp_path):
+def test_resolve_ambiguous_prefix(saved, tmp_path):
     with pytest.raises(FileNotFoundError, match="matches several") as info:
-        results.resolve(["20260102"], tmp_path)
-    assert all(path.stem in str(info.value) for path in runs.values())
+        runs.resolve(["20260102"], tmp_path)
+    assert all(path.stem in str(info.value) for path in saved.values())
 
 
-def test_resolve_missing_name(runs, tmp_path):
+def test_resolve_missing_name(saved, tmp_path):
     with pytest.raises(FileNotFoundError, match="'nope' is neither a file nor a run") as info:
-        results.resolve(["nope"], tmp_path)
-    assert all(path.stem in str(info.value) for path in runs.values())
+        runs.resolve(["nope"], tmp_path)
+    assert all(path.stem in str(info.value) for path in saved.values())
 
 
 def test_resolve_latest_with_no_runs(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"runs: none"):
-        results.resolve(["latest"], tmp_path)
+        runs.resolve(["latest"], tmp_path)

@@ -20,8 +20,8 @@ from fakes import Raising, Wrapper, plugin_of
 
 import harness
 from harness import plugins, problems
-from harness.cli import main as cli
 from harness.cli import output
+from harness.cli.main import main
 from harness.execution import runner
 from harness.strategies import derivative
 
@@ -53,7 +53,7 @@ def strict(text: str):
 def usage_error(capsys, argv: list[str]) -> str:
     """Run ``argv``; it must exit 2 with a one-line message. The message."""
     try:
-        code = cli.main(argv)
+        code = main(argv)
     except SystemExit as exc:
         code = exc.code
     err = capsys.readouterr().err
@@ -177,7 +177,7 @@ def test_a_problem_with_no_points_is_refused_when_it_registers():
 
 def test_help_explains_dtype_mode_and_strategy(capsys):
     with pytest.raises(SystemExit):
-        cli.main(["validate", "--help"])
+        main(["validate", "--help"])
     out = " ".join(capsys.readouterr().out.split()).replace("- ", "-")
     for words in ("float32, float64", "eager, jit", "reverse, forward, forward-over-reverse, taylor"):
         assert words in out, words
@@ -185,7 +185,7 @@ def test_help_explains_dtype_mode_and_strategy(capsys):
 
 def test_compare_help_explains_the_columns(capsys):
     with pytest.raises(SystemExit):
-        cli.main(["compare", "--help"])
+        main(["compare", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     for column in ("of bound", "x fastest", "first call"):
         assert column in out
@@ -208,7 +208,7 @@ class NanSecond(Wrapper):
 
 def test_json_is_strict_whatever_the_backend_returns(capsys, fast, with_plugin):
     with_plugin(("nan", plugin_of(NanSecond(fast.backend, name="nan"))))
-    code = cli.main(
+    code = main(
         [
             "validate",
             "-b",
@@ -235,7 +235,7 @@ def test_json_is_strict_whatever_the_backend_returns(capsys, fast, with_plugin):
             value = check[field] if not index else check[field][int(index.split("]")[0])]
             assert value is None
     # the table says not finite, not 0, next to FAIL
-    cli.main(["validate", "-b", "nan", "-p", "tanh", "-o", "2", "--dtype", "float64"])
+    main(["validate", "-b", "nan", "-p", "tanh", "-o", "2", "--dtype", "float64"])
     rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("nan ")]
     assert rows and all("not finite" in row and "FAIL" in row for row in rows)
 
@@ -243,7 +243,7 @@ def test_json_is_strict_whatever_the_backend_returns(capsys, fast, with_plugin):
 @pytest.mark.parametrize("fmt", ["table", "json", "jsonl"])
 def test_exit_codes_do_not_depend_on_the_format(capsys, fast, with_plugin, fmt):
     with_plugin(("nan", plugin_of(NanSecond(fast.backend, name="nan"))))
-    assert cli.main(["validate", "-b", "nan", *SMALL, "--format", fmt]) == output.EXIT_FAIL
+    assert main(["validate", "-b", "nan", *SMALL, "--format", fmt]) == output.EXIT_FAIL
     out = capsys.readouterr().out
     if fmt == "jsonl":
         records = [strict(line) for line in out.splitlines()]
@@ -252,7 +252,7 @@ def test_exit_codes_do_not_depend_on_the_format(capsys, fast, with_plugin, fmt):
             any(r["oracle"].startswith("agreement") for r in records)
             or len({r["backend"] for r in records}) == 1
         )
-    assert cli.main(["validate", "-b", fast.name, *SMALL, "--format", fmt]) == output.EXIT_OK
+    assert main(["validate", "-b", fast.name, *SMALL, "--format", fmt]) == output.EXIT_OK
 
 
 class Scaled(Wrapper):
@@ -276,7 +276,7 @@ class Scaled(Wrapper):
 
 def test_finite_differences_never_call_an_exactly_confirmed_error_oracle_noise(capsys, fast, with_plugin):
     with_plugin(("scaled", plugin_of(Scaled(fast.backend, name="scaled"))))
-    code = cli.main(
+    code = main(
         [
             "validate",
             "-b",
@@ -320,7 +320,7 @@ def test_finite_differences_never_call_an_exactly_confirmed_error_oracle_noise(c
 
 def test_every_error_has_a_classification(capsys, fast, with_plugin):
     with_plugin(("raising", plugin_of(Raising(fast.backend, name="raising"))))
-    assert cli.main(["validate", "-b", "raising", *SMALL, "--format", "json"]) == output.EXIT_FAIL
+    assert main(["validate", "-b", "raising", *SMALL, "--format", "json"]) == output.EXIT_FAIL
     errors = [c for c in strict(capsys.readouterr().out)["checks"] if c["status"] == "error"]
     assert errors and {c["classification"] for c in errors} == {"exception"}
 
@@ -332,7 +332,7 @@ def test_shape_check_error_is_classified_wrong_shape(capsys, fast, with_plugin):
             return lambda x: d(x)[:1]
 
     with_plugin(("short", plugin_of(Short(fast.backend, name="short"))))
-    assert cli.main(["validate", "-b", "short", *SMALL, "--format", "json"]) == output.EXIT_FAIL
+    assert main(["validate", "-b", "short", *SMALL, "--format", "json"]) == output.EXIT_FAIL
     errors = [c for c in strict(capsys.readouterr().out)["checks"] if c["status"] == "error"]
     assert errors and {c["classification"] for c in errors} == {"wrong shape"}
     assert np.all(["expected (8,)" in c["message"] for c in errors])
@@ -353,7 +353,7 @@ def test_an_interrupted_run_reconciles_what_finished_with_the_expected_outcomes(
         pytest.skip("autograd is not installed: its declared float32 failures are the subject")
     with_plugin(("stopper", plugin_of(Stopper(autograd.backend, name="stopper"))))
     argv = ["validate", "-b", "autograd,stopper", "--no-isolate", "-p", "tanh", "-o", "6"]
-    code = cli.main([*argv, "--dtype", "float32", "--format", "json", "--mode", "eager", "-q"])
+    code = main([*argv, "--dtype", "float32", "--format", "json", "--mode", "eager", "-q"])
     captured = capsys.readouterr()
     assert code == 130, captured.err
     report = strict(captured.out)

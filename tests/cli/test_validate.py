@@ -11,11 +11,11 @@ from fakes import Raising, Wrapper, plugin_of
 
 import harness
 from harness import plugins
-from harness.cli import main as cli
 from harness.cli import options, output
+from harness.cli.main import main
 from harness.strategies import derivative
-from harness.validation import checks as validate
 from harness.validation import tolerances, verdicts
+from harness.validation.checks import FD_RTOL
 
 SMALL = ["-p", "tanh", "-o", "1-2", "--dtype", "float64"]
 FIELDS = (
@@ -42,7 +42,7 @@ def no_backends_env(monkeypatch):
 
 
 def validate_json(capsys, *args) -> tuple[int, dict]:
-    code = cli.main(["validate", *args, "--format", "json"])
+    code = main(["validate", *args, "--format", "json"])
     out = capsys.readouterr().out
     return code, json.loads(out)
 
@@ -87,14 +87,14 @@ def test_validate_json_records(capsys, fast):
         assert record["max_abs_err"] == pytest.approx(max(gaps), rel=1e-12, abs=1e-300)
         rtol = tolerances.tolerance("float64", record["order"])
         if record["oracle"] == "self-consistency":  # against a finite difference
-            rtol = max(rtol, validate.FD_RTOL)
+            rtol = max(rtol, FD_RTOL)
         elif record["oracle"].startswith("agreement:"):  # allows the error of both sides
             rtol *= verdicts.AGREEMENT_FACTOR
         assert record["tolerance"] == rtol
 
 
 def test_validate_table(capsys, fast):
-    assert cli.main(["validate", "-b", fast.name, *SMALL]) == output.EXIT_OK
+    assert main(["validate", "-b", fast.name, *SMALL]) == output.EXIT_OK
     out = capsys.readouterr().out
     assert fast.name in out and "tanh" in out
     assert "0 fail" in out and "0 error" in out and "all passed" in out
@@ -102,7 +102,7 @@ def test_validate_table(capsys, fast):
 
 def test_validate_output_file(capsys, fast, tmp_path):
     target = tmp_path / "reports" / "run.json"
-    code = cli.main(["validate", "-b", fast.name, *SMALL, "--format", "json", "--output", str(target)])
+    code = main(["validate", "-b", fast.name, *SMALL, "--format", "json", "--output", str(target)])
     assert code == output.EXIT_OK
     assert capsys.readouterr().out == ""
     report = json.loads(target.read_text())
@@ -110,7 +110,7 @@ def test_validate_output_file(capsys, fast, tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["run.json"]  # no temporary left behind
 
     text = tmp_path / "run.txt"
-    assert cli.main(["validate", "-b", fast.name, *SMALL, "--output", str(text)]) == output.EXIT_OK
+    assert main(["validate", "-b", fast.name, *SMALL, "--output", str(text)]) == output.EXIT_OK
     assert "all passed" in text.read_text()
 
 
@@ -130,12 +130,12 @@ def test_backend_option_overrides_env(capsys, monkeypatch, fast):
 
 def test_unknown_backend_in_env_is_a_usage_error(capsys, monkeypatch):
     monkeypatch.setenv(plugins.BACKENDS_ENV, "no-such-backend")
-    assert cli.main(["validate", *SMALL]) == output.EXIT_USAGE
+    assert main(["validate", *SMALL]) == output.EXIT_USAGE
     assert "no-such-backend" in capsys.readouterr().err
 
 
 def test_unknown_backend_lists_known(capsys):
-    assert cli.main(["validate", "-b", "no-such-backend", *SMALL]) == output.EXIT_USAGE
+    assert main(["validate", "-b", "no-such-backend", *SMALL]) == output.EXIT_USAGE
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "unknown backend 'no-such-backend'" in captured.err
@@ -144,7 +144,7 @@ def test_unknown_backend_lists_known(capsys):
 
 
 def test_unknown_problem(capsys, fast):
-    assert cli.main(["validate", "-b", fast.name, "-p", "no-such-problem"]) == output.EXIT_USAGE
+    assert main(["validate", "-b", fast.name, "-p", "no-such-problem"]) == output.EXIT_USAGE
     err = capsys.readouterr().err
     assert "unknown problem 'no-such-problem'" in err and "tanh" in err
 
@@ -169,7 +169,7 @@ def test_unknown_problem(capsys, fast):
 )
 def test_bad_arguments_exit_2(capsys, args):
     with pytest.raises(SystemExit) as exc:
-        cli.main(["validate", *args])
+        main(["validate", *args])
     assert exc.value.code == output.EXIT_USAGE
     assert "error" in capsys.readouterr().err
 
@@ -190,7 +190,7 @@ def test_parse_orders(text, orders):
 
 def test_no_command_exits_2(capsys):
     with pytest.raises(SystemExit) as exc:
-        cli.main([])
+        main([])
     assert exc.value.code == output.EXIT_USAGE
 
 
@@ -206,7 +206,7 @@ def test_failing_check_exits_1(capsys, fast, with_plugin):
     assert {c["classification"] for c in failed} == {"wrong derivative"}
     assert all(c["status"] == "pass" for c in checks if c["order"] == 1)
 
-    assert cli.main(["validate", "-b", name, *SMALL]) == output.EXIT_FAIL
+    assert main(["validate", "-b", name, *SMALL]) == output.EXIT_FAIL
     out = capsys.readouterr().out
     assert "FAILED" in out and "wrong derivative" in out and name in out
 
@@ -259,13 +259,13 @@ def test_unavailable_backend(capsys, fast, with_plugin):
     ghost.install_hint = "pip install no-such-framework-xyz"
     with_plugin(("ghost", plugin_of(ghost)))
 
-    assert cli.main(["list", "--no-devices", "--format", "json"]) == output.EXIT_OK
+    assert main(["list", "--no-devices", "--format", "json"]) == output.EXIT_OK
     listed = {b["name"]: b for b in json.loads(capsys.readouterr().out)["backends"]}
     assert listed["ghost"]["available"] is False
     assert "pip install no-such-framework-xyz" in listed["ghost"]["reason"]
     assert listed[fast.name]["available"] is True
 
-    assert cli.main(["list", "--no-devices"]) == output.EXIT_OK
+    assert main(["list", "--no-devices"]) == output.EXIT_OK
     assert "no: no-such-framework-xyz is not installed" in capsys.readouterr().out
 
     # Named explicitly it cannot be validated: a failure, reported with its hint.
@@ -282,7 +282,7 @@ def test_unavailable_backend(capsys, fast, with_plugin):
 
 
 def test_list_json(capsys):
-    assert cli.main(["list", "--no-devices", "--format", "json"]) == output.EXIT_OK
+    assert main(["list", "--no-devices", "--format", "json"]) == output.EXIT_OK
     report = json.loads(capsys.readouterr().out)
     backends = {b["name"]: b for b in report["backends"]}
     assert {"jax", "autograd", "torch", "tensorflow"} <= set(backends)
@@ -293,7 +293,7 @@ def test_list_json(capsys):
 
 
 def test_tolerances(capsys):
-    assert cli.main(["tolerances"]) == output.EXIT_OK
+    assert main(["tolerances"]) == output.EXIT_OK
     out = capsys.readouterr().out
     assert "float64" in out and "float32" in out
     assert f"{tolerances.tolerance('float64', 1):.0e}" in out  # float64's order-1 tolerance
@@ -301,7 +301,7 @@ def test_tolerances(capsys):
 
 def test_version(capsys):
     with pytest.raises(SystemExit) as exc:
-        cli.main(["--version"])
+        main(["--version"])
     assert exc.value.code == 0
     assert harness.__version__ in capsys.readouterr().out
 

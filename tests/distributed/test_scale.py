@@ -19,12 +19,12 @@ import pytest
 from conftest import require
 
 from harness import problems
-from harness.cli import main as cli
 from harness.cli import output
+from harness.cli.main import main
 from harness.distributed import data, faults, plan, records
 from harness.errors import RunError, UsageError
 from harness.results import compare, gate, plots
-from harness.results import runs as results
+from harness.results.runs import document, load, save
 
 SMALL = ["--size", "64x3", "--dtype", "float64", "--format", "json", "-q"]
 LIMITS = (10, 40, 120)
@@ -32,7 +32,7 @@ LIMITS = (10, 40, 120)
 
 
 def run_scale(capsys, *args: str) -> tuple[int, list[dict]]:
-    code = cli.main(["scale", *args, *SMALL])
+    code = main(["scale", *args, *SMALL])
     return code, json.loads(capsys.readouterr().out)["records"]
 
 
@@ -213,7 +213,7 @@ def test_weak_scaling_grows_n_and_strong_scaling_needs_n_to_split_evenly(registr
 )
 def test_bad_input_is_a_one_line_usage_error(capsys, args, message):
     try:
-        code = cli.main(["scale", *args])
+        code = main(["scale", *args])
     except SystemExit as exc:  # argparse's own errors
         code = exc.code
     err = capsys.readouterr().err
@@ -244,8 +244,8 @@ def test_a_saved_scale_run_is_read_compared_gated_and_plotted(tmp_path):
 
     found = [record(1, 0.02), record(2, 0.012)]
     records.add_speedups(found)
-    path = results.save(results.document([r.benchmark() for r in found], {}), tmp_path, "scale")
-    rows = results.load(path)
+    path = save(document([r.benchmark() for r in found], {}), tmp_path, "scale")
+    rows = load(path)
     assert [(r.world, r.scaling, r.mode, r.validated) for r in rows] == [
         (1, "strong", "torch.distributed", True),
         (2, "strong", "torch.distributed", True),
@@ -275,6 +275,6 @@ def test_a_scale_run_with_a_world_of_0_is_damaged(tmp_path):
     )
     bench = record.benchmark()
     bench["extra_info"]["world"] = 0
-    path = results.save(results.document([bench], {}), tmp_path, "scale")
+    path = save(document([bench], {}), tmp_path, "scale")
     with pytest.raises(RunError, match="extra_info.world is 0"):
-        results.load(path)
+        load(path)

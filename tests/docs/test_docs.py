@@ -26,7 +26,7 @@ from harness import hookspecs
 from harness.cli.main import build_parser
 from harness.distributed.records import Record
 from harness.results import compare
-from harness.results import runs as results
+from harness.results.runs import load
 from harness.validation.verdicts import Check
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,8 +93,8 @@ def test_the_results_page_names_every_json_field(built):
     check = [f.name for f in dataclasses.fields(Check) if not f.name.startswith("_")] + ["not_finite"]
     record = [f.name for f in dataclasses.fields(Record) if f.name not in ("times", "iterations")]
     (run,) = (ROOT / "results").glob("20261126T152556Z_cpu_*.json")
-    row = json.loads(compare.table(results.load(run), "json"))[0]
-    header = compare.table(results.load(run), "csv").splitlines()[0].split(",")
+    row = json.loads(compare.table(load(run), "json"))[0]
+    header = compare.table(load(run), "csv").splitlines()[0].split(",")
     autodoc = ("harness.results.runs.Row", "harness.distributed.records.Record")
     missing = [
         name

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.results import compare
-from harness.results import runs as results
+from harness.results.runs import load
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -34,7 +34,7 @@ def section(heading: str, text: str) -> str:
 
 def run_rows(stem: str):
     (path,) = (ROOT / "results").glob(f"{stem}_*.json")
-    return results.load(path)
+    return load(path)
 
 
 # --- The example test for another project, as written ----------------------------------------------
@@ -69,7 +69,7 @@ def test_the_example_for_another_project_runs_as_written(tmp_path):
     )
     assert "1 passed, 1 skipped" in out and "unsupported: torch.compile" in out
     (saved,) = (tmp_path / "results").glob("*.json")
-    assert [r.backend for r in results.load(saved)] == ["autograd"]
+    assert [r.backend for r in load(saved)] == ["autograd"]
     # A failure the backend declares (autograd's nested tanh in float32) is an expected failure.
     out = run_example("cpu", "tanh d^6 over 10000 points | autograd eager reverse float32 cpu")
     assert "1 xfailed" in out and "autograd.expected" in out

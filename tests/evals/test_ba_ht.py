@@ -12,7 +12,7 @@ import pytest
 from fakes import Scaled, plugin_of
 
 from harness import evals, plugins, strategies
-from harness.cli import main as cli
+from harness.cli.main import main
 from harness.evals import ba, ht
 from harness.target import Target
 from harness.validation import checks
@@ -315,7 +315,7 @@ def test_ht_validates_and_a_planted_error_is_caught(hand):
 
 def test_ht_without_its_data_is_listed_and_reported_unsupported(capsys, monkeypatch, tmp_path):
     monkeypatch.delenv(ht.VARIABLE, raising=False)
-    assert cli.main(["list", "--no-devices", "--format", "json"]) == 0
+    assert main(["list", "--no-devices", "--format", "json"]) == 0
     listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)["problems"]}
     assert ht.VARIABLE in listed["ht"]["unavailable"] and listed["ba"]["unavailable"] is None
     monkeypatch.setenv(ht.VARIABLE, str(tmp_path))

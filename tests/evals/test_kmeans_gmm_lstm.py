@@ -13,7 +13,7 @@ from fakes import Scaled, plugin_of
 
 from harness import evals, oracles, plugins, strategies
 from harness.benchmark import cases
-from harness.cli import main as cli
+from harness.cli.main import main
 from harness.evals import gmm, inputs, kmeans, lse, lstm
 from harness.pytree import flatten, select
 from harness.results import runs
@@ -120,7 +120,7 @@ def test_gmm_alpha_gradient_is_responsibilities_minus_weights():
 # --- lstm ------------------------------------------------------------------------------------------
 
 
-def lstm_by_loops(main, extra, state, sequence):
+def lstm_by_loops(main_params, extra, state, sequence):
     """ADBench's C++ objective transcribed entry by entry (plain floats, in-place state)."""
     layers, b = state.shape[0] // 2, state.shape[1]
     state = state.copy()
@@ -132,7 +132,12 @@ def lstm_by_loops(main, extra, state, sequence):
     for t in range(len(sequence) - 1):
         out = [sequence[t][i] * extra[0][i] for i in range(b)]
         for layer in range(layers):
-            w, bias, h, cell = main[2 * layer], main[2 * layer + 1], state[2 * layer], state[2 * layer + 1]
+            w, bias, h, cell = (
+                main_params[2 * layer],
+                main_params[2 * layer + 1],
+                state[2 * layer],
+                state[2 * layer + 1],
+            )
             for i in range(b):
                 forget = sigmoid(out[i] * w[i] + bias[i])
                 ingate = sigmoid(h[i] * w[b + i] + bias[b + i])
@@ -230,14 +235,14 @@ def test_validate_passes_kmeans_on_every_backend(capsys, installed):
     """The CLI on every installed backend, eager float64 (gmm and lstm likewise, measured for the
     README: kept out of the suite for time)."""
     names = ",".join(e.name for e in installed)
-    code = cli.main(["validate", "-q", "-b", names, "-p", "kmeans", "--dtype", "float64", "--mode", "eager"])
+    code = main(["validate", "-q", "-b", names, "-p", "kmeans", "--dtype", "float64", "--mode", "eager"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "0 fail" in out and "0 error" in out
 
 
 def test_list_shows_kmeans_gmm_and_lstm(capsys):
-    assert cli.main(["list", "--no-devices", "--format", "json"]) == 0
+    assert main(["list", "--no-devices", "--format", "json"]) == 0
     listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)["problems"]}
     for name in NAMES:
         assert listed[name]["kind"] == "GradientProblem" and "GradBench" in listed[name]["description"]

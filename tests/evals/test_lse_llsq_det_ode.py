@@ -13,7 +13,7 @@ import pytest
 from fakes import Scaled, plugin_of
 
 from harness import oracles, plugins, strategies
-from harness.cli import main as cli
+from harness.cli.main import main
 from harness.evals import det, inputs, llsq, lse, ode
 from harness.pytree import select
 from harness.target import Target
@@ -184,14 +184,14 @@ def test_larger_sizes_check_along_seeded_directions(fast):
 
 def test_validate_passes_the_evals_in_float64(capsys, installed):
     names = ",".join(e.name for e in installed)
-    code = cli.main(["validate", "-q", "-b", names, "-p", "lse,llsq,det", "--dtype", "float64"])
+    code = main(["validate", "-q", "-b", names, "-p", "lse,llsq,det", "--dtype", "float64"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "0 fail" in out and "0 error" in out
 
 
 def test_list_shows_the_evals(capsys):
-    assert cli.main(["list", "--no-devices", "--format", "json"]) == 0
+    assert main(["list", "--no-devices", "--format", "json"]) == 0
     listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)["problems"]}
     kinds = {name: listed[name]["kind"] for name in EVALS}
     assert kinds == {"lse": "GradientProblem", "llsq": "GradientProblem", "det": "GradientProblem"} | {

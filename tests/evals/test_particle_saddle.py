@@ -16,7 +16,7 @@ import pytest
 from fakes import Scaled, plugin_of
 
 from harness import evals, plugins, strategies
-from harness.cli import main as cli
+from harness.cli.main import main
 from harness.evals import gd, particle, saddle
 from harness.validation import checks
 
@@ -161,7 +161,7 @@ def test_an_inner_error_is_caught_through_particles_outer_derivative(quick):
 
 
 def test_list_shows_particle_and_saddle(capsys):
-    assert cli.main(["list", "--no-devices", "--format", "json"]) == 0
+    assert main(["list", "--no-devices", "--format", "json"]) == 0
     listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)["problems"]}
     for name in ("particle", "saddle"):
         assert listed[name]["kind"] == "NestedProblem" and not listed[name]["default"]
@@ -170,7 +170,7 @@ def test_list_shows_particle_and_saddle(capsys):
 
 
 def test_validate_shows_the_pairs(capsys, quick):
-    code = cli.main(["validate", "-b", quick.name, "-p", "saddle", "-o", "1-2", "--dtype", "float64"])
+    code = main(["validate", "-b", quick.name, "-p", "saddle", "-o", "1-2", "--dtype", "float64"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert all(f" {pair} " in out for pair in strategies.NESTED_PAIRS)

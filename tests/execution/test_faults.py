@@ -18,7 +18,7 @@ from faulty import CRASHERS, PLANTED_MESSAGE, SMALL, Run, common_source, harness
 
 import harness
 from harness import plugins
-from harness.validation import checks as validate
+from harness.validation.checks import Plan, check_plan
 
 
 @pytest.fixture(scope="module")
@@ -241,14 +241,14 @@ def in_process(backend) -> plugins.BackendEntry:
 def test_a_fault_outside_a_check_is_an_error_check_in_process(common, cls, problem, raises):
     entry = in_process(getattr(common, cls)(cls.lower()))
     registry = plugins.load(entry_points=False)
-    plan = validate.Plan(
+    plan = Plan(
         backends=[entry],
         problems=registry.select_problems([problem]),
         dtypes=("float64",),
         orders=(1, 2),
         strategies=("forward-over-reverse",),
     )
-    checks = list(validate.check_plan(plan))
+    checks = list(check_plan(plan))
     assert [c for c in checks if c.status == "error"]
 
 

@@ -33,8 +33,8 @@ from faulty import (
 )
 
 from harness import plugins
-from harness.cli import main as cli
 from harness.cli import output
+from harness.cli.main import main
 from harness.execution import runner
 from harness.jobs import Job
 from harness.problems import NestedProblem
@@ -208,7 +208,7 @@ def test_isolated_and_in_process_runs_give_the_same_checks_on_every_problem(caps
     ]
     reports = []
     for isolation in ("--isolate", "--no-isolate"):
-        cli.main(["validate", *plan, isolation])
+        main(["validate", *plan, isolation])
         reports.append(json.loads(capsys.readouterr().out))
     isolated, here = map(check_list, reports)
     assert isolated == here
@@ -268,7 +268,7 @@ def test_progress_on_a_terminal_and_clean_json_on_stdout(installed):
 
 def test_no_progress_when_stderr_is_not_a_terminal(capfd, installed):
     fast = next((e for e in installed if e.name == "autograd"), installed[0])
-    assert cli.main(["validate", "-b", fast.name, "-p", "tanh", "-o", "1", "--dtype", "float64"]) == 0
+    assert main(["validate", "-b", fast.name, "-p", "tanh", "-o", "1", "--dtype", "float64"]) == 0
     assert capfd.readouterr().err == ""
 
 
@@ -313,7 +313,7 @@ def test_an_unwritable_destination_is_a_usage_error_before_work(capsys, tmp_path
     ]
     (tmp_path / "f.json").write_text("{}")
     for command in commands:
-        assert cli.main(command) == output.EXIT_USAGE, command
+        assert main(command) == output.EXIT_USAGE, command
         err = capsys.readouterr().err
         assert err.startswith("error: cannot write") and err.count("\n") == 1, err
 
@@ -332,7 +332,7 @@ def test_a_write_that_fails_at_the_end_keeps_the_run_in_a_named_file(
         return real(path, text, **kwargs)
 
     monkeypatch.setattr(files, "write_text", full_disk)
-    code = cli.main(
+    code = main(
         ["validate", "-b", fast.name, "-p", "tanh", "-o", "1", "--format", "json", "--output", str(target)]
     )
     assert code == output.EXIT_FAIL

@@ -23,11 +23,13 @@ from synthetic_runs import compare_cli, save, synthetic
 pytest.importorskip("jinja2", reason="the report extra is not installed (pip install '.[report]')")
 pytest.importorskip("plotly", reason="the report extra is not installed (pip install '.[report]')")
 
-from harness.cli import main as cli  # noqa: E402
+from harness.cli.main import main  # noqa: E402
 from harness.report import figures, model, site  # noqa: E402
-from harness.results import compare  # noqa: E402
-from harness.results import gate as gating  # noqa: E402
-from harness.results import runs as results  # noqa: E402
+from harness.results import (
+    compare,  # noqa: E402
+    gate,  # noqa: E402
+    runs,  # noqa: E402
+)
 
 RESULTS = Path(__file__).parents[2] / "results"
 TWO = ("20261126T152556Z_cpu_f2212804", "20261207T194959Z_gradbench_4027a747")
@@ -35,7 +37,7 @@ TWO = ("20261126T152556Z_cpu_f2212804", "20261207T194959Z_gradbench_4027a747")
 
 
 def report_cli(capsys, *args) -> tuple[int, str, str]:
-    code = cli.main(["report", *map(str, args)])
+    code = main(["report", *map(str, args)])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -101,7 +103,7 @@ def assert_same_numbers(found: dict[tuple, dict], records: list[dict]) -> None:
 def built(tmp_path_factory) -> Path:
     """The site of the committed runs, built once for the module."""
     out = tmp_path_factory.mktemp("site")
-    assert cli.main(["report", "--results", str(RESULTS), "-o", str(out)]) == 0
+    assert main(["report", "--results", str(RESULTS), "-o", str(out)]) == 0
     return out
 
 
@@ -174,7 +176,7 @@ def test_verdicts_are_the_gates(capsys, tmp_path, slowdown, verdict):
     page = (tmp_path / "site" / f"compare-{base.stem}--{new.stem}.html").read_text()
     found = [line for line in page.splitlines() if line.startswith("<tr data-backend")]
     assert found and all(f'data-verdict="{verdict}"' in line for line in found)
-    slower = gating.regressions(results.load(new), results.load(base), "median", 0.10)
+    slower = gate.regressions(runs.load(new), runs.load(base), "median", 0.10)
     assert len(slower) == (len(found) if verdict == "regression" else 0)
     assert "Mann-Whitney" in page  # 30 rounds a side: the test's rule, named on the page
 
@@ -192,7 +194,7 @@ def test_history_links_each_point_to_its_run(capsys, tmp_path):
 
 
 def test_scaling_runs_get_time_and_efficiency_against_world_size():
-    row = results.load(RESULTS / f"{TWO[0]}.json")[0]
+    row = runs.load(RESULTS / f"{TWO[0]}.json")[0]
     rows = [
         dataclasses.replace(row, world=w, scaling="strong", size=(64, 3), median=1.0 / w**0.5)
         for w in (1, 2, 4)
@@ -215,7 +217,7 @@ def test_the_verdicts_on_a_committed_pair_are_compares(capsys, built):
 def test_flags_and_validation_say_why_on_hover(built):
     page = (built / f"run-{TWO[1]}.html").read_text()
     flagged = [line for line in page.splitlines() if 'class="num flagged"' in line]
-    assert len(flagged) == sum(bool(r.flags) for r in results.load(RESULTS / f"{TWO[1]}.json")) > 0
+    assert len(flagged) == sum(bool(r.flags) for r in runs.load(RESULTS / f"{TWO[1]}.json")) > 0
     assert all('title="C: its threads waited for CPUs other processes held' in line for line in flagged)
     assert page.count('title="agreed with its oracle before timing; max error') > 0
 

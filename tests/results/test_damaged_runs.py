@@ -18,7 +18,7 @@ import pytest
 from synthetic_runs import CASES, REMEDY, compare_cli, save, synthetic
 
 from harness.errors import RunError
-from harness.results import runs as results
+from harness.results import runs
 
 BENCHMARK = 1
 """The benchmark the tests damage (the second: its neighbours are good)."""
@@ -48,7 +48,7 @@ def damaged(folder: Path, change, name: str = "damaged") -> Path:
 def refused(path: Path, *fragments: str) -> str:
     """The `RunError` message for ``path``, checked to name the file, each fragment and a remedy."""
     with pytest.raises(RunError) as info:
-        results.load(path)
+        runs.load(path)
     message = str(info.value)
     assert str(path) in message and REMEDY.search(message), message
     for fragment in fragments:
@@ -88,7 +88,7 @@ def test_zero_time_is_refused(key, tmp_path):
 
 
 def test_zero_spread_is_not_damage(tmp_path):
-    rows = results.load(damaged(tmp_path, stats("iqr", 0.0)))
+    rows = runs.load(damaged(tmp_path, stats("iqr", 0.0)))
     assert rows[BENCHMARK].iqr == 0.0
 
 
@@ -151,7 +151,7 @@ def test_bad_optional_field_is_refused(key, value, tmp_path):
 def test_nan_validation_error_is_a_finding_not_damage(tmp_path):
     # A backend that returns NaN fails validation with a NaN error: the run is still readable.
     path = damaged(tmp_path, extra("validation_error", float("nan")))
-    row = results.load(path)[BENCHMARK]
+    row = runs.load(path)[BENCHMARK]
     assert row.validation_error != row.validation_error
 
 
@@ -194,8 +194,8 @@ def test_a_byte_order_mark_is_accepted(tmp_path):
     plain = save(tmp_path, "plain", synthetic(seed=1))
     marked = tmp_path / "marked.json"
     marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
-    rows = results.load(marked)
-    assert [dataclasses.replace(r, run="plain") for r in rows] == results.load(plain)
+    rows = runs.load(marked)
+    assert [dataclasses.replace(r, run="plain") for r in rows] == runs.load(plain)
 
 
 def test_cli_compares_a_run_with_a_byte_order_mark(capsys, good, tmp_path):
@@ -232,8 +232,8 @@ def test_cli_zero_median_baseline_is_an_error_not_a_traceback(capsys, good, tmp_
 
 
 @pytest.fixture
-def runs(tmp_path) -> list[Path]:
-    """Two good runs, the second the newest."""
+def saved(tmp_path) -> list[Path]:
+    """Two good saved, the second the newest."""
     made = [save(tmp_path, name, synthetic(seed=i)) for i, name in enumerate(["older", "newer"])]
     for age, path in enumerate(made):
         os.utime(path, (1_700_000_000 + age, 1_700_000_000 + age))
@@ -245,51 +245,51 @@ def newest(path: Path) -> Path:
     return path
 
 
-def test_latest_skips_a_link_to_itself(runs, tmp_path):
+def test_latest_skips_a_link_to_itself(saved, tmp_path):
     (tmp_path / "loop.json").symlink_to("loop.json")
-    assert results.resolve(["latest"], tmp_path) == [runs[1]]
-    assert results.resolve(["old"], tmp_path) == [runs[0]]
+    assert runs.resolve(["latest"], tmp_path) == [runs[1]]
+    assert runs.resolve(["old"], tmp_path) == [runs[0]]
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "loop.json"))) as info:
-        results.resolve(["loop"], tmp_path)
+        runs.resolve(["loop"], tmp_path)
     assert "symbolic links" in str(info.value)
 
 
-def test_latest_skips_a_loop_of_two_links(runs, tmp_path):
+def test_latest_skips_a_loop_of_two_links(saved, tmp_path):
     (tmp_path / "a.json").symlink_to("b.json")
     (tmp_path / "b.json").symlink_to("a.json")
-    assert results.resolve(["latest"], tmp_path) == [runs[1]]
+    assert runs.resolve(["latest"], tmp_path) == [runs[1]]
     for name in ("a", "b.json", str(tmp_path / "a.json")):
         with pytest.raises(FileNotFoundError, match="not a saved run"):
-            results.resolve([name], tmp_path)
+            runs.resolve([name], tmp_path)
 
 
-def test_latest_skips_a_broken_link_and_a_folder(runs, tmp_path):
+def test_latest_skips_a_broken_link_and_a_folder(saved, tmp_path):
     (tmp_path / "gone.json").symlink_to("missing.json")
     (tmp_path / "folder.json").mkdir()
     newest(tmp_path / "folder.json")
-    assert results.resolve(["latest"], tmp_path) == [runs[1]]
+    assert runs.resolve(["latest"], tmp_path) == [runs[1]]
     with pytest.raises(FileNotFoundError, match="broken symbolic link"):
-        results.resolve(["gone"], tmp_path)
+        runs.resolve(["gone"], tmp_path)
     with pytest.raises(FileNotFoundError, match="not a regular file"):
-        results.resolve(["folder"], tmp_path)
+        runs.resolve(["folder"], tmp_path)
 
 
-def test_latest_follows_a_good_link(runs, tmp_path):
+def test_latest_follows_a_good_link(saved, tmp_path):
     link = tmp_path / "pinned.json"
-    link.symlink_to(runs[0].name)
-    assert results.resolve(["pinned"], tmp_path) == [link]
+    link.symlink_to(saved[0].name)
+    assert runs.resolve(["pinned"], tmp_path) == [link]
 
 
 @pytest.mark.parametrize("name", [".newer.json.k2j4x9.tmp", ".hidden.json", ".json"])
-def test_hidden_files_are_never_runs(name, runs, tmp_path):
+def test_hidden_files_are_never_runs(name, saved, tmp_path):
     # An interrupted `files.write_text` leaves `.NAME.json.XXXX.tmp`: complete JSON, maybe, but not a run.
     newest(save(tmp_path, "x", synthetic(seed=5)).rename(tmp_path / name))
-    assert results.resolve(["latest"], tmp_path) == [runs[1]]
+    assert runs.resolve(["latest"], tmp_path) == [runs[1]]
     with pytest.raises(FileNotFoundError, match="runs: newer, older"):
-        results.resolve([".hidden"], tmp_path)
+        runs.resolve([".hidden"], tmp_path)
 
 
-def test_cli_latest_with_a_link_loop(capsys, runs, tmp_path):
+def test_cli_latest_with_a_link_loop(capsys, saved, tmp_path):
     (tmp_path / "loop.json").symlink_to("loop.json")
     code, out, err = compare_cli(capsys, "latest", "--results", tmp_path)
     assert code == 0, err

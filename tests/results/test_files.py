@@ -28,7 +28,7 @@ import pytest
 
 from harness.errors import DestinationError
 from harness.results import files
-from harness.results import runs as results
+from harness.results.runs import resolve
 
 ROWS = 60_000
 """The killed writer's JSON is ROWS strings of 1000 characters: about 60 MB."""
@@ -194,7 +194,7 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write_and_never_read_
     live = tmp_path / f".other.json.{os.getpid()}.efgh5678.tmp"  # a writer still at work
     live.write_text("{")
     with pytest.raises(FileNotFoundError):
-        results.resolve(["latest"], tmp_path)
+        resolve(["latest"], tmp_path)
     files.write_json(tmp_path / "next.json", {"ok": True})
     assert not stale.exists()
     assert live.exists()

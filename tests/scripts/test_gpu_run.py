@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import runs as results
+from harness.results.runs import load
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "gpu-run.sh"
 
@@ -51,7 +51,7 @@ def test_the_gpu_run_runs_offline_on_a_cpu(jax_and_torch, tmp_path):
     top = {c["order"] for c in json.loads((out / "validation-top-order.json").read_text())["checks"]}
     assert 3 in top and top <= {3, None}
     (saved,) = out.glob("2*.json")
-    rows = results.load(saved)
+    rows = load(saved)
     assert rows and all(r.validated and r.device == "cpu" for r in rows)
     assert {r.backend for r in rows} == {"jax", "torch"}
     summary = (out / "summary.txt").read_text()

@@ -11,7 +11,7 @@ from fakes import DoNothing, Scaled, Wrapper, plugin_of
 
 import harness
 from harness import plugins, problems, strategies
-from harness.cli import main as cli
+from harness.cli.main import main
 from harness.pytree import select
 from harness.target import Target
 from harness.validation import checks
@@ -219,7 +219,7 @@ def test_list_shows_a_plugins_jacobian_problem(capsys, with_plugin):
             register(COUPLED)
 
     with_plugin(("coupled", Plugin()))
-    assert cli.main(["list", "--no-devices", "--format", "json"]) == 0
+    assert main(["list", "--no-devices", "--format", "json"]) == 0
     listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)["problems"]}
     assert listed["coupled"]["kind"] == "JacobianProblem" and listed["coupled"]["default"]
 
