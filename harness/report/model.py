@@ -98,12 +98,8 @@ def judge(baseline: Run, candidate: Run, fail_on: str) -> Comparison:
     """``candidate`` against ``baseline`` as ``compare CANDIDATE --baseline BASELINE --fail-on
     FAIL_ON`` judges it, every row both have with its verdict, evidence and rule."""
     stat, threshold = gate.parse_threshold(fail_on)
-    base = {r.key: r for r in baseline.rows}
     judged = []
-    for row in candidate.rows:
-        old = base.get(row.key)
-        if old is None:
-            continue
+    for row, old in gate.pairs(candidate.rows, baseline.rows):
         verdict, evidence = gate.judge(row, old, stat, threshold)
         rule = "flagged: not judged" if verdict == "inconclusive" else gate.gate_rule(row, old)
         judged.append(Judged(row.group, row.label, old, row, verdict, evidence, rule))

@@ -6,6 +6,7 @@ regression nor an all-clear."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from harness.results.compare import format_seconds
 from harness.results.runs import Row
@@ -29,6 +30,12 @@ def parse_threshold(text: str) -> tuple[str, float]:
     return match[1], float(match[2]) / 100
 
 
+def pairs(current: list[Row], baseline: list[Row]) -> Iterator[tuple[Row, Row]]:
+    """Each row of ``current`` that ``baseline`` also has (the same case), with the baseline's."""
+    base = {r.key: r for r in baseline}
+    return ((row, base[row.key]) for row in current if row.key in base)
+
+
 def gate_rule(row: Row, old: Row) -> str:
     """How the gate tells a slowdown from noise for this pair of rows: ``Mann-Whitney`` when
     both have `TEST_ROUNDS` rounds or more, else ``quartiles`` (apart: slower)."""
@@ -38,19 +45,15 @@ def gate_rule(row: Row, old: Row) -> str:
 
 def gate_rules(current: list[Row], baseline: list[Row]) -> dict[str, int]:
     """How many of the rows both runs have, neither flagged, each rule judges."""
-    base = {r.key: r for r in baseline}
-    judged = [(row, base[row.key]) for row in current if row.key in base]
-    rules = [gate_rule(row, old) for row, old in judged if not (row.flags or old.flags)]
+    rules = [gate_rule(row, old) for row, old in pairs(current, baseline) if not (row.flags or old.flags)]
     return {rule: rules.count(rule) for rule in ("Mann-Whitney", "quartiles")}
 
 
 def inconclusive(current: list[Row], baseline: list[Row]) -> list[str]:
     """Rows both runs have whose either side is flagged, described: the gate judges none of them."""
-    base = {r.key: r for r in baseline}
     found = []
-    for row in current:
-        old = base.get(row.key)
-        if old is not None and (row.flags or old.flags):
+    for row, old in pairs(current, baseline):
+        if row.flags or old.flags:
             why = [f"{', '.join(r.flags)} in {r.run}" for r in (row, old) if r.flags]
             found.append(f"{row.group} | {row.label}: {'; '.join(why)}")
     return found
@@ -85,12 +88,8 @@ def judge(row: Row, old: Row, stat: str, threshold: float) -> tuple[str, str]:
 def regressions(current: list[Row], baseline: list[Row], stat: str, threshold: float) -> list[str]:
     """Rows slower than the baseline by more than ``threshold`` and beyond noise, described; rows
     flagged on either side are `inconclusive`, never regressions."""
-    base = {r.key: r for r in baseline}
     found = []
-    for row in current:
-        old = base.get(row.key)
-        if old is None:
-            continue
+    for row, old in pairs(current, baseline):
         verdict, evidence = judge(row, old, stat, threshold)
         if verdict == "regression":
             found.append(
