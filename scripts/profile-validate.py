@@ -75,9 +75,9 @@ def grouped(path: str) -> dict[str, tuple[float, int]]:
 def one_run(validate_args: list[str], profile: bool, cold: bool, folder: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     report = folder / "report.json"
-    env = dict(os.environ)
-    if profile:
-        env["HARNESS_PROFILE"] = str(folder)
+    env = dict(os.environ, HARNESS_PROFILE=str(folder))  # each child's CPU seconds (.cpu)
+    if not profile:
+        env["HARNESS_PROFILE_PLAIN"] = "1"  # no cProfile
     if cold:
         env["HARNESS_COMPILE_CACHE"] = "off"
     command = [sys.executable, "-m", "harness", "validate", "-q", "--format", "json", "--output", str(report)]
@@ -95,6 +95,10 @@ def one_run(validate_args: list[str], profile: bool, cold: bool, folder: Path) -
         "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
         "checks": document["checks"],
         "profiles": sorted(glob.glob(str(folder / "*.prof"))),
+        "children": {
+            Path(p).stem.rsplit("-", 1)[0]: json.loads(Path(p).read_text())
+            for p in sorted(glob.glob(str(folder / "*.cpu")))
+        },
     }
 
 
@@ -114,6 +118,15 @@ def summary(run: dict) -> str:
         "the checks' own wall seconds (the derivative computed twice, compiles included): "
         + ", ".join(f"{b} {m} {s:.1f}" for (b, m), s in sorted(spent.items()) if b != "-")
     )
+    children = run["children"]
+    if children:
+        lines.append(
+            f"  {len(children)} children, CPU s (wall s): "
+            + ", ".join(
+                f"{n.removeprefix('validate-')} {c['cpu']:.1f} ({c['wall']:.1f})" for n, c in children.items()
+            )
+            + f"; sum {sum(c['cpu'] for c in children.values()):.1f} CPU s"
+        )
     for path in run["profiles"]:
         name = Path(path).stem.rsplit("-", 1)[0]
         groups = grouped(path)
@@ -124,8 +137,6 @@ def summary(run: dict) -> str:
             if label != "child total" and n > 0
         ]
         lines.append(f"  child {name}: {total:.1f} CPU s profiled; " + "; ".join(parts))
-    if run["profiles"]:
-        lines.append(f"  {len(run['profiles'])} child processes")
     return "\n".join(lines)
 
 

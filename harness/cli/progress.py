@@ -72,7 +72,9 @@ class Display:
             return
         key = id(outcome)
         if kind == "start":
-            self.tasks[key] = self.progress.add_task(outcome.job.backend, total=None, current="starting")
+            job = outcome.job
+            label = f"{job.backend} {job.dtypes[0]}" if len(job.dtypes) == 1 else job.backend
+            self.tasks[key] = self.progress.add_task(label, total=None, current="starting")
             return
         task = self.tasks.get(key)
         if task is None:

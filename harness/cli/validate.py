@@ -142,12 +142,15 @@ def validate(
     check_destination(output, "--output")
     # Under Ray each named device is a job of its own, placed where that device is.
     per_job = [(d,) for d in devices] if executor == "ray" and devices else [options.as_tuple(devices)]
+    # A job per dtype, too: two children per backend share the cores (`_heaviest_first`), and a
+    # backend's checks keep their order (dtype is the outer loop of a backend's plan).
+    per_dtype = [(d,) for d in dtypes or DTYPES] if isolate else [tuple(dtypes or DTYPES)]
     jobs = [
         Job(
             "validate",
             e.name,
             problems=tuple(p.name for p in chosen),
-            dtypes=tuple(dtypes or DTYPES),
+            dtypes=job_dtypes,
             modes=options.as_tuple(modes),
             strategies=options.as_tuple(strategies),
             devices=job_devices,
@@ -157,6 +160,7 @@ def validate(
         for e in entries
         if not e.unavailable
         for job_devices in per_job
+        for job_dtypes in per_dtype
     ]
     stream = fmt == "jsonl" and not output
 
@@ -217,12 +221,14 @@ def validate(
 
 
 def _heaviest_first(registry: plugins.Registry):
-    """Start backends with more modes first: a compiled mode is most of a backend's time (JAX's
-    XLA compiles, TorchDynamo's traces: `scripts/profile-validate.py`), so the light ones fill in
+    """Start backends with more modes first, and of each its float64 job (more orders, and the
+    self-consistency oracle) first: a compiled mode is most of a backend's time (JAX's XLA
+    compiles, TorchDynamo's traces: `scripts/profile-validate.py`), so the light ones fill in
     beside the heavy ones rather than delay them."""
 
-    def key(job: Job) -> int:
-        return -len(getattr(registry.backends[job.backend].backend, "modes", ()))
+    def key(job: Job) -> tuple[int, bool]:
+        modes = len(getattr(registry.backends[job.backend].backend, "modes", ()))
+        return -modes, "float64" not in job.dtypes
 
     return key
 
@@ -230,7 +236,8 @@ def _heaviest_first(registry: plugins.Registry):
 def _failure_check(entry: plugins.BackendEntry, outcome: Outcome) -> Check:
     """The one ``error`` check that says a job's process crashed, timed out or failed."""
     classification, message = outcome.failure
-    unknown = dict(device="-", dtype="-", mode="-", strategy="-", problem="-")
+    dtype = outcome.job.dtypes[0] if len(outcome.job.dtypes) == 1 else "-"  # a job per dtype
+    unknown = dict(device="-", dtype=dtype, mode="-", strategy="-", problem="-")
     return head(backend=entry.name, version=entry.version, **unknown)(
         0, "-", "error", classification=classification, message=message, seconds=round(outcome.seconds, 3)
     )

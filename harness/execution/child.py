@@ -3,8 +3,9 @@ FOLDER PARENT_PID`` runs the job in ``FOLDER`` and writes its events, length-pre
 to the events file there; if the parent dies (even by SIGKILL) it ends its own process group.
 
 With ``HARNESS_PROFILE=DIR`` set, each child also writes a cProfile of its job to
-``DIR/<kind>-<backend>-<pid>.prof``, in this process's CPU seconds (the measure of
-``scripts/profile-validate.py``)."""
+``DIR/<kind>-<backend>[-<dtype>]-<pid>.prof``, in this process's CPU seconds (the measure of
+``scripts/profile-validate.py``), and its CPU seconds (its own and its helpers', user+sys) and
+wall seconds to ``.cpu`` beside it (JSON); with ``HARNESS_PROFILE_PLAIN=1`` only the latter."""
 
 from __future__ import annotations
 
@@ -54,20 +55,28 @@ def _end_with_parent(parent: int) -> None:
 PROFILE_ENV = "HARNESS_PROFILE"
 
 
-def profiled(folder: Path, parent: int) -> int:
+def profiled(folder: Path, parent: int, started: float) -> int:
     """`main`, under cProfile when ``HARNESS_PROFILE`` names a folder."""
     into = os.environ.get(PROFILE_ENV)
     if not into:
         return main(folder, parent)
     import cProfile
+    import resource
 
     job = json.loads((folder / JOB_FILE).read_text())
+    parts = [job["kind"], job["backend"]] + (job["dtypes"] if len(job.get("dtypes") or ()) == 1 else [])
+    stem = Path(into) / "-".join([*parts, str(os.getpid())])
+    plain = os.environ.get(PROFILE_ENV + "_PLAIN") == "1"
     profile = cProfile.Profile(time.process_time)  # CPU seconds: a busy machine does not inflate them
     try:
-        return profile.runcall(main, folder, parent)
+        return main(folder, parent) if plain else profile.runcall(main, folder, parent)
     finally:
-        profile.dump_stats(Path(into) / f"{job['kind']}-{job['backend']}-{os.getpid()}.prof")
+        if not plain:
+            profile.dump_stats(stem.with_suffix(".prof"))
+        used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        cpu = sum(u.ru_utime + u.ru_stime for u in used)
+        stem.with_suffix(".cpu").write_text(json.dumps({"cpu": cpu, "wall": time.monotonic() - started}))
 
 
 if __name__ == "__main__":
-    sys.exit(profiled(Path(sys.argv[1]), int(sys.argv[2])))
+    sys.exit(profiled(Path(sys.argv[1]), int(sys.argv[2]), time.monotonic()))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import pstats
 from pathlib import Path
@@ -32,6 +33,8 @@ def test_each_child_writes_a_profile_of_its_job_that_the_script_reads(
     checks_seconds, calls = groups["all checks"]
     assert calls >= 1 and 0 < checks_seconds <= groups["child total"][0]
     assert groups["oracles"][1] >= 1  # mpmath's reference for tanh, at least
+    used = json.loads(path.with_suffix(".cpu").read_text())  # the child's CPU and wall seconds
+    assert used["cpu"] > 0 and used["wall"] > 0
 
 
 def test_without_the_variable_a_child_writes_no_profile(registry, installed, tmp_path, monkeypatch):
