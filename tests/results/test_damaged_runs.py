@@ -233,7 +233,7 @@ def test_cli_zero_median_baseline_is_an_error_not_a_traceback(capsys, good, tmp_
 
 @pytest.fixture
 def saved(tmp_path) -> list[Path]:
-    """Two good saved, the second the newest."""
+    """Two good runs, the second the newest."""
     made = [save(tmp_path, name, synthetic(seed=i)) for i, name in enumerate(["older", "newer"])]
     for age, path in enumerate(made):
         os.utime(path, (1_700_000_000 + age, 1_700_000_000 + age))
@@ -247,8 +247,8 @@ def newest(path: Path) -> Path:
 
 def test_latest_skips_a_link_to_itself(saved, tmp_path):
     (tmp_path / "loop.json").symlink_to("loop.json")
-    assert runs.resolve(["latest"], tmp_path) == [runs[1]]
-    assert runs.resolve(["old"], tmp_path) == [runs[0]]
+    assert runs.resolve(["latest"], tmp_path) == [saved[1]]
+    assert runs.resolve(["old"], tmp_path) == [saved[0]]
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "loop.json"))) as info:
         runs.resolve(["loop"], tmp_path)
     assert "symbolic links" in str(info.value)
@@ -257,7 +257,7 @@ def test_latest_skips_a_link_to_itself(saved, tmp_path):
 def test_latest_skips_a_loop_of_two_links(saved, tmp_path):
     (tmp_path / "a.json").symlink_to("b.json")
     (tmp_path / "b.json").symlink_to("a.json")
-    assert runs.resolve(["latest"], tmp_path) == [runs[1]]
+    assert runs.resolve(["latest"], tmp_path) == [saved[1]]
     for name in ("a", "b.json", str(tmp_path / "a.json")):
         with pytest.raises(FileNotFoundError, match="not a saved run"):
             runs.resolve([name], tmp_path)
@@ -267,7 +267,7 @@ def test_latest_skips_a_broken_link_and_a_folder(saved, tmp_path):
     (tmp_path / "gone.json").symlink_to("missing.json")
     (tmp_path / "folder.json").mkdir()
     newest(tmp_path / "folder.json")
-    assert runs.resolve(["latest"], tmp_path) == [runs[1]]
+    assert runs.resolve(["latest"], tmp_path) == [saved[1]]
     with pytest.raises(FileNotFoundError, match="broken symbolic link"):
         runs.resolve(["gone"], tmp_path)
     with pytest.raises(FileNotFoundError, match="not a regular file"):
@@ -284,7 +284,7 @@ def test_latest_follows_a_good_link(saved, tmp_path):
 def test_hidden_files_are_never_runs(name, saved, tmp_path):
     # An interrupted `files.write_text` leaves `.NAME.json.XXXX.tmp`: complete JSON, maybe, but not a run.
     newest(save(tmp_path, "x", synthetic(seed=5)).rename(tmp_path / name))
-    assert runs.resolve(["latest"], tmp_path) == [runs[1]]
+    assert runs.resolve(["latest"], tmp_path) == [saved[1]]
     with pytest.raises(FileNotFoundError, match="runs: newer, older"):
         runs.resolve([".hidden"], tmp_path)
 
