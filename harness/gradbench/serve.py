@@ -7,7 +7,9 @@ and its expected outcomes (`harness.expected`) list no failure for the eval's fu
 function's ``prepare``, `harness.evals.adapter`), once untimed by the score (``first-call``: a
 compile, a warm-up; ``warmup=False`` leaves it out and times the first call as a run, as
 GradBench's own Python tools do), then at least ``min_runs`` times and until the runs add up to
-``min_seconds``, one ``evaluate`` timing each; ``analysis`` is recorded. Whatever goes wrong is
+``min_seconds``, one ``evaluate`` timing each (the call and the wait for its result, the
+backend's ``block_until_ready``; the last result is brought back as numpy after the runs, as
+GradBench's tools convert their output after timing it); ``analysis`` is recorded. Whatever goes wrong is
 ``success: false`` with the reason; a NaN or infinity in a result is one of them.
 
 The first ``define`` a backend can serve also warms the backend (`Server.warm`): one eager
@@ -135,25 +137,30 @@ class Server:
             raise ValueError(f"{name} has no function {function_name!r} (has {', '.join(module.GRADBENCH)})")
         function, problem = module.GRADBENCH[function_name], problem_of(module)
         min_runs, min_seconds = protocol.runs(input)
-        target = self.target
-        started = time.perf_counter()
+        target, clock = self.target, time.perf_counter
+        ready = target.backend.block_until_ready
+        started = clock()
         args64 = module.from_gradbench(input)
         key = (name, function_name, tuple(getattr(a, "shape", ()) for a in args64))
         if key not in self.prepared:
             self.prepared = {key: function.prepare(target, problem, args64)}  # keep one: inputs grow
         compute, args = self.prepared[key], target.array(args64)
-        timings = [protocol.timing("prepare", time.perf_counter() - started)]
+        timings = [protocol.timing("prepare", clock() - started)]
         if self.warmup:
-            started = time.perf_counter()
-            result = target.numpy(compute(*args))
-            timings.append(protocol.timing("first-call", time.perf_counter() - started))
-        total, count = 0.0, 0
-        while count < min_runs or total < min_seconds:
-            started = time.perf_counter()
-            result = target.numpy(compute(*args))
-            seconds = time.perf_counter() - started
-            timings.append(protocol.timing("evaluate", seconds))
-            total, count = total + seconds, count + 1
+            started = clock()
+            ready(compute(*args))
+            timings.append(protocol.timing("first-call", clock() - started))
+        # Each run is the call and the wait for its result (block_until_ready), as GradBench's
+        # tools time theirs; bringing the last result back as float64 numpy is after the runs.
+        runs, total = [], 0.0
+        while len(runs) < min_runs or total < min_seconds:
+            started = clock()
+            out = ready(compute(*args))
+            seconds = clock() - started
+            runs.append(seconds)
+            total += seconds
+        result = target.numpy(out)
+        timings += [protocol.timing("evaluate", seconds) for seconds in runs]
         bad = finite(result)
         if bad:
             return {"success": False, "error": f"{self.entry.name}'s {name} {function_name}: {bad}"}
