@@ -114,8 +114,8 @@ def _while_loop():
 
     # Traced once per shape (the layers are a Python loop). The loop is tf.while_loop already, so
     # AutoGraph has nothing to convert: without it the first call (the trace) at (l, c) = (2, 1024)
-    # took 0.27-0.40 s against 0.92-1.17 s, the gradient's 1.7-2.0 s against 2.1-2.5 s (TF 2.21,
-    # the 2-core AMD EPYC, 8 Dec 2026).
+    # took 0.27-0.40 s against 0.92-1.17 s, the gradient's 1.7-2.0 s against 2.1-2.5 s (each in a
+    # fresh process; TF 2.21, the 2-core AMD EPYC beside other work, 8 Dec 2026).
     return tf.function(run, autograph=False)
 
 
