@@ -131,7 +131,9 @@ class Server:
         self.warmed = True
         # What the imports and the warm-up made lives as long as the process: out of the cyclic
         # garbage collector's way (`gc.freeze`), so that its full collections during evaluations
-        # walk what the session makes, not the framework's hundred thousand objects.
+        # walk what the session makes, not the framework's hundred thousand objects (GradBench's
+        # kmeans session on JAX jit, on one idle core: full collections of 83 and 73 ms during
+        # its evaluations before, none after; this collection takes about 76 ms, at define).
         gc.collect()
         gc.freeze()
 
