@@ -1,4 +1,4 @@
-"""The built-in backend plugins, one small module per framework, installed as ``harness.backends``
+"""The built-in backend plugins, one small module per framework, installed as ``harness_backends``
 (``package-dir`` in pyproject.toml: the folder stays at the top of the repository, and no
 top-level ``backends`` package lands in site-packages to collide with another distribution's).
 

@@ -8,7 +8,7 @@ and an entry point in the ``harness`` group of its package::
     mybackend = "mypackage.harness_plugin"
 
 The built-in ``jax``, ``autograd``, ``torch`` and ``tensorflow`` backends (the folder
-``backends/``, installed as ``harness.backends``) load through this same group.
+``backends/``, installed as ``harness_backends``) load through this same group.
 A complete backend, JAX with only what the spec requires plus the optional ``jvp``
 (``tests/test_hookspecs.py`` runs this very text and validates it on every default problem)::
 

@@ -189,13 +189,13 @@ def _installed_version(dist: str) -> str | None:
 
 def _moved(exc: Exception) -> str:
     """What to import instead, when a plugin imports a built-in backend by its old top-level name
-    (``backends.autograd``): they are installed as ``harness.backends`` (no top-level ``backends``
+    (``backends.autograd``): they are installed as ``harness_backends`` (no top-level ``backends``
     package, which another distribution's would collide with)."""
     name = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
     if name is None or name.split(".")[0] != "backends":
         return ""
     return (
-        "; the built-in backends moved to harness.backends: import harness.backends.NAME "
+        "; the built-in backends moved to harness_backends: import harness_backends.NAME "
         "(jax, autograd, torch, tensorflow) instead of backends.NAME"
     )
 

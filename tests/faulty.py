@@ -42,7 +42,7 @@ import sys
 import threading
 
 import harness
-from harness.backends.INNER_MODULE import INNER_CLASS
+from harness_backends.INNER_MODULE import INNER_CLASS
 from harness.strategies import derivative
 
 PLANTED = 1e-3

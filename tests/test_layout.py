@@ -83,11 +83,11 @@ def test_no_module_holds_more_than_one_job():
 
 
 def test_the_build_lists_every_package():
-    """pyproject.toml lists the packages (``harness.backends`` is mapped from the top-level folder
+    """pyproject.toml lists the packages (``harness_backends`` is mapped from the top-level folder
     backends/, which discovery cannot do): a package under harness/ missing from the list would be
     missing from the wheel."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
     setuptools = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
     found = {module_name(p) for p in ROOT.rglob("__init__.py")}
-    assert set(setuptools["packages"]) == found | {"harness.backends"}
-    assert setuptools["package-dir"] == {"harness.backends": "backends"}
+    assert set(setuptools["packages"]) == found | {"harness_backends"}
+    assert setuptools["package-dir"] == {"harness_backends": "backends"}

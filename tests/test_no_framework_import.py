@@ -49,8 +49,8 @@ def test_importing_and_loading_imports_no_framework():
         import harness.problems, harness.strategies, harness.validation.report
         import harness.results.files, harness.pytree
         import harness.target, harness.hookspecs
-        import harness.backends.jax, harness.backends.torch, harness.backends.autograd
-        import harness.backends.tensorflow
+        import harness_backends.jax, harness_backends.torch, harness_backends.autograd
+        import harness_backends.tensorflow
         registry = harness.plugins.load()
         assert {"jax", "autograd", "torch", "tensorflow"} <= set(registry.backends), registry.backends
         assert not registry.errors, registry.errors

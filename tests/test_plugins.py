@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import types
+from pathlib import Path
 
 import pytest
 from fakes import Wrapper, plugin_of
@@ -388,7 +389,7 @@ def test_faulty_plugins_are_reported_by_name_and_others_unaffected(registry):
 
 
 def test_a_plugin_registered_twice_does_not_unregister_the_first(registry):
-    from harness.backends import autograd
+    from harness_backends import autograd
 
     loaded = plugins.load(extra=[("alias", autograd)])
     assert [e.plugin for e in loaded.errors] == ["alias"]
@@ -441,7 +442,7 @@ def test_a_requirement_may_name_alternatives(registry):
 
 FAKE_PLUGIN = """\
 import harness
-from harness.backends.{module} import {cls}
+from harness_backends.{module} import {cls}
 
 
 class Fake({cls}):
@@ -541,11 +542,11 @@ def test_entry_point_plugin_that_fails_to_import(tmp_path):
 
 
 def test_a_plugin_importing_a_built_in_by_its_old_name_is_told_the_new_one(tmp_path):
-    """The built-ins were a top-level ``backends`` package; now they are ``harness.backends``. A
+    """The built-ins were a top-level ``backends`` package; now they are ``harness_backends``. A
     plugin written against the old name fails alone, and its error names the new one."""
     env = install_fake_plugin(
         tmp_path,
-        FAKE_PLUGIN.replace("harness.backends.", "backends.").format(
+        FAKE_PLUGIN.replace("harness_backends.", "backends.").format(
             module="autograd", cls="AutogradBackend"
         ),
     )
@@ -555,7 +556,7 @@ def test_a_plugin_importing_a_built_in_by_its_old_name_is_told_the_new_one(tmp_p
     [error] = report["plugin_errors"]
     assert error["plugin"] == "fake"
     assert "No module named 'backends'" in error["message"]
-    new_names = "import harness.backends.NAME (jax, autograd, torch, tensorflow) instead of backends.NAME"
+    new_names = "import harness_backends.NAME (jax, autograd, torch, tensorflow) instead of backends.NAME"
     assert new_names in error["message"]
     assert {"jax", "autograd", "torch", "tensorflow"} <= {b["name"] for b in report["backends"]}
 
@@ -563,7 +564,21 @@ def test_a_plugin_importing_a_built_in_by_its_old_name_is_told_the_new_one(tmp_p
 def test_no_top_level_backends_package_is_installed(tmp_path):
     """Outside a checkout (where the folder backends/ is not on the path), ``backends`` is not
     importable: the built-ins are installed under the harness's namespace only."""
-    script = "import importlib.util, harness.backends.autograd; print(importlib.util.find_spec('backends'))"
+    script = "import importlib.util, harness_backends.autograd; print(importlib.util.find_spec('backends'))"
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "None"
+
+
+def test_the_built_ins_load_from_the_repository_root_as_the_readme_runs_them(registry):
+    """The README's first command runs ``python -m harness`` in the checkout, where the source
+    folder ``harness/`` (not the installed package) is imported: the installed built-ins must
+    still load, every one that loads here."""
+    root = Path(__file__).resolve().parents[1]
+    listed = harness_cli("list", "--no-devices", "--format", "json", env=dict(os.environ), cwd=root)
+    assert listed.returncode == 0, listed.stderr
+    report = json.loads(listed.stdout)
+    assert report["plugin_errors"] == []
+    here = {name for name, e in registry.backends.items() if not e.unavailable}
+    there = {b["name"] for b in report["backends"] if b["available"] is True}
+    assert here and there == here

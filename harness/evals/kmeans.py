@@ -148,7 +148,7 @@ def _dir_prepare(target, problem, args: tuple):
         gradient, diag = diagonal(probes, centroids, points)
         return gradient / diag
 
-    dir.nesting = diagonal.nesting  # what torch.compile is refused on (`harness.backends.torch`)
+    dir.nesting = diagonal.nesting  # what torch.compile is refused on (`harness_backends.torch`)
     compiled = target.compiled(dir)
     return lambda centroids, points: compiled(probes, centroids, points)
 

@@ -16,11 +16,11 @@ import pytest
 from conftest import require, tanh_derivative
 
 from harness import problems
-from harness.backends.torch import compile_refusal
 from harness.strategies import nest
 from harness.target import Target
 from harness.validation import tolerances
 from harness.validation.checks import Plan, backend_checks
+from harness_backends.torch import compile_refusal
 
 PROBLEMS = {p.name: p for p in problems.BUILTIN}
 POINTS = np.array([-3.0, -0.5, 0.0, 0.5, 2.0])

@@ -307,7 +307,7 @@ def test_run_pipes_an_eval_to_serve_as_gradbench_run_does(tmp_path, verdict, cod
 NOISY = textwrap.dedent(
     """
     import os, sys, warnings
-    from harness.backends.autograd import AutogradBackend
+    from harness_backends.autograd import AutogradBackend
     from harness import hookimpl, plugins
     from harness.gradbench.serve import serve
 

@@ -197,7 +197,7 @@ def test_outputs_torch_does_not_differentiate_are_left_out_unless_all_are():
 
 
 def test_torch_to_numpy_takes_zero_tensors_conjugate_and_negative_bits_and_complex32():
-    from harness.backends.torch import TorchBackend
+    from harness_backends.torch import TorchBackend
 
     to_numpy = TorchBackend().to_numpy
     zero = torch._efficientzerotensor(3, dtype=torch.float64)  # what autograd gives for abs'' etc.
