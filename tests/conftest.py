@@ -116,7 +116,7 @@ def tanh_derivative(x: np.ndarray, order: int) -> np.ndarray:
 # scripts/test-selection.py lists each env's executed tests before and after this selection and
 # checks that the union (test id, and the backends installed where an `installed` test ran) is
 # kept.
-TEST_ENV = os.environ.get("HARNESS_TEST_ENV", "")
+TEST_ENV = os.environ.pop("HARNESS_TEST_ENV", "")  # popped: a pytest a test starts runs all it's given
 CROSS_ENV = "all"
 CROSS_BACKENDS = {"jax", "autograd", "torch"}
 ENV_FILES = {"tests/test_no_framework_import.py", "tests/test_plugins.py", "tests/test_problem_files.py"}
