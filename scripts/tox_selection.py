@@ -10,7 +10,7 @@ collected, no skip mark of its own skips it, and a backend it names (tests/conft
 `bound_backends`) is installed there. A test's key is its id, and for a test that runs against
 whatever is installed (the `installed` fixture, which `fast` uses), the backends installed where
 it ran: the same test against another set of backends is another key. "before" is every test, as
-each env ran before the selection (`pytest` without $HARNESS_TEST_ENV); "after" is what
+each env ran before the selection (`pytest` without --tox-env); "after" is what
 `tests/conftest.py`'s `runs_in` keeps. Exit 1 if a key executed before is executed nowhere after.
 Runtime skips (inside a test or a fixture) are not seen: they skip alike before and after.
 """
@@ -67,12 +67,11 @@ def collect(python: Path, env: str) -> dict:
         environ = {
             **os.environ,
             "TOX_SELECTION_OUT": str(out),
-            "TOX_SELECTION_ENV": env,
+            "TOX_SELECTION_ENV": env,  # collect everything; the plugin applies the selection
             "PYTHONPATH": os.pathsep.join(
                 filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
             ),
         }
-        environ.pop("HARNESS_TEST_ENV", None)  # collect everything; the plugin applies the selection
         done = subprocess.run(
             [
                 python,

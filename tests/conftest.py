@@ -99,9 +99,11 @@ def tanh_derivative(x: np.ndarray, order: int) -> np.ndarray:
 
 # --- Which tests each tox env runs ---------------------------------------------------------------
 #
-# tox sets $HARNESS_TEST_ENV to the env's name (tox.ini says why each env exists). Without it
-# (plain `pytest`), every test runs. With it, each test runs in the envs where what it proves
-# can differ, and nowhere twice for nothing:
+# tox passes `--tox-env NAME` (its env's name; tox.ini says why each env exists). Without it
+# (plain `pytest`), every test runs. An option, not a variable: a pytest a test starts, or a
+# process it starts, inherits no selection, and xdist's workers get it with the arguments.
+# With it, each test runs in the envs where what it proves can differ, and nowhere twice for
+# nothing:
 #
 # - `all` (jax, autograd and torch together) runs every test but those bound to TensorFlow
 #   alone: a test whose id or parameters name a backend, or that lives in tests/backends/, runs
@@ -113,10 +115,9 @@ def tanh_derivative(x: np.ndarray, order: int) -> np.ndarray:
 #   frameworks are importable (ENV_FILES: skipping, no stray imports, requirements), and, for a
 #   backend `all` lacks (TensorFlow), every test bound to it.
 #
-# scripts/test-selection.py lists each env's executed tests before and after this selection and
+# scripts/tox_selection.py lists each env's executed tests before and after this selection and
 # checks that the union (test id, and the backends installed where an `installed` test ran) is
 # kept.
-TEST_ENV = os.environ.pop("HARNESS_TEST_ENV", "")  # popped: a pytest a test starts runs all it's given
 CROSS_ENV = "all"
 CROSS_BACKENDS = {"jax", "autograd", "torch"}
 ENV_FILES = {"tests/test_no_framework_import.py", "tests/test_plugins.py", "tests/test_problem_files.py"}
@@ -147,11 +148,21 @@ def runs_in(item, env: str) -> bool:
     return env in bound and env not in CROSS_BACKENDS
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--tox-env",
+        default="",
+        metavar="NAME",
+        help="run the tests tox's env NAME runs (tests/conftest.py says which); default: all",
+    )
+
+
 def pytest_collection_modifyitems(config, items):
-    if not TEST_ENV:
+    env = config.getoption("--tox-env")
+    if not env:
         return
-    keep = [item for item in items if runs_in(item, TEST_ENV)]
-    dropped = [item for item in items if not runs_in(item, TEST_ENV)]
+    keep = [item for item in items if runs_in(item, env)]
+    dropped = [item for item in items if not runs_in(item, env)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
