@@ -8,8 +8,9 @@ Run from the checkout's root after `tox run` (or `tox run --notest`) built the e
 (`pytest --collect-only`, this file as a plugin) and counts a test as executed where it is
 collected, no skip mark of its own skips it, and a backend it names (tests/conftest.py's
 `bound_backends`) is installed there. A test's key is its id, and for a test that runs against
-whatever is installed (the `installed` fixture, which `fast` uses), the backends installed where
-it ran: the same test against another set of backends is another key. "before" is every test, as
+whatever is installed (conftest's `on_installed`: the `installed`, `fast` or `inner` fixtures, or
+the mark), the backends installed where it ran: the same test against another set of backends is
+another key. "before" is every test, as
 each env ran before the selection (`pytest` without --tox-env); "after" is what
 `tests/conftest.py`'s `runs_in` keeps. Exit 1 if a key executed before is executed nowhere after.
 Runtime skips (inside a test or a fixture) are not seen: they skip alike before and after.
@@ -51,7 +52,7 @@ def pytest_collection_finish(session):
                 "id": item.nodeid,
                 "skipped": evaluate_skip_marks(item) is not None,
                 "bound": sorted(bound),
-                "installed": "installed" in item.fixturenames,
+                "installed": conftest.on_installed(item),
                 "selected": conftest.runs_in(item, env),
             }
         )

@@ -110,8 +110,9 @@ def tanh_derivative(x: np.ndarray, order: int) -> np.ndarray:
 #   here against that backend, as it did in that backend's own env; a test that names none runs
 #   here once, not five times.
 # - A single-backend env (jax, autograd, torch, tensorflow) runs what proves the harness with
-#   only that backend installed: the tests that run against whatever is installed (the
-#   `installed` and `fast` fixtures: here, that backend alone), the files that look at which
+#   only that backend installed: the tests that run against whatever is installed (`on_installed`:
+#   the fixtures of ENV_FIXTURES, or the mark `on_installed`; here, that backend alone), the files
+#   that look at which
 #   frameworks are importable (ENV_FILES: skipping, no stray imports, requirements), and, for a
 #   backend `all` lacks (TensorFlow), every test bound to it.
 #
@@ -121,6 +122,15 @@ def tanh_derivative(x: np.ndarray, order: int) -> np.ndarray:
 CROSS_ENV = "all"
 CROSS_BACKENDS = {"jax", "autograd", "torch"}
 ENV_FILES = {"tests/test_no_framework_import.py", "tests/test_plugins.py", "tests/test_problem_files.py"}
+ENV_FIXTURES = {"installed", "inner", "hanging", "hanging_detection"}
+"""Fixtures that pick the backends a test runs against from those installed (`fast` uses
+`installed`; `inner`, `hanging` and `hanging_detection` take autograd or JAX, whichever is)."""
+
+
+def on_installed(item) -> bool:
+    """Whether ``item`` runs against whichever backends are installed, so that each env's set is
+    another test: a fixture of ENV_FIXTURES, or the mark ``on_installed`` (a test that looks)."""
+    return bool(ENV_FIXTURES & set(item.fixturenames)) or item.get_closest_marker("on_installed") is not None
 
 
 def bound_backends(item) -> set[str]:
@@ -143,7 +153,7 @@ def runs_in(item, env: str) -> bool:
     bound = bound_backends(item)
     if env == CROSS_ENV:
         return not bound or bool(bound & CROSS_BACKENDS)
-    if "installed" in item.fixturenames or item.nodeid.split("::", 1)[0] in ENV_FILES:
+    if on_installed(item) or item.nodeid.split("::", 1)[0] in ENV_FILES:
         return not bound or env in bound
     return env in bound and env not in CROSS_BACKENDS
 
