@@ -2,7 +2,7 @@
 # The GPU run, in one command, on a machine with no route to a package index.
 #
 #   scripts/gpu-run.sh OUT [--device cuda:0] [--profile gpu[,gradbench]] [--top-order 10] [--wheels DIR]
-#                          [--python PY]
+#                          [--python PY] [--problems LIST] [--cases EXPR]
 #
 # Uses the torch and JAX already installed for PY (default python3) and installs what the
 # harness needs besides (autograd, numdifftools, array-api-compat, ...) from wheels in DIR
@@ -23,11 +23,14 @@
 #   validation.json, validation-top-order.json the checks (python -m harness validate)
 #   log.txt                                     everything printed
 # `--device cpu --profile quick --top-order 3` runs the same steps on a CPU (as
-# tests/scripts/test_gpu_run.py does).
+# tests/scripts/test_gpu_run.py does). A smaller run of the same steps: --problems LIST validates
+# only those problems (validate's -p), --cases EXPR benchmarks only the profile's cases whose
+# names match EXPR (pytest's -k, e.g. "logistic"); both default to everything.
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 OUT [--device cuda:0] [--profile gpu[,gradbench]] [--top-order 10] [--wheels DIR] [--python PY]" >&2
+    echo "usage: $0 OUT [--device cuda:0] [--profile gpu[,gradbench]] [--top-order 10] [--wheels DIR] [--python PY]" \
+        "[--problems LIST] [--cases EXPR]" >&2
     exit 2
 }
 [[ $# -ge 1 && $1 != -* ]] || usage
@@ -35,6 +38,7 @@ out=$1
 shift
 checkout=$(cd "$(dirname "$0")/.." && pwd)
 device=cuda:0 profile=gpu top=10 wheels=$checkout/wheels python=python3
+problems=() cases=()
 while [[ $# -gt 0 ]]; do
     [[ $# -ge 2 ]] || usage
     case $1 in
@@ -43,6 +47,8 @@ while [[ $# -gt 0 ]]; do
         --top-order) top=$2 ;;
         --wheels) wheels=$2 ;;
         --python) python=$2 ;;
+        --problems) problems=(-p "$2") ;;
+        --cases) cases=(-k "$2") ;;
         *) usage ;;
     esac
     shift 2
@@ -76,13 +82,14 @@ status=0
 for each in ${profile//,/ }; do
     run "$env/bin/python" -m pytest "$checkout/tests/benchmarks/test_benchmarks.py" --benchmark-only -q \
         -p no:cacheprovider --rootdir "$checkout" --harness-profile "$each" --harness-device "$device" \
-        --harness-results "$out" || status=1
+        --harness-results "$out" ${cases[@]+"${cases[@]}"} || status=1
     saved=$(ls -t "$out"/2*.json | head -1)
     run h compare "$saved" --results "$out" >>summary.txt || status=1
 done
 cat summary.txt
-run h validate -q --device "$device" --dtype float32,float64 --format json --output validation.json || status=1
-run h validate -q --device "$device" --dtype float64 -o "$top" --format json \
+run h validate -q --device "$device" ${problems[@]+"${problems[@]}"} --dtype float32,float64 --format json \
+    --output validation.json || status=1
+run h validate -q --device "$device" ${problems[@]+"${problems[@]}"} --dtype float64 -o "$top" --format json \
     --output validation-top-order.json || status=1
 echo "gpu-run: exit $status; results in $out"
 exit $status

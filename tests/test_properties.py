@@ -371,6 +371,7 @@ def first_derivative(entry: plugins.BackendEntry, name: str, points: list[float]
 FINITE = st.floats(-LIMIT, LIMIT, allow_nan=False, allow_infinity=False)
 
 
+@pytest.mark.on_installed  # `backend`: autograd, else whichever is installed
 @QUICK
 @given(st.sampled_from(SCALAR), st.lists(FINITE, min_size=1, max_size=4))
 @example("tanh", [LIMIT])
@@ -399,6 +400,7 @@ def test_mpmath_oracle_is_accurate_where_tanh_saturates():
 NONFINITE = st.sampled_from([math.nan, math.inf, -math.inf])
 
 
+@pytest.mark.on_installed  # `backend`: autograd, else whichever is installed
 @QUICK
 @given(st.sampled_from(SCALAR), st.lists(st.one_of(NONFINITE, st.floats(-5, 5)), min_size=1, max_size=4))
 @example("tanh", [math.nan])
@@ -433,6 +435,7 @@ def test_nonfinite_points_are_classified_never_raised(backend, name, points):
         assert primary.classification == "overflow/nan"
 
 
+@pytest.mark.on_installed  # `backend`: autograd, else whichever is installed
 def test_nan_point_self_consistency_is_overflow_nan(backend):
     problem = problems.ScalarProblem("tanh-nan", problems.tanh, (math.nan, 1.0))
     plan = Plan(

@@ -368,6 +368,7 @@ def test_the_nested_evals_are_judged_against_gradbench_at_its_input():
     assert particle.GRADBENCH["rf"].output((0.25,)) == 0.25  # a number, as GradBench's particle
 
 
+@pytest.mark.on_installed
 def test_the_nested_evals_are_defined_in_a_compiled_mode(registry):
     """Their units of work compile (`NestedProblem.units`); the descents stay in Python."""
     compiling = [e for e in registry.backends.values() if e.unavailable is None and "jit" in e.backend.modes]

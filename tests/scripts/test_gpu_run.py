@@ -23,6 +23,8 @@ def jax_and_torch(installed):
 
 
 def test_the_gpu_run_runs_offline_on_a_cpu(jax_and_torch, tmp_path):
+    """Every step of the run, smaller: two problems (tanh has order 3, logistic a gradient) and the
+    quick profile's logistic cases (224 s with every default problem and case, 2-core AMD EPYC)."""
     out = tmp_path / "out"
     done = subprocess.run(
         [
@@ -38,6 +40,10 @@ def test_the_gpu_run_runs_offline_on_a_cpu(jax_and_torch, tmp_path):
             sys.executable,
             "--wheels",
             tmp_path / "no-wheels",
+            "--problems",
+            "tanh,logistic",
+            "--cases",
+            "logistic",
         ],
         capture_output=True,
         text=True,
@@ -48,6 +54,7 @@ def test_the_gpu_run_runs_offline_on_a_cpu(jax_and_torch, tmp_path):
         checks = report["checks"]
         assert checks and {c["backend"] for c in checks} == {"jax", "torch"}
         assert {c["device"] for c in checks} == {"cpu"}
+        assert "tanh" in {c["problem"] for c in checks} <= {"tanh", "logistic"}
     top = {c["order"] for c in json.loads((out / "validation-top-order.json").read_text())["checks"]}
     assert 3 in top and top <= {3, None}
     (saved,) = out.glob("2*.json")

@@ -229,6 +229,7 @@ def lse(xp, x, w):
     return xp.log(xp.sum(xp.exp(x * w)))
 
 
+@pytest.mark.on_installed
 def test_an_xp_function_is_checked_on_every_installed_backend_in_one_call():
     installed = {e.name for e in plugins.load().backends.values() if not e.unavailable}
     found = harness.check_xp(lse, X, np.full(5, 0.5), argnums=(0, 1))
