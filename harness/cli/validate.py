@@ -81,7 +81,8 @@ def add_parser(sub) -> None:
         "run each backend in its own process with a time limit, so a crash "
         "or hang is reported and the others go on",
         3600.0,
-        "seconds each isolated backend may take; then its process group is killed and reported as a timeout",
+        "seconds each isolated job (a backend in one dtype) may take; then its process group is killed "
+        "and reported as a timeout",
     )
     val.add_argument(
         "--agreement",

@@ -45,9 +45,16 @@ class Server:
     """Answers one message at a time (`answer`); keeps what the session needs between them."""
 
     def __init__(
-        self, entry: plugins.BackendEntry, mode: str = "eager", device: str = "cpu", warmup: bool = True
+        self,
+        entry: plugins.BackendEntry,
+        mode: str = "eager",
+        device: str = "cpu",
+        warmup: bool = True,
+        freeze: bool = False,
     ) -> None:
-        self.entry, self.mode, self.device, self.warmup = entry, mode, device, warmup
+        """``freeze``: after the warm-up, `gc.freeze` what exists (see `warm`); a process-wide
+        change, so only `serve`, which owns its process, asks for it."""
+        self.entry, self.mode, self.device, self.warmup, self.freeze = entry, mode, device, warmup, freeze
         self.target = Target(entry, device, DTYPE, mode)
         self.modules = eval_modules()
         self.prepared: dict[tuple, Any] = {}
@@ -135,8 +142,9 @@ class Server:
         # walk what the session makes, not the framework's hundred thousand objects (GradBench's
         # kmeans session on JAX jit, on one idle core: full collections of 83 and 73 ms during
         # its evaluations before, none after; this collection takes about 76 ms, at define).
-        gc.collect()
-        gc.freeze()
+        if self.freeze:
+            gc.collect()
+            gc.freeze()
 
     def evaluate(self, name: str, function_name: str, input: Any) -> dict:
         if name not in self.modules:
@@ -190,7 +198,7 @@ def serve(
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    server = Server(entry, mode, device, warmup)
+    server = Server(entry, mode, device, warmup, freeze=True)
     logfile: IO[str] | None = open(log, "w", buffering=1) if log else None  # noqa: SIM115
     began = time.perf_counter_ns()
 

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 
 from harness import oracles
+from harness.errors import ShapeMismatch
 from harness.problems import GradientProblem
 from harness.pytree import flatten, select, substitute, tree_map, unflatten
 from harness.target import Target
 from harness.validation.tolerances import FD_RTOL, tolerance
-from harness.validation.verdicts import Check, Head, ShapeMismatch, attempt, inconclusive, judge
+from harness.validation.verdicts import Check, Head, attempt, inconclusive, judge
 
 
 @dataclass(frozen=True)

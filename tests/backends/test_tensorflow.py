@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 from conftest import require, tanh_derivative
 
-from harness import problems
+from harness import evals, problems
+from harness.evals import lstm
+from harness.pytree import flatten
 from harness.target import Target
-from harness.validation import tolerances
+from harness.validation import tolerances, verdicts
 
 PROBLEMS = {p.name: p for p in problems.BUILTIN}
 POINTS = np.array([-3.0, -0.5, 0.0, 0.5, 2.0])
@@ -138,3 +140,26 @@ def test_lstm_runs_as_one_while_loop_with_the_reference_s_numbers(tf_entry, mode
         assert value == pytest.approx(want, rel=1e-14)
         for got, expected in zip(grads, want_grads, strict=True):
             np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-16)
+
+
+def test_lstm_jacobian_in_tensorflow_s_graph_is_the_tape_s_and_passes_its_oracles(registry):
+    """On TensorFlow eager, GradBench's lstm ``jacobian`` is taken inside one ``tf.function``
+    (`lstm._jacobian_prepare`): the same numbers as the tape around the loss's function (the
+    generic path) and within the float64 oracles' tolerances."""
+    entry = require(registry.backends["tensorflow"])
+    target, problem = Target(entry), next(p for p in lstm.PROBLEMS if p.name == "lstm")
+    args64 = lstm.args((2, 5, 14))
+    function = lstm.GRADBENCH["jacobian"]
+    in_graph = function.prepare(target, problem, args64)
+    assert hasattr(in_graph, "get_concrete_function")  # one tf.function, not a tape around one
+    found = flatten(target.numpy(in_graph(*target.array(args64))))
+    taped = evals.adapter.gradient().prepare(target, problem, args64)
+    np.testing.assert_allclose(found, flatten(target.numpy(taped(*target.array(args64)))), rtol=1e-13)
+    known = {"backend": "tensorflow", "version": entry.version, "device": "cpu", "dtype": "float64"}
+    make = verdicts.head(**known, mode="eager", strategy="reverse", problem="lstm", points="jacobian")
+    for oracle in function.oracles(problem, args64):
+        along = found if oracle.along is None else oracle.along @ found
+        check = verdicts.judge(
+            make(1, oracle.name, "pass"), along, along, oracle.reference, oracle.rtol, oracle.slack
+        )
+        assert check.status == "pass", (oracle.name, check.message)

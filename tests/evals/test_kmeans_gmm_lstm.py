@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require
 from fakes import Scaled, plugin_of
 
 from harness import evals, oracles, plugins, strategies
@@ -19,7 +18,7 @@ from harness.evals import gmm, inputs, kmeans, lse, lstm
 from harness.pytree import flatten, select
 from harness.results import runs
 from harness.target import Target
-from harness.validation import checks, verdicts
+from harness.validation import checks
 
 NAMES = ("kmeans", "gmm", "lstm")
 PROBLEMS = {p.name: p for module in (kmeans, gmm, lstm) for p in module.PROBLEMS}
@@ -185,29 +184,6 @@ def test_lstm_gradient_by_complex_step_is_its_differences():
 
 def _split(t, a):
     return t[:24].reshape(2, 12), t[24:].reshape(3, 3), a[2], a[3]
-
-
-def test_lstm_jacobian_in_tensorflow_s_graph_is_the_tape_s_and_passes_its_oracles(registry):
-    """On TensorFlow eager, GradBench's lstm ``jacobian`` is taken inside one ``tf.function``
-    (`lstm._jacobian_prepare`): the same numbers as the tape around the loss's function (the
-    generic path) and within the float64 oracles' tolerances."""
-    entry = require(registry.backends["tensorflow"])
-    target, problem = Target(entry), PROBLEMS["lstm"]
-    args64 = lstm.args((2, 5, 14))
-    function = lstm.GRADBENCH["jacobian"]
-    in_graph = function.prepare(target, problem, args64)
-    assert hasattr(in_graph, "get_concrete_function")  # one tf.function, not a tape around one
-    found = flatten(target.numpy(in_graph(*target.array(args64))))
-    taped = evals.adapter.gradient().prepare(target, problem, args64)
-    np.testing.assert_allclose(found, flatten(target.numpy(taped(*target.array(args64)))), rtol=1e-13)
-    known = {"backend": "tensorflow", "version": entry.version, "device": "cpu", "dtype": "float64"}
-    make = verdicts.head(**known, mode="eager", strategy="reverse", problem="lstm", points="jacobian")
-    for oracle in function.oracles(problem, args64):
-        along = found if oracle.along is None else oracle.along @ found
-        check = verdicts.judge(
-            make(1, oracle.name, "pass"), along, along, oracle.reference, oracle.rtol, oracle.slack
-        )
-        assert check.status == "pass", (oracle.name, check.message)
 
 
 # --- The backends and the command line --------------------------------------------------------------
