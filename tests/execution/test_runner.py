@@ -69,6 +69,8 @@ def test_a_hang_with_a_helper_is_a_timeout_within_the_limit_and_leaves_nothing(h
             "tanh",
             "-o",
             "1",
+            "--dtype",  # one job: `validate` runs a job (and a time limit) per backend and dtype
+            "float64",
             "--format",
             "json",
             "--timeout",
