@@ -112,9 +112,8 @@ def tanh_derivative(x: np.ndarray, order: int) -> np.ndarray:
 # - A single-backend env (jax, autograd, torch, tensorflow) runs what proves the harness with
 #   only that backend installed: the tests that run against whatever is installed (`on_installed`:
 #   the fixtures of ENV_FIXTURES, or the mark `on_installed`; here, that backend alone), the files
-#   that look at which
-#   frameworks are importable (ENV_FILES: skipping, no stray imports, requirements), and, for a
-#   backend `all` lacks (TensorFlow), every test bound to it.
+#   that look at which frameworks are importable (ENV_FILES: skipping, no stray imports,
+#   requirements), and, for a backend `all` lacks (TensorFlow), every test bound to it.
 #
 # scripts/tox_selection.py lists each env's executed tests before and after this selection and
 # checks that the union (test id, and the backends installed where an `installed` test ran) is
@@ -129,7 +128,8 @@ ENV_FIXTURES = {"installed", "inner", "hanging", "hanging_detection"}
 
 def on_installed(item) -> bool:
     """Whether ``item`` runs against whichever backends are installed, so that each env's set is
-    another test: a fixture of ENV_FIXTURES, or the mark ``on_installed`` (a test that looks)."""
+    another test: a fixture of ENV_FIXTURES, or the mark ``on_installed`` (a test that reads the
+    registry itself)."""
     return bool(ENV_FIXTURES & set(item.fixturenames)) or item.get_closest_marker("on_installed") is not None
 
 
@@ -171,8 +171,9 @@ def pytest_collection_modifyitems(config, items):
     env = config.getoption("--tox-env")
     if not env:
         return
-    keep = [item for item in items if runs_in(item, env)]
-    dropped = [item for item in items if not runs_in(item, env)]
+    keep, dropped = [], []
+    for item in items:
+        (keep if runs_in(item, env) else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
